@@ -1,0 +1,117 @@
+#include "engine/generate.h"
+
+#include <chrono>
+
+#include "engine/base/error.h"
+
+namespace pvm {
+
+double GenerationResult::decode_tokens_per_s() const {
+  int64_t n = 0;
+  for (auto& t : tokens) n += t.size();
+  // the first token of each sequence comes from the prefill
+  n -= (int64_t)tokens.size();
+  return decode_ms > 0 && n > 0 ? n * 1000.0 / decode_ms : 0;
+}
+
+GenerationResult generate(Qwen3VLForConditionalGeneration& m, const GenerationRequest& req) {
+  using clock = std::chrono::steady_clock;
+  torch::NoGradGuard ng;
+  const auto& cfg = m->config();
+  req.sampling.validate();
+  if (req.prompt_ids.empty()) throw Error("empty prompt");
+  if (req.max_new_tokens < 1) throw Error("--max-new-tokens must be at least 1");
+  if (req.num_sequences < 1) throw Error("number of sequences must be at least 1");
+  const int64_t P = req.prompt_ids.size(), G = req.num_sequences;
+  int64_t cap = req.max_context > 0 ? req.max_context : P + req.max_new_tokens;
+  if (P >= cap)
+    throw Error("prompt of " + std::to_string(P) + " tokens does not fit the context of " + std::to_string(cap) +
+                " tokens");
+  if (cap > cfg.text.max_position_embeddings)
+    throw Error("context of " + std::to_string(cap) + " tokens exceeds the model's max_position_embeddings (" +
+                std::to_string(cfg.text.max_position_embeddings) + ")");
+  for (auto id : req.prompt_ids)
+    if (id < 0 || id >= cfg.text.vocab_size) throw Error("prompt token id " + std::to_string(id) + " is outside the vocabulary");
+  auto stop = req.stop_ids.empty() ? cfg.eos_token_ids : req.stop_ids;
+  auto dev = m->device();
+
+  KVCache cache;
+  cache.allocate(cfg.text, 1, cap, m->dtype(), dev);
+  GenerationResult res;
+  res.prompt_tokens = P;
+  res.tokens.assign(G, {});
+  res.finish.assign(G, "");
+
+  // ---- prefill (batch 1) ----
+  auto t0 = clock::now();
+  ForwardInput in;
+  in.input_ids = torch::tensor(req.prompt_ids, torch::kLong).view({1, P});
+  in.pixel_values = req.pixel_values;
+  in.grids = req.grids;
+  ForwardState st;
+  st.cache = &cache;
+  if (req.configure) req.configure(st, true);
+  auto out = m->forward(in, st);
+  if (req.after_forward) req.after_forward(out, true);
+  const int64_t delta = out.rope_deltas.empty() ? 0 : out.rope_deltas[0];
+  auto logits = out.logits.select(1, 0).to(torch::kCPU).contiguous();  // [1, V]
+  if (G > 1) {
+    cache.repeat_batch(G);
+    logits = logits.expand({G, logits.size(1)}).contiguous();
+  }
+  res.prefill_ms = std::chrono::duration<double, std::milli>(clock::now() - t0).count();
+
+  std::vector<Sampler> samplers;
+  std::vector<std::vector<int64_t>> ctx(G, req.prompt_ids);
+  for (int64_t g = 0; g < G; ++g) samplers.emplace_back(req.sampling, (uint64_t)g);
+  std::vector<bool> done(G, false);
+  const int64_t V = logits.size(1);
+  auto t1 = clock::now();
+  bool stop_all = false;
+  for (int64_t step = 0; step < req.max_new_tokens; ++step) {
+    std::vector<int64_t> next(G, cfg.pad_token_id);
+    for (int64_t g = 0; g < G; ++g) {
+      if (done[g]) continue;
+      int64_t tok = samplers[g].next(logits[g].data_ptr<float>(), V, ctx[g]);
+      next[g] = tok;
+      ctx[g].push_back(tok);
+      res.tokens[g].push_back(tok);
+      if (req.on_token && !req.on_token(g, tok, step)) stop_all = true;
+      if (std::find(stop.begin(), stop.end(), tok) != stop.end()) {
+        done[g] = true;
+        res.finish[g] = "stop";
+      }
+    }
+    if (req.cancel && req.cancel->load()) {
+      for (int64_t g = 0; g < G; ++g)
+        if (!done[g]) res.finish[g] = "cancelled", done[g] = true;
+    }
+    if (stop_all)
+      for (int64_t g = 0; g < G; ++g)
+        if (!done[g]) res.finish[g] = "cancelled", done[g] = true;
+    if (std::all_of(done.begin(), done.end(), [](bool d) { return d; })) break;
+    if (step + 1 == req.max_new_tokens) break;
+    if (cache.length + 1 > cap) {
+      for (int64_t g = 0; g < G; ++g)
+        if (!done[g]) res.finish[g] = "length", done[g] = true;
+      break;
+    }
+    // ---- one decode step for all G rows (finished rows feed a pad and are ignored) ----
+    ForwardInput din;
+    din.input_ids = torch::tensor(next, torch::kLong).view({G, 1});
+    din.position_ids = torch::full({3, G, 1}, cache.length + delta, torch::kLong);
+    ForwardState ds;
+    ds.cache = &cache;
+    if (req.configure) req.configure(ds, false);
+    auto o = m->forward(din, ds);
+    if (req.after_forward) req.after_forward(o, false);
+    logits = o.logits.select(1, 0).to(torch::kCPU).contiguous();
+    ++res.decode_steps;
+  }
+  for (int64_t g = 0; g < G; ++g)
+    if (res.finish[g].empty()) res.finish[g] = "length";
+  res.decode_ms = std::chrono::duration<double, std::milli>(clock::now() - t1).count();
+  return res;
+}
+
+}  // namespace pvm

@@ -1,0 +1,128 @@
+#include "engine/loader.h"
+
+#include <filesystem>
+#include <set>
+
+#include "engine/base/error.h"
+#include "engine/base/safetensors.h"
+#include "engine/nn.h"
+#include "engine/tensor_io.h"
+
+namespace pvm {
+
+namespace fs = std::filesystem;
+
+std::string map_legacy_key(const std::string& k) {
+  auto starts = [&](const char* p) { return k.rfind(p, 0) == 0; };
+  if (starts("model.visual.") || starts("model.language_model.") || starts("lm_head.")) return k;
+  if (starts("visual.")) return "model." + k;
+  if (starts("model.")) return "model.language_model." + k.substr(6);
+  if (starts("language_model.")) return "model." + k;
+  return k;
+}
+
+static std::string shape_str(at::IntArrayRef s) {
+  std::string r = "[";
+  for (size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
+  return r + "]";
+}
+
+static std::string list_some(const std::vector<std::string>& v) {
+  std::string r;
+  for (size_t i = 0; i < v.size() && i < 8; ++i) r += (i ? ", " : "") + v[i];
+  if (v.size() > 8) r += ", ... (" + std::to_string(v.size()) + " in all)";
+  return r;
+}
+
+void load_weights(torch::nn::Module& module, const Checkpoint& ckpt, const LoadOptions& opt, const std::string& where) {
+  torch::NoGradGuard ng;
+  auto params = module.named_parameters(true);
+  std::map<std::string, std::string> src_of;  // our key -> checkpoint key
+  std::vector<std::string> unexpected;
+  for (auto& name : ckpt.names()) {
+    auto k = map_legacy_key(name);
+    if (params.contains(k))
+      src_of[k] = name;
+    else
+      unexpected.push_back(name);
+  }
+  std::vector<std::string> missing;
+  for (auto& p : params)
+    if (!src_of.count(p.key()) && !(opt.optional_key && opt.optional_key(p.key()))) missing.push_back(p.key());
+  if (opt.strict && (!missing.empty() || !unexpected.empty())) {
+    std::string msg;
+    if (!missing.empty()) msg += "missing keys: " + list_some(missing);
+    if (!unexpected.empty()) msg += std::string(msg.empty() ? "" : "; ") + "unexpected keys: " + list_some(unexpected);
+    throw file_error(where, msg);
+  }
+  // Check every shape before touching any weight, so a bad checkpoint leaves the model unchanged.
+  int64_t total = 0;
+  for (auto& [k, src] : src_of) {
+    const TensorView* v = ckpt.find(src);
+    auto& p = params[k];
+    if (!std::equal(v->shape.begin(), v->shape.end(), p.sizes().begin(), p.sizes().end()))
+      throw file_error(where, "tensor " + src + " has shape " + shape_str(v->shape) + " but the config needs " +
+                                  shape_str(p.sizes()));
+    total += v->nbytes;
+  }
+  int64_t done = 0;
+  for (auto& [k, src] : src_of) {
+    const TensorView* v = ckpt.find(src);
+    auto p = params[k];
+    p.copy_(to_torch(*v, /*copy=*/false));  // converts dtype / moves to device on the copy
+    ckpt.release(src);
+    done += v->nbytes;
+    if (opt.progress) opt.progress(done, total, src);
+  }
+}
+
+Qwen3VLForConditionalGeneration make_random_model(const ModelConfig& c, uint64_t seed, torch::ScalarType dtype,
+                                                  torch::Device device) {
+  Qwen3VLForConditionalGeneration m{nullptr};
+  {
+    ParamOptionsGuard g(torch::TensorOptions().dtype(dtype).device(device));
+    m = Qwen3VLForConditionalGeneration(c);
+  }
+  init_random_weights(m, seed);
+  m->eval();
+  return m;
+}
+
+LoadedModel load_model(const std::string& dir, const LoadOptions& opt) {
+  if (!fs::exists(dir)) throw file_error(dir, "model directory does not exist");
+  std::string cfg_path = (fs::path(dir) / "config.json").string();
+  if (!fs::exists(cfg_path)) throw file_error(dir, "no config.json in the model directory");
+  LoadedModel out;
+  out.dir = dir;
+  out.config = load_config(cfg_path);
+  auto ckpt = Checkpoint::open(dir);
+  {
+    ParamOptionsGuard g(torch::TensorOptions().dtype(opt.dtype).device(opt.device));
+    out.model = Qwen3VLForConditionalGeneration(out.config);
+  }
+  out.model->eval();
+  load_weights(*out.model, ckpt, opt, ckpt.files().size() == 1 ? ckpt.files()[0] : dir);
+  return out;
+}
+
+void save_model(Qwen3VLForConditionalGeneration& m, const std::string& dir, torch::ScalarType dtype,
+                uint64_t max_shard_bytes) {
+  fs::create_directories(dir);
+  std::vector<torch::Tensor> keep;  // owners of the CPU copies the views point into
+  std::vector<TensorView> views;
+  uint64_t bytes = 0;
+  for (auto& p : m->named_parameters(true)) {
+    auto t = p.value().detach().to(torch::kCPU, dtype).contiguous();
+    keep.push_back(t);
+    views.push_back(view_of(t, p.key()));
+    bytes += views.back().nbytes;
+  }
+  std::map<std::string, std::string> meta{{"format", "pt"}};
+  if (bytes <= max_shard_bytes)
+    write_safetensors((fs::path(dir) / "model.safetensors").string(), views, meta);
+  else
+    write_sharded(dir, views, max_shard_bytes, meta);
+  save_config(m->config(), (fs::path(dir) / "config.json").string());
+}
+
+}  // namespace pvm

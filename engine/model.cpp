@@ -1,0 +1,102 @@
+#include "engine/model.h"
+
+#include "engine/base/error.h"
+
+namespace pvm {
+
+Qwen3VLModelImpl::Qwen3VLModelImpl(const ModelConfig& c) {
+  visual = register_module("visual", Qwen3VLVisionModel(c.vision));
+  language_model = register_module("language_model", Qwen3VLTextModel(c.text));
+}
+
+Qwen3VLForConditionalGenerationImpl::Qwen3VLForConditionalGenerationImpl(const ModelConfig& c) : cfg(c) {
+  model = register_module("model", Qwen3VLModel(c));
+  // The vision tower is built with torch::nn layers (f32 CPU); bring it to the text params' dtype/device.
+  model->visual->to(param_options().device(), param_options().dtype().toScalarType());
+  if (!c.tie_word_embeddings)
+    lm_head = register_module("lm_head", Linear(c.text.hidden_size, c.text.vocab_size, false));
+}
+
+torch::Tensor Qwen3VLForConditionalGenerationImpl::lm_head_weight() {
+  return lm_head ? lm_head->weight : model->language_model->embed_tokens->weight;
+}
+
+torch::ScalarType Qwen3VLForConditionalGenerationImpl::dtype() {
+  return model->language_model->embed_tokens->weight.scalar_type();
+}
+torch::Device Qwen3VLForConditionalGenerationImpl::device() {
+  return model->language_model->embed_tokens->weight.device();
+}
+
+torch::Tensor Qwen3VLForConditionalGenerationImpl::embed(const torch::Tensor& ids, const torch::Tensor& image_embeds) {
+  auto e = model->language_model->embed_tokens(ids);  // [B, S, H]
+  auto mask = ids == cfg.image_token_id;
+  int64_t n = mask.sum().item<int64_t>();
+  int64_t have = image_embeds.defined() ? image_embeds.size(0) : 0;
+  if (n != have)
+    throw Error("image features and image tokens do not match: " + std::to_string(n) + " <|image_pad|> tokens, " +
+                std::to_string(have) + " image feature rows");
+  if (n == 0) return e;
+  // i-th image token (row-major over batch, sequence) gets the i-th merged vision row.
+  return e.masked_scatter(mask.unsqueeze(-1), image_embeds.to(e.scalar_type()));
+}
+
+ForwardOutput Qwen3VLForConditionalGenerationImpl::forward(const ForwardInput& in, ForwardState& st) {
+  ForwardOutput out;
+  auto dev = device();
+  auto ids = in.input_ids.to(dev);
+  torch::Tensor image_embeds;
+  st.deepstack.clear();
+  st.visual_mask = torch::Tensor();
+  if (in.pixel_values.defined() && in.pixel_values.numel() > 0) {
+    std::vector<int64_t> flat;
+    for (auto& g : in.grids) flat.insert(flat.end(), g.begin(), g.end());
+    auto grid = torch::tensor(flat, torch::kLong).view({-1, 3});
+    auto vis = model->visual->forward(in.pixel_values.to(dev), grid);
+    image_embeds = vis.merged;
+    st.deepstack = vis.deepstack;
+    st.visual_mask = ids == cfg.image_token_id;
+  }
+  auto x = embed(ids, image_embeds);
+  torch::Tensor pos = in.position_ids;
+  if (!pos.defined()) {
+    // Fresh prompt (no cache): positions from ids and grids.
+    auto cpu_ids = ids.to(torch::kCPU).contiguous();
+    std::vector<std::vector<int64_t>> rows;
+    for (int64_t b = 0; b < cpu_ids.size(0); ++b) {
+      auto r = cpu_ids[b];
+      rows.emplace_back(r.data_ptr<int64_t>(), r.data_ptr<int64_t>() + r.numel());
+    }
+    auto ri = rope_index(rows, in.grids, cfg);
+    pos = ri.position_ids;
+    out.rope_deltas = ri.rope_deltas;
+  }
+  st.rope = mrope_cos_sin(pos, cfg.text, x.scalar_type(), dev);
+  auto h = model->language_model->forward(x, st);
+  out.hidden = h;
+  auto last = in.all_logits ? h : h.narrow(1, h.size(1) - 1, 1);
+  out.logits = torch::nn::functional::linear(last, lm_head_weight()).to(torch::kFloat);
+  out.image_embeds = image_embeds;
+  return out;
+}
+
+void init_random_weights(Qwen3VLForConditionalGeneration& m, uint64_t seed, double std) {
+  torch::NoGradGuard ng;
+  auto gen = at::detail::createCPUGenerator(seed);
+  for (auto& p : m->named_parameters()) {
+    const auto& name = p.key();
+    auto& t = p.value();
+    auto ends = [&](const std::string& s) { return name.size() >= s.size() && name.compare(name.size() - s.size(), s.size(), s) == 0; };
+    if (ends("norm.weight") || ends("norm1.weight") || ends("norm2.weight") || ends("layernorm.weight") ||
+        ends("q_norm.weight") || ends("k_norm.weight") || ends("input_norm.weight") || ends("post_attn_norm.weight")) {
+      t.fill_(1.0);
+    } else if (ends(".bias") || ends("gate_alpha")) {
+      t.zero_();
+    } else {
+      auto r = at::normal(0.0, std, t.sizes(), gen, torch::TensorOptions().dtype(torch::kFloat));
+      t.copy_(r);
+    }
+  }
+}
+
+}  // namespace pvm

@@ -1,0 +1,59 @@
+// Qwen3VLForConditionalGeneration: model.visual (vision tower), model.language_model (decoder),
+// lm_head (absent when tied to the embedding). Module names equal HF checkpoint names.
+#pragma once
+#include <array>
+#include <memory>
+#include <vector>
+
+#include "engine/base/config.h"
+#include "engine/text_model.h"
+#include "engine/torch_pch.h"
+#include "engine/vision.h"
+
+namespace pvm {
+
+class Qwen3VLModelImpl : public torch::nn::Module {
+ public:
+  explicit Qwen3VLModelImpl(const ModelConfig& c);
+  Qwen3VLVisionModel visual{nullptr};
+  Qwen3VLTextModel language_model{nullptr};
+};
+TORCH_MODULE(Qwen3VLModel);
+
+// One forward call over a chunk of tokens (prefill or decode step).
+struct ForwardInput {
+  torch::Tensor input_ids;                   // [B, S] int64
+  torch::Tensor pixel_values;                // [L, C*T*P*P] f32, images of this chunk (optional)
+  std::vector<std::array<int64_t, 3>> grids;  // (t, h, w) per image, in order of appearance
+  torch::Tensor position_ids;                // [3, B, S]; computed from ids and grids when undefined
+  bool all_logits = false;                   // false: logits of the last position only (generation)
+};
+
+struct ForwardOutput {
+  torch::Tensor logits;      // [B, S or 1, V] f32
+  torch::Tensor hidden;      // [B, S, H] final-normed hidden states
+  torch::Tensor image_embeds;  // [Nv, H] merger output (what PVM reads), if images were given
+  std::vector<int64_t> rope_deltas;
+};
+
+class Qwen3VLForConditionalGenerationImpl : public torch::nn::Module {
+ public:
+  explicit Qwen3VLForConditionalGenerationImpl(const ModelConfig& c);
+  ForwardOutput forward(const ForwardInput& in, ForwardState& st);
+  // Embedding lookup with image rows scattered into the <|image_pad|> positions.
+  torch::Tensor embed(const torch::Tensor& input_ids, const torch::Tensor& image_embeds);
+  torch::Tensor lm_head_weight();  // tied or not
+  const ModelConfig& config() const { return cfg; }
+  torch::ScalarType dtype();
+  torch::Device device();
+
+  Qwen3VLModel model{nullptr};
+  Linear lm_head{nullptr};  // null when tie_word_embeddings
+  ModelConfig cfg;
+};
+TORCH_MODULE(Qwen3VLForConditionalGeneration);
+
+// Deterministic random init of every backbone weight (N(0, std) for matrices, 1 for norms, 0 biases).
+void init_random_weights(Qwen3VLForConditionalGeneration& m, uint64_t seed, double std = 0.02);
+
+}  // namespace pvm

@@ -1,0 +1,20 @@
+#include "engine/nn.h"
+
+namespace pvm {
+
+static thread_local torch::TensorOptions g_param_options = torch::TensorOptions().dtype(torch::kFloat);
+
+torch::TensorOptions param_options() { return g_param_options; }
+ParamOptionsGuard::ParamOptionsGuard(torch::TensorOptions o) : prev_(g_param_options) { g_param_options = o; }
+ParamOptionsGuard::~ParamOptionsGuard() { g_param_options = prev_; }
+
+LinearImpl::LinearImpl(int64_t in, int64_t out, bool has_bias) {
+  weight = register_parameter("weight", torch::empty({out, in}, param_options()));
+  if (has_bias) bias = register_parameter("bias", torch::zeros({out}, param_options()));
+}
+
+EmbeddingImpl::EmbeddingImpl(int64_t num, int64_t dim) {
+  weight = register_parameter("weight", torch::empty({num, dim}, param_options()));
+}
+
+}  // namespace pvm

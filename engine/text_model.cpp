@@ -1,0 +1,166 @@
+#include "engine/text_model.h"
+
+#include <cmath>
+
+#include "engine/base/error.h"
+
+namespace pvm {
+
+namespace F = torch::nn::functional;
+
+void KVCache::allocate(const TextConfig& t, int64_t batch, int64_t cap, torch::ScalarType dtype, torch::Device dev) {
+  k.clear();
+  v.clear();
+  auto opt = torch::TensorOptions().dtype(dtype).device(dev);
+  for (int64_t l = 0; l < t.num_hidden_layers; ++l) {
+    k.push_back(torch::empty({batch, t.num_key_value_heads, cap, t.head_dim}, opt));
+    v.push_back(torch::empty({batch, t.num_key_value_heads, cap, t.head_dim}, opt));
+  }
+  length = 0;
+  capacity = cap;
+}
+
+void KVCache::repeat_batch(int64_t n) {
+  for (auto* vec : {&k, &v})
+    for (auto& t : *vec) t = t.repeat_interleave(n, 0).contiguous();
+}
+
+Qwen3VLTextRMSNormImpl::Qwen3VLTextRMSNormImpl(int64_t dim, double eps_) : eps(eps_) {
+  weight = register_parameter("weight", torch::ones({dim}, param_options()));
+}
+
+torch::Tensor Qwen3VLTextRMSNormImpl::forward(const torch::Tensor& x) {
+  // Normalise in f32, cast back to the input dtype BEFORE the weight multiply (as HF).
+  auto xf = x.to(torch::kFloat);
+  xf = xf * torch::rsqrt(xf.pow(2).mean(-1, true) + eps);
+  return weight * xf.to(x.scalar_type());
+}
+
+Qwen3VLTextAttentionImpl::Qwen3VLTextAttentionImpl(const TextConfig& t, int64_t idx)
+    : layer_idx(idx), n_heads(t.num_attention_heads), n_kv(t.num_key_value_heads), head_dim(t.head_dim) {
+  auto lin = [&](int64_t i, int64_t o) { return Linear(i, o, false); };
+  q_proj = register_module("q_proj", lin(t.hidden_size, n_heads * head_dim));
+  k_proj = register_module("k_proj", lin(t.hidden_size, n_kv * head_dim));
+  v_proj = register_module("v_proj", lin(t.hidden_size, n_kv * head_dim));
+  o_proj = register_module("o_proj", lin(n_heads * head_dim, t.hidden_size));
+  q_norm = register_module("q_norm", Qwen3VLTextRMSNorm(head_dim, t.rms_norm_eps));
+  k_norm = register_module("k_norm", Qwen3VLTextRMSNorm(head_dim, t.rms_norm_eps));
+}
+
+torch::Tensor gqa_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, int64_t q_offset,
+                            const torch::Tensor& key_valid, const std::function<void(const torch::Tensor&)>& observer) {
+  const int64_t B = q.size(0), Hq = q.size(1), S = q.size(2), D = q.size(3);
+  const int64_t Hkv = k.size(1), T = k.size(2), G = Hq / Hkv;
+  const double scale = 1.0 / std::sqrt((double)D);
+  auto dt = q.scalar_type();
+  // [B, Hkv, G, S, D]: query heads of one kv group side by side, so k/v are never copied.
+  auto qg = q.view({B, Hkv, G, S, D});
+  auto kt = k.transpose(-2, -1).unsqueeze(2);  // [B, Hkv, 1, D, T]
+  auto vg = v.unsqueeze(2);                    // [B, Hkv, 1, T, D]
+  const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(S, (int64_t)(64 << 20) / std::max<int64_t>(1, B * Hq * T)));
+  std::vector<torch::Tensor> outs;
+  for (int64_t s0 = 0; s0 < S; s0 += chunk) {
+    const int64_t n = std::min(chunk, S - s0);
+    auto scores = torch::matmul(qg.narrow(3, s0, n), kt).to(torch::kFloat) * scale;  // [B, Hkv, G, n, T]
+    // causal: key j visible to query i iff j <= q_offset + s0 + i
+    auto qi = torch::arange(q_offset + s0, q_offset + s0 + n, torch::TensorOptions().dtype(torch::kLong).device(q.device()));
+    auto kj = torch::arange(T, torch::TensorOptions().dtype(torch::kLong).device(q.device()));
+    auto blocked = kj.view({1, T}) > qi.view({n, 1});  // [n, T]
+    if (key_valid.defined()) blocked = blocked.view({1, 1, 1, n, T}) | key_valid.logical_not().view({B, 1, 1, 1, T});
+    if (q_offset + s0 + n - 1 >= T - 1 && !key_valid.defined() && n == 1) {
+      // single decode query sees every key: no mask needed
+    } else {
+      scores.masked_fill_(blocked, -std::numeric_limits<float>::infinity());
+    }
+    auto probs = torch::softmax(scores, -1);
+    if (observer && s0 + n == S) observer(probs.select(3, n - 1).reshape({B, Hq, T}));
+    outs.push_back(torch::matmul(probs.to(dt), vg));  // [B, Hkv, G, n, D]
+  }
+  auto out = outs.size() == 1 ? outs[0] : torch::cat(outs, 3);
+  return out.view({B, Hq, S, D});
+}
+
+torch::Tensor Qwen3VLTextAttentionImpl::forward(const torch::Tensor& x, ForwardState& st) {
+  const int64_t B = x.size(0), S = x.size(1);
+  auto q = q_norm(q_proj(x).view({B, S, n_heads, head_dim})).transpose(1, 2);  // [B, Hq, S, D]
+  auto k = k_norm(k_proj(x).view({B, S, n_kv, head_dim})).transpose(1, 2);     // [B, Hkv, S, D]
+  auto v = v_proj(x).view({B, S, n_kv, head_dim}).transpose(1, 2);
+  q = apply_rope(q, st.rope.cos, st.rope.sin);
+  k = apply_rope(k, st.rope.cos, st.rope.sin);
+  int64_t offset = 0;
+  torch::Tensor K = k, V = v;
+  if (st.cache) {
+    auto& c = *st.cache;
+    offset = c.length;
+    if (offset + S > c.capacity)
+      throw Error("KV cache full: " + std::to_string(offset + S) + " tokens exceed the context of " +
+                  std::to_string(c.capacity));
+    c.k[layer_idx].narrow(2, offset, S).copy_(k);
+    c.v[layer_idx].narrow(2, offset, S).copy_(v);
+    K = c.k[layer_idx].narrow(2, 0, offset + S);
+    V = c.v[layer_idx].narrow(2, 0, offset + S);
+  }
+  std::function<void(const torch::Tensor&)> obs;
+  if (st.observer) obs = [&](const torch::Tensor& p) { st.observer(layer_idx, p); };
+  auto o = gqa_attention(q, K, V, offset, st.key_valid, obs);  // [B, Hq, S, D]
+  return o_proj(o.transpose(1, 2).reshape({B, S, n_heads * head_dim}));
+}
+
+Qwen3VLTextMLPImpl::Qwen3VLTextMLPImpl(int64_t hidden, int64_t inter) {
+  auto lin = [&](int64_t i, int64_t o) { return Linear(i, o, false); };
+  gate_proj = register_module("gate_proj", lin(hidden, inter));
+  up_proj = register_module("up_proj", lin(hidden, inter));
+  down_proj = register_module("down_proj", lin(inter, hidden));
+}
+
+torch::Tensor Qwen3VLTextMLPImpl::forward(const torch::Tensor& x) {
+  return down_proj(torch::silu(gate_proj(x)) * up_proj(x));
+}
+
+Qwen3VLTextDecoderLayerImpl::Qwen3VLTextDecoderLayerImpl(const TextConfig& t, int64_t idx) : layer_idx(idx) {
+  self_attn = register_module("self_attn", Qwen3VLTextAttention(t, idx));
+  mlp = register_module("mlp", Qwen3VLTextMLP(t.hidden_size, t.intermediate_size));
+  input_layernorm = register_module("input_layernorm", Qwen3VLTextRMSNorm(t.hidden_size, t.rms_norm_eps));
+  post_attention_layernorm =
+      register_module("post_attention_layernorm", Qwen3VLTextRMSNorm(t.hidden_size, t.rms_norm_eps));
+}
+
+torch::Tensor Qwen3VLTextDecoderLayerImpl::forward(const torch::Tensor& x, ForwardState& st) {
+  auto h = x + self_attn->forward(input_layernorm(x), st);
+  auto out = h + mlp(post_attention_layernorm(h));
+  if (st.side_branch) {
+    auto extra = st.side_branch(layer_idx, h);  // PVM reads the post-attention residual
+    if (extra.defined()) out = out + extra;
+  }
+  return out;
+}
+
+Qwen3VLTextModelImpl::Qwen3VLTextModelImpl(const TextConfig& t) : cfg(t) {
+  embed_tokens = register_module("embed_tokens", Embedding(t.vocab_size, t.hidden_size));
+  layers = register_module("layers", torch::nn::ModuleList());
+  for (int64_t l = 0; l < t.num_hidden_layers; ++l) {
+    layer_list.push_back(Qwen3VLTextDecoderLayer(t, l));
+    layers->push_back(layer_list.back());
+  }
+  norm = register_module("norm", Qwen3VLTextRMSNorm(t.hidden_size, t.rms_norm_eps));
+}
+
+torch::Tensor Qwen3VLTextModelImpl::forward(const torch::Tensor& inputs_embeds, ForwardState& st) {
+  auto h = inputs_embeds;
+  const bool inject = st.visual_mask.defined() && !st.deepstack.empty();
+  for (size_t l = 0; l < layer_list.size(); ++l) {
+    h = layer_list[l]->forward(h, st);
+    // DeepStack: ViT features of tap l added at the visual positions after layer l.
+    if (inject && l < st.deepstack.size()) {
+      h = h.clone();
+      auto idx = st.visual_mask.flatten().nonzero().squeeze(1);
+      auto flat = h.view({-1, h.size(-1)});
+      flat.index_put_({idx}, flat.index_select(0, idx) + st.deepstack[l].to(h.scalar_type()));
+    }
+    if (st.layer_output_hook) st.layer_output_hook((int64_t)l, h);
+  }
+  if (st.cache) st.cache->length += inputs_embeds.size(1);
+  return norm(h);
+}
+
+}  // namespace pvm

@@ -1,0 +1,101 @@
+// Qwen3 text decoder of Qwen3-VL (model.language_model.*): RMSNorm, GQA attention with per-head
+// q/k norm before interleaved MRoPE, SwiGLU MLP, DeepStack injection after the first layers.
+#pragma once
+#include <functional>
+#include <vector>
+
+#include "engine/base/config.h"
+#include "engine/nn.h"
+#include "engine/rope.h"
+#include "engine/torch_pch.h"
+
+namespace pvm {
+
+// Preallocated KV cache: one [B, Hkv, capacity, D] tensor pair per layer.
+struct KVCache {
+  std::vector<torch::Tensor> k, v;
+  int64_t length = 0;    // tokens already cached
+  int64_t capacity = 0;
+  void allocate(const TextConfig& t, int64_t batch, int64_t capacity, torch::ScalarType dtype, torch::Device dev);
+  // Repeat every cached row `n` times along the batch (prefill once, decode a group of n).
+  void repeat_batch(int64_t n);
+  int64_t batch() const { return k.empty() ? 0 : k[0].size(0); }
+};
+
+// Receives the softmax attention probabilities of the LAST query position of a forward pass,
+// exactly those used to produce the output: probs [B, Hq, T] f32, layer index.
+using AttentionObserver = std::function<void(int64_t layer, const torch::Tensor& probs)>;
+
+// Everything a forward pass shares across layers.
+struct ForwardState {
+  RopeTable rope;                        // cos/sin [B, S, D]
+  torch::Tensor visual_mask;             // [B, S] bool; defined only when images are in this chunk
+  std::vector<torch::Tensor> deepstack;  // per tap: [num visual tokens, H]
+  KVCache* cache = nullptr;              // null = no cache (attend within this call only)
+  torch::Tensor key_valid;               // optional [B, T] bool over all keys (padding), T = cache len + S
+  AttentionObserver observer;            // optional probe of last-position attention
+  // Side branch beside the MLP (PVM): returns the tensor to add to the layer output, or undefined.
+  std::function<torch::Tensor(int64_t layer, const torch::Tensor& h_mid)> side_branch;
+  std::function<void(int64_t layer, const torch::Tensor& hidden)> layer_output_hook;  // logit lens
+};
+
+class Qwen3VLTextRMSNormImpl : public torch::nn::Module {
+ public:
+  Qwen3VLTextRMSNormImpl(int64_t dim, double eps);
+  torch::Tensor forward(const torch::Tensor& x);
+  torch::Tensor weight;
+  double eps;
+};
+TORCH_MODULE(Qwen3VLTextRMSNorm);
+
+class Qwen3VLTextAttentionImpl : public torch::nn::Module {
+ public:
+  Qwen3VLTextAttentionImpl(const TextConfig& t, int64_t layer_idx);
+  // x: [B, S, H] -> [B, S, H]
+  torch::Tensor forward(const torch::Tensor& x, ForwardState& st);
+  Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+  Qwen3VLTextRMSNorm q_norm{nullptr}, k_norm{nullptr};
+  int64_t layer_idx, n_heads, n_kv, head_dim;
+};
+TORCH_MODULE(Qwen3VLTextAttention);
+
+class Qwen3VLTextMLPImpl : public torch::nn::Module {
+ public:
+  Qwen3VLTextMLPImpl(int64_t hidden, int64_t inter);
+  torch::Tensor forward(const torch::Tensor& x);
+  Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
+};
+TORCH_MODULE(Qwen3VLTextMLP);
+
+class Qwen3VLTextDecoderLayerImpl : public torch::nn::Module {
+ public:
+  Qwen3VLTextDecoderLayerImpl(const TextConfig& t, int64_t layer_idx);
+  torch::Tensor forward(const torch::Tensor& x, ForwardState& st);
+  Qwen3VLTextAttention self_attn{nullptr};
+  Qwen3VLTextMLP mlp{nullptr};
+  Qwen3VLTextRMSNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
+  int64_t layer_idx;
+};
+TORCH_MODULE(Qwen3VLTextDecoderLayer);
+
+class Qwen3VLTextModelImpl : public torch::nn::Module {
+ public:
+  explicit Qwen3VLTextModelImpl(const TextConfig& t);
+  // inputs_embeds [B, S, H] (image rows already scattered in) -> final-normed hidden [B, S, H]
+  torch::Tensor forward(const torch::Tensor& inputs_embeds, ForwardState& st);
+  Embedding embed_tokens{nullptr};
+  torch::nn::ModuleList layers{nullptr};
+  Qwen3VLTextRMSNorm norm{nullptr};
+  std::vector<Qwen3VLTextDecoderLayer> layer_list;  // typed view of `layers`
+  TextConfig cfg;
+};
+TORCH_MODULE(Qwen3VLTextModel);
+
+// Attention core used by the decoder: q [B, Hq, S, D], k/v [B, Hkv, T, D] (GQA without copying
+// k/v), causal with queries at absolute positions q_offset..q_offset+S-1. Softmax in f32. Long
+// prefills are processed in query chunks to bound memory. Calls `observer` with the last query's
+// probabilities [B, Hq, T] when set.
+torch::Tensor gqa_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, int64_t q_offset,
+                            const torch::Tensor& key_valid, const std::function<void(const torch::Tensor&)>& observer);
+
+}  // namespace pvm

@@ -1,0 +1,37 @@
+// Shared helpers for the torch tests: a tiny Qwen3-VL config and temp dirs.
+#pragma once
+#include <filesystem>
+#include <random>
+#include <string>
+
+#include "engine/base/config.h"
+
+namespace pvm::testing {
+
+// Small enough for many forwards per test, but with every feature: GQA (4 q / 2 kv heads),
+// interleaved MRoPE, 3 vision blocks with 2 DeepStack taps, untied lm_head.
+inline ModelConfig tiny_config(bool tie = false) {
+  ModelConfig c;
+  auto& t = c.text;
+  t.vocab_size = 320, t.hidden_size = 64, t.intermediate_size = 96, t.num_hidden_layers = 4;
+  t.num_attention_heads = 4, t.num_key_value_heads = 2, t.head_dim = 16, t.rope_theta = 10000.0;
+  t.mrope_section = {4, 2, 2};
+  t.max_position_embeddings = 4096;
+  auto& v = c.vision;
+  v.depth = 3, v.hidden_size = 32, v.intermediate_size = 64, v.num_heads = 4, v.out_hidden_size = 64;
+  v.num_position_embeddings = 64, v.deepstack_visual_indexes = {0, 2};
+  c.image_token_id = 300, c.video_token_id = 301, c.vision_start_token_id = 302, c.vision_end_token_id = 303;
+  c.bos_token_id = 304, c.eos_token_ids = {305}, c.pad_token_id = 304;
+  c.tie_word_embeddings = tie;
+  c.validate("tiny");
+  return c;
+}
+
+inline std::string temp_dir(const std::string& name) {
+  auto p = std::filesystem::temp_directory_path() /
+           ("pvm_test_" + name + "_" + std::to_string(::getpid()) + "_" + std::to_string(std::random_device{}()));
+  std::filesystem::create_directories(p);
+  return p.string();
+}
+
+}  // namespace pvm::testing
