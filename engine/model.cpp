@@ -75,7 +75,7 @@ ForwardOutput Qwen3VLForConditionalGenerationImpl::forward(const ForwardInput& i
   auto h = model->language_model->forward(x, st);
   out.hidden = h;
   auto last = in.all_logits ? h : h.narrow(1, h.size(1) - 1, 1);
-  out.logits = torch::nn::functional::linear(last, lm_head_weight()).to(torch::kFloat);
+  out.logits = linear_rows(last, lm_head_weight()).to(torch::kFloat);
   out.image_embeds = image_embeds;
   return out;
 }

@@ -17,10 +17,13 @@ class ParamOptionsGuard {
   torch::TensorOptions prev_;
 };
 
+// y = x W^T (+ b), with the single-row fast path below.
+torch::Tensor linear_rows(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b = {});
+
 class LinearImpl : public torch::nn::Module {
  public:
   LinearImpl(int64_t in, int64_t out, bool bias = false);
-  torch::Tensor forward(const torch::Tensor& x) { return torch::nn::functional::linear(x, weight, bias); }
+  torch::Tensor forward(const torch::Tensor& x);
   torch::Tensor weight, bias;  // [out, in], [out] or undefined
 };
 TORCH_MODULE(Linear);

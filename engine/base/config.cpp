@@ -302,7 +302,7 @@ std::string config_to_json(const ModelConfig& c) {
 
 void save_config(const ModelConfig& c, const std::string& path) { atomic_write_file(path, config_to_json(c)); }
 
-std::vector<std::string> preset_names() { return {"qwen3-vl-2b", "qwen3-vl-4b", "qwen3-vl-8b"}; }
+std::vector<std::string> preset_names() { return {"qwen3-vl-2b", "qwen3-vl-4b", "qwen3-vl-8b", "qwen3-vl-tiny"}; }
 
 ModelConfig preset_config(const std::string& name_in) {
   std::string name = name_in;
@@ -325,6 +325,13 @@ ModelConfig preset_config(const std::string& name_in) {
     t.hidden_size = 4096, t.num_hidden_layers = 36, t.num_attention_heads = 32, t.intermediate_size = 12288;
     c.tie_word_embeddings = false;
     v.depth = 27, v.hidden_size = 1152, v.intermediate_size = 4304, v.deepstack_visual_indexes = {8, 16, 24};
+  } else if (name == "qwen3-vl-tiny") {
+    // Not a released model: the real vocabulary, token ids and processor with tiny widths, for
+    // random-weight demos and end-to-end tests that run in seconds on a laptop.
+    t.hidden_size = 128, t.num_hidden_layers = 4, t.num_attention_heads = 4, t.num_key_value_heads = 2;
+    t.head_dim = 32, t.intermediate_size = 256, t.mrope_section = {8, 4, 4};
+    c.tie_word_embeddings = true;
+    v.depth = 2, v.hidden_size = 64, v.num_heads = 4, v.intermediate_size = 128, v.deepstack_visual_indexes = {0, 1};
   } else {
     std::string known;
     for (auto& n : preset_names()) known += (known.empty() ? "" : ", ") + n;

@@ -1,0 +1,108 @@
+// pvm generate: stream an answer for an image + prompt, then report prefill and decode speed.
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "app/cli/command.h"
+#include "engine/base/cli_args.h"
+#include "engine/base/error.h"
+#include "engine/device.h"
+#include "engine/pipeline.h"
+
+namespace {
+
+std::atomic<bool> g_cancel{false};
+void on_sigint(int) { g_cancel = true; }
+
+int run(const std::vector<std::string>& argv) {
+  pvm::cli::Args a(argv,
+                   {"--model", "--image", "--prompt", "--system", "--max-new-tokens", "--temperature", "--top-p",
+                    "--top-k", "--min-p", "--repetition-penalty", "--seed", "--dtype", "--device", "--tokenizer",
+                    "--num-sequences"},
+                   {"--json", "--quiet"});
+  std::string model_dir = a.get("--model", pvm::default_model_dir());
+  if (model_dir.empty())
+    throw pvm::Error("no --model given and the default model (assets/default-model) is not present");
+  auto dev = pvm::parse_device(a.get("--device", "auto"));
+  pvm::LoadOptions lo;
+  lo.device = dev;
+  lo.dtype = pvm::parse_dtype(a.get("--dtype", "auto"), dev);
+  const bool json = a.has("--json"), quiet = a.has("--quiet") || json;
+  if (!quiet) std::fprintf(stderr, "loading %s (%s, %s)...\n", model_dir.c_str(), dev.str().c_str(), pvm::dtype_name(lo.dtype).c_str());
+  auto pipe = pvm::Pipeline::open(model_dir, lo, a.get("--tokenizer"));
+
+  pvm::PromptSpec spec;
+  spec.text = a.require("--prompt");
+  spec.system = a.get("--system");
+  spec.image_paths = a.all("--image");
+  auto prep = pipe.prepare(spec);
+  auto& req = prep.request;
+  req.max_new_tokens = a.get_int("--max-new-tokens", 256);
+  if (req.max_new_tokens < 1 || req.max_new_tokens > 1 << 20) throw pvm::Error("--max-new-tokens must be in 1..1048576");
+  double temp = a.get_double("--temperature", 0.0);
+  if (temp < 0) throw pvm::Error("--temperature must be >= 0 (0 = greedy)");
+  req.sampling.do_sample = temp > 0;
+  req.sampling.temperature = temp > 0 ? temp : 1.0;
+  req.sampling.top_p = a.get_double("--top-p", 1.0);
+  req.sampling.top_k = a.get_int("--top-k", 0);
+  req.sampling.min_p = a.get_double("--min-p", 0.0);
+  req.sampling.repetition_penalty = a.get_double("--repetition-penalty", 1.0);
+  req.sampling.seed = a.get_int("--seed", 0);
+  req.num_sequences = a.get_int("--num-sequences", 1);
+  if (req.num_sequences < 1 || req.num_sequences > 256) throw pvm::Error("--num-sequences must be in 1..256");
+  req.sampling.validate();
+  req.cancel = &g_cancel;
+  std::signal(SIGINT, on_sigint);
+
+  // Stream sequence 0 as text: decode the growing id list and print the new suffix (a token may
+  // end inside a UTF-8 character, so printing per token would split characters).
+  std::vector<int64_t> shown;
+  std::string printed;
+  if (!json)
+    req.on_token = [&](int64_t seq, int64_t tok, int64_t) {
+      if (seq != 0) return true;
+      shown.push_back(tok);
+      std::string text = pipe.decode(shown, true);
+      if (text.size() > printed.size() && text.compare(0, printed.size(), printed) == 0 &&
+          (unsigned char)text.back() < 0x80) {
+        std::fwrite(text.data() + printed.size(), 1, text.size() - printed.size(), stdout);
+        std::fflush(stdout);
+        printed = text;
+      }
+      return true;
+    };
+  auto res = pvm::generate(pipe.model.model, req);
+  if (!json) {
+    std::string text = pipe.decode(res.tokens[0], true);
+    if (text.size() > printed.size()) std::fwrite(text.data() + printed.size(), 1, text.size() - printed.size(), stdout);
+    std::printf("\n");
+    for (size_t g = 1; g < res.tokens.size(); ++g) std::printf("--- sequence %zu ---\n%s\n", g, pipe.decode(res.tokens[g]).c_str());
+    std::fprintf(stderr, "prefill: %lld tokens in %.1f ms (%.1f tokens/s); decode: %zu tokens, %.2f tokens/s; finish: %s\n",
+                 (long long)res.prompt_tokens, res.prefill_ms, res.prefill_tokens_per_s(), res.tokens[0].size(),
+                 res.decode_tokens_per_s(), res.finish[0].c_str());
+  } else {
+    nlohmann::json j;
+    j["text"] = pipe.decode(res.tokens[0], true);
+    j["ids"] = res.tokens[0];
+    j["finish"] = res.finish[0];
+    j["prompt_tokens"] = res.prompt_tokens;
+    j["prefill_ms"] = res.prefill_ms;
+    j["decode_tokens_per_s"] = res.decode_tokens_per_s();
+    if (res.tokens.size() > 1) {
+      auto& seqs = j["sequences"] = nlohmann::json::array();
+      for (size_t g = 0; g < res.tokens.size(); ++g)
+        seqs.push_back(nlohmann::json{{"text", pipe.decode(res.tokens[g], true)}, {"ids", res.tokens[g]}, {"finish", res.finish[g]}});
+    }
+    std::printf("%s\n", j.dump().c_str());
+  }
+  return 0;
+}
+
+}  // namespace
+
+PVM_COMMAND("generate", "stream an answer for images + a prompt (greedy by default)",
+            "[--model DIR] --prompt TEXT [--image FILE ...] [--system TEXT] [--max-new-tokens N] "
+            "[--temperature T --top-p P --top-k K --min-p M --repetition-penalty R --seed S] [--num-sequences G] "
+            "[--dtype f32|bf16|f16|auto] [--device cpu|cuda|auto] [--tokenizer FILE] [--json]",
+            run);

@@ -1,0 +1,46 @@
+// Model + tokenizer + image processor: from (system, text, images) to a generation request and
+// back to text. The CLI and the studio's session both go through this.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "engine/base/chat_template.h"
+#include "engine/base/tokenizer.h"
+#include "engine/generate.h"
+#include "engine/image.h"
+#include "engine/loader.h"
+
+namespace pvm {
+
+struct PromptSpec {
+  std::string system;                  // empty = no system turn (the Qwen3-VL template has no default)
+  std::string text;
+  std::vector<std::string> image_paths;  // shown before the text, in order
+  std::vector<ImageRGB> images;        // in-memory images (after image_paths)
+};
+
+struct PreparedPrompt {
+  GenerationRequest request;  // prompt ids, pixels, grids, stop ids filled in
+  std::vector<ProcessedImage> images;
+};
+
+class Pipeline {
+ public:
+  // `model_dir` holds config.json + weights; tokenizer.json and preprocessor_config.json are taken
+  // from the model folder when present, else the Qwen3 tokenizer installed by set-up and the
+  // Qwen3-VL processor defaults.
+  static Pipeline open(const std::string& model_dir, const LoadOptions& opt, const std::string& tokenizer_path = "");
+  PreparedPrompt prepare(const PromptSpec& p) const;
+  std::string decode(const std::vector<int64_t>& ids, bool skip_special = true) const;
+
+  explicit Pipeline(Tokenizer t) : tokenizer(std::move(t)) {}
+  LoadedModel model;
+  Tokenizer tokenizer;
+  PreprocessorConfig preprocessor;
+  std::string tokenizer_path;
+};
+
+// assets/default-model (the project's own small trained model), or "" when it is not there.
+std::string default_model_dir();
+
+}  // namespace pvm
