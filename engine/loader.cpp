@@ -69,8 +69,22 @@ void load_weights(torch::nn::Module& module, const Checkpoint& ckpt, const LoadO
   for (auto& [k, src] : src_of) {
     const TensorView* v = ckpt.find(src);
     auto p = params[k];
-    p.copy_(to_torch(*v, /*copy=*/false));  // converts dtype / moves to device on the copy
-    ckpt.release(src);
+    // Copy in row blocks of ~16 MB and drop each block's file pages right after, so a large tensor
+    // (the embedding) is never resident twice. copy_ converts dtype / moves to device.
+    const SafetensorsFile* shard = ckpt.shard_of(src);
+    const int64_t rows = v->shape.empty() ? 1 : v->shape[0];
+    const size_t row_bytes = rows ? v->nbytes / rows : 0;
+    const int64_t block = row_bytes ? std::max<int64_t>(1, (16 << 20) / (int64_t)row_bytes) : rows;
+    for (int64_t r0 = 0; r0 < rows; r0 += block) {
+      const int64_t n = std::min(block, rows - r0);
+      TensorView part = *v;
+      if (!v->shape.empty()) part.shape[0] = n;
+      part.data = v->data + r0 * row_bytes;
+      part.nbytes = n * row_bytes;
+      auto dst = v->shape.empty() ? p : p.narrow(0, r0, n);
+      dst.copy_(to_torch(part, /*copy=*/false));
+      shard->advise_done(part);
+    }
     done += v->nbytes;
     if (opt.progress) opt.progress(done, total, src);
   }
