@@ -1,6 +1,7 @@
 #include "engine/base/config.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -125,9 +126,13 @@ struct Reader {
     auto it = j.find(key);
     if (it == j.end() || it->is_null()) return;
     if (!it->is_number_integer()) {
-      if (it->is_number_float() && it->get<double>() == (double)(int64_t)it->get<double>()) {
-        out = (int64_t)it->get<double>();
-        return;
+      if (it->is_number_float()) {
+        double d = it->get<double>();
+        // cast only values that fit (a bigger double cast to int64 is undefined behaviour)
+        if (d >= -9.0e18 && d <= 9.0e18 && d == std::floor(d)) {
+          out = (int64_t)d;
+          return;
+        }
       }
       throw file_error(where, prefix + key + " must be an integer, got " + it->dump());
     }
@@ -159,7 +164,7 @@ ModelConfig parse_config(const std::string& text, const std::string& where) {
   json j;
   try {
     j = json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse errors, and numbers out of range (1e400)
     std::string msg = e.what();
     throw file_error(where, "not valid JSON (" + msg.substr(msg.find(']') == std::string::npos ? 0 : msg.find(']') + 2) + ")");
   }
