@@ -50,6 +50,7 @@ GenerationResult generate(Qwen3VLForConditionalGeneration& m, const GenerationRe
   in.grids = req.grids;
   ForwardState st;
   st.cache = &cache;
+  st.pvm_enabled = req.pvm;
   if (req.configure) req.configure(st, true);
   auto out = m->forward(in, st);
   if (req.after_forward) req.after_forward(out, true);
@@ -102,6 +103,7 @@ GenerationResult generate(Qwen3VLForConditionalGeneration& m, const GenerationRe
     din.position_ids = torch::full({3, G, 1}, cache.length + delta, torch::kLong);
     ForwardState ds;
     ds.cache = &cache;
+    ds.pvm_enabled = req.pvm;
     if (req.configure) req.configure(ds, false);
     auto o = m->forward(din, ds);
     if (req.after_forward) req.after_forward(o, false);

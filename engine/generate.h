@@ -19,6 +19,7 @@ struct GenerationRequest {
   int64_t max_new_tokens = 256;
   std::vector<int64_t> stop_ids;  // empty = the config's eos ids
   SamplingParams sampling;
+  bool pvm = true;  // use the model's PVM blocks (false = baseline on the same backbone)
   int64_t num_sequences = 1;  // sequence i samples with stream i (equals a one-by-one run of stream i)
   int64_t max_context = 0;    // KV capacity; 0 = prompt + max_new_tokens
   // Called for every generated token (seq index, token id, step); return false to stop everything.

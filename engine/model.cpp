@@ -1,6 +1,7 @@
 #include "engine/model.h"
 
 #include "engine/base/error.h"
+#include "engine/pvm.h"
 
 namespace pvm {
 
@@ -13,6 +14,11 @@ Qwen3VLForConditionalGenerationImpl::Qwen3VLForConditionalGenerationImpl(const M
   model = register_module("model", Qwen3VLModel(c));
   // The vision tower is built with torch::nn layers (f32 CPU); bring it to the text params' dtype/device.
   model->visual->to(param_options().device(), param_options().dtype().toScalarType());
+  // PVM blocks of a full checkpoint (official names: layers.{L}.pvm_block.*)
+  for (auto l : c.text.pvm_layers) {
+    auto& layer = model->language_model->layer_list[l];
+    layer->pvm_block = layer->register_module("pvm_block", PvmBlock(c).ptr());
+  }
   if (!c.tie_word_embeddings)
     lm_head = register_module("lm_head", Linear(c.text.hidden_size, c.text.vocab_size, false));
 }
@@ -58,6 +64,7 @@ ForwardOutput Qwen3VLForConditionalGenerationImpl::forward(const ForwardInput& i
     st.visual_mask = ids == cfg.image_token_id;
   }
   auto x = embed(ids, image_embeds);
+  st.image_embeds = image_embeds;
   torch::Tensor pos = in.position_ids;
   if (!pos.defined()) {
     // Fresh prompt (no cache): positions from ids and grids.

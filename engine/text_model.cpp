@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "engine/base/error.h"
+#include "engine/pvm.h"
 
 namespace pvm {
 
@@ -23,6 +24,11 @@ void KVCache::allocate(const TextConfig& t, int64_t batch, int64_t cap, torch::S
 void KVCache::repeat_batch(int64_t n) {
   for (auto* vec : {&k, &v})
     for (auto& t : *vec) t = t.repeat_interleave(n, 0).contiguous();
+  for (auto& [l, m] : pvm) {
+    m.k = m.k.repeat_interleave(n, 0);
+    m.v = m.v.repeat_interleave(n, 0);
+    if (m.bias.defined()) m.bias = m.bias.repeat_interleave(n, 0);
+  }
 }
 
 Qwen3VLTextRMSNormImpl::Qwen3VLTextRMSNormImpl(int64_t dim, double eps_) : eps(eps_) {
@@ -128,9 +134,24 @@ Qwen3VLTextDecoderLayerImpl::Qwen3VLTextDecoderLayerImpl(const TextConfig& t, in
 torch::Tensor Qwen3VLTextDecoderLayerImpl::forward(const torch::Tensor& x, ForwardState& st) {
   auto h = x + self_attn->forward(input_layernorm(x), st);
   auto out = h + mlp(post_attention_layernorm(h));
-  if (st.side_branch) {
-    auto extra = st.side_branch(layer_idx, h);  // PVM reads the post-attention residual
-    if (extra.defined()) out = out + extra;
+  if (pvm_block && st.pvm_enabled) {
+    // Visual memory: computed once at prefill (from the merger output, or for the "hidden"
+    // ablation from this layer's residual at the visual positions), cached for decoding.
+    auto& store = st.cache ? st.cache->pvm : st.pvm_memory;
+    auto it = store.find(layer_idx);
+    if (st.visual_mask.defined()) {
+      torch::Tensor flat = pvm_block->source == "hidden"
+                               ? h.reshape({-1, h.size(-1)}).index_select(0, st.visual_mask.flatten().nonzero().squeeze(1))
+                               : st.image_embeds;
+      auto [vis, valid] = split_visual_rows(flat, st.visual_mask);
+      store[layer_idx] = pvm_block->make_memory(vis, valid);
+      it = store.find(layer_idx);
+    }
+    if (it != store.end()) {  // text-only requests have no memory and get no PVM
+      PvmProbe* probe = nullptr;
+      if (st.pvm_probes) probe = &(*st.pvm_probes)[layer_idx];
+      out = out + pvm_block->forward(h, it->second, st.visual_mask, probe);
+    }
   }
   return out;
 }

