@@ -1,0 +1,77 @@
+#include "app/studio/options.h"
+
+#include <cstdio>
+
+#include "engine/base/cli_args.h"
+#include "engine/base/error.h"
+
+namespace pvm::studio {
+
+const char* usage_text() {
+  return "usage: pvm-studio [options]\n"
+         "\n"
+         "  --size WxH             window size (default 1600x1000)\n"
+         "  --demo                 demo plot with a token cursor and sample log lines\n"
+         "  --font-size PX         UI font size (default 15 x monitor scale)\n"
+         "  --ini FILE             layout file to use instead of ~/.config/pvm-studio/imgui.ini\n"
+         "  --no-ini               do not read or write a layout file (the default when headless)\n"
+         "  --verbose              echo the log to stderr\n"
+         "\n"
+         "headless:\n"
+         "  --screenshot OUT.png   render --frames frames, save the window as PNG, exit\n"
+         "  --frames N             frames before the screenshot (default 10)\n"
+         "  --export-plot BASE     with --screenshot: also save the demo plot as BASE.png and BASE.csv\n"
+         "  --hover X,Y            simulate the mouse at fractions of the window (for screenshots)\n"
+         "  --bench-frames N       time N frames of the demo plot, print mean/p95 frame time, exit\n"
+         "  --bench-pan            pan the plot every bench frame (worst case: re-decimate each frame)\n"
+         "  --vector-plots         draw plot lines as ImDrawList polylines (slow on software GL)\n"
+         "\n"
+         "Without a display: xvfb-run -s \"-screen 0 1920x1080x24\" pvm-studio --screenshot out.png --demo\n"
+         "Headless model work lives in the 'pvm' CLI.\n";
+}
+
+StudioOptions parse_options(const std::vector<std::string>& argv) {
+  cli::Args a(argv, {"--screenshot", "--frames", "--size", "--bench-frames", "--hover", "--font-size", "--export-plot", "--ini"},
+              {"--demo", "--bench-pan", "--vector-plots", "--no-ini", "--verbose", "--help"});
+  StudioOptions o;
+  for (const std::string& p : a.positional())
+    if (p == "-h") o.help = true;
+    else throw Error("unexpected argument '" + p + "'");
+  o.help = o.help || a.has("--help");
+  o.screenshot = a.get("--screenshot");
+  if (a.has("--screenshot") && o.screenshot.empty()) throw Error("--screenshot needs a file name");
+  o.frames = int(a.get_int("--frames", 10));
+  if (o.frames < 1 || o.frames > 100000) throw Error("--frames must be in 1..100000");
+  if (a.has("--size")) {
+    int w = 0, h = 0;
+    char tail = 0;
+    if (std::sscanf(a.get("--size").c_str(), "%dx%d%c", &w, &h, &tail) != 2 || w < 200 || h < 150 || w > 16384 ||
+        h > 16384)
+      throw Error("--size: expected WxH with W >= 200 and H >= 150, got '" + a.get("--size") + "'");
+    o.width = w, o.height = h, o.size_given = true;
+  }
+  o.demo = a.has("--demo");
+  o.bench_frames = int(a.get_int("--bench-frames", 0));
+  if (o.bench_frames < 0 || o.bench_frames > 100000) throw Error("--bench-frames must be in 0..100000");
+  o.bench_pan = a.has("--bench-pan");
+  if (a.has("--hover")) {
+    char tail = 0;
+    if (std::sscanf(a.get("--hover").c_str(), "%f,%f%c", &o.hover_x, &o.hover_y, &tail) != 2 || o.hover_x < 0 ||
+        o.hover_x > 1 || o.hover_y < 0 || o.hover_y > 1)
+      throw Error("--hover: expected X,Y fractions in [0,1], got '" + a.get("--hover") + "'");
+    o.hover = true;
+  }
+  o.font_size = float(a.get_double("--font-size", 0));
+  if (o.font_size != 0 && (o.font_size < 8 || o.font_size > 48)) throw Error("--font-size must be in 8..48");
+  o.vector_plots = a.has("--vector-plots");
+  o.export_plot = a.get("--export-plot");
+  if (!o.export_plot.empty() && o.screenshot.empty()) throw Error("--export-plot needs --screenshot");
+  if (!o.export_plot.empty() && o.frames < 3) throw Error("--export-plot needs --frames 3 or more");
+  o.no_ini = a.has("--no-ini");
+  o.ini = a.get("--ini");
+  if (!o.ini.empty() && o.no_ini) throw Error("--ini and --no-ini exclude each other");
+  o.verbose = a.has("--verbose");
+  return o;
+}
+
+}  // namespace pvm::studio

@@ -1,0 +1,31 @@
+// Command line of pvm-studio.
+#pragma once
+#include <string>
+#include <vector>
+
+namespace pvm::studio {
+
+struct StudioOptions {
+  std::string screenshot;      // save the window as PNG after `frames` frames and exit
+  int frames = 10;
+  int width = 1600, height = 1000;
+  bool size_given = false;
+  bool demo = false;           // open the demo plot with a token cursor, seed the log
+  int bench_frames = 0;        // time this many frames, print mean/p95, exit
+  bool bench_pan = false;      // pan every benchmark frame (decimation runs each frame)
+  bool hover = false;          // simulated mouse position (fractions of the window), for screenshots
+  float hover_x = 0, hover_y = 0;
+  float font_size = 0;         // 0: 15 px times the monitor's content scale
+  std::string export_plot;     // with --screenshot: also export the demo plot as BASE.png/.csv
+  bool vector_plots = false;   // plot lines as ImDrawList polylines instead of the raster layer
+  std::string ini;             // layout file instead of ~/.config/pvm-studio/imgui.ini (used headless too)
+  bool no_ini = false;
+  bool verbose = false;        // echo the log to stderr
+  bool help = false;
+};
+
+// Throws pvm::Error with a one-line message on bad input.
+StudioOptions parse_options(const std::vector<std::string>& args);
+const char* usage_text();
+
+}  // namespace pvm::studio
