@@ -1,5 +1,6 @@
 // pvm generate: stream an answer for an image + prompt, then report prefill and decode speed.
 #include <atomic>
+#include <memory>
 #include <csignal>
 #include <cstdio>
 #include <nlohmann/json.hpp>
@@ -9,6 +10,8 @@
 #include "engine/base/error.h"
 #include "engine/device.h"
 #include "engine/pipeline.h"
+#include "engine/probes.h"
+#include "engine/pvm.h"
 
 namespace {
 
@@ -19,8 +22,8 @@ int run(const std::vector<std::string>& argv) {
   pvm::cli::Args a(argv,
                    {"--model", "--image", "--prompt", "--system", "--max-new-tokens", "--temperature", "--top-p",
                     "--top-k", "--min-p", "--repetition-penalty", "--seed", "--dtype", "--device", "--tokenizer",
-                    "--num-sequences"},
-                   {"--json", "--quiet"});
+                    "--num-sequences", "--pvm", "--trace"},
+                   {"--json", "--quiet", "--probe", "--no-pvm"});
   std::string model_dir = a.get("--model", pvm::default_model_dir());
   if (model_dir.empty())
     throw pvm::Error("no --model given and the default model (assets/default-model) is not present");
@@ -31,6 +34,7 @@ int run(const std::vector<std::string>& argv) {
   const bool json = a.has("--json"), quiet = a.has("--quiet") || json;
   if (!quiet) std::fprintf(stderr, "loading %s (%s, %s)...\n", model_dir.c_str(), dev.str().c_str(), pvm::dtype_name(lo.dtype).c_str());
   auto pipe = pvm::Pipeline::open(model_dir, lo, a.get("--tokenizer"));
+  if (a.has("--pvm")) pvm::load_pvm_adapter(*pipe.model.model, a.get("--pvm"));
 
   pvm::PromptSpec spec;
   spec.text = a.require("--prompt");
@@ -53,6 +57,7 @@ int run(const std::vector<std::string>& argv) {
   if (req.num_sequences < 1 || req.num_sequences > 256) throw pvm::Error("--num-sequences must be in 1..256");
   req.sampling.validate();
   req.cancel = &g_cancel;
+  req.pvm = !a.has("--no-pvm");
   std::signal(SIGINT, on_sigint);
 
   // Stream sequence 0 as text: decode the growing id list and print the new suffix (a token may
@@ -72,15 +77,41 @@ int run(const std::vector<std::string>& argv) {
       }
       return true;
     };
+  // Probes (visual mass per layer, PVM activity): sequence 0, one record per generated token.
+  const bool probe = a.has("--probe") || a.has("--trace");
+  std::unique_ptr<pvm::ProbeRecorder> rec;
+  if (probe) {
+    auto& mc = pipe.model.model->config();
+    pvm::ProbeOptions po;
+    po.pvm = req.pvm;
+    rec = std::make_unique<pvm::ProbeRecorder>(pipe.model.model, pvm::visual_positions(req.prompt_ids, mc.image_token_id),
+                                               po, req.grids, mc.vision.spatial_merge_size);
+    rec->attach(req);
+  }
   auto res = pvm::generate(pipe.model.model, req);
+  if (rec && a.has("--trace")) rec->write_jsonl(a.get("--trace"));
+  std::vector<double> mean_mass;
+  if (rec && !rec->tokens().empty()) {
+    for (auto& t : rec->tokens()) {
+      mean_mass.resize(t.mass.size(), 0.0);
+      for (size_t l = 0; l < t.mass.size(); ++l) mean_mass[l] += t.mass[l] / rec->tokens().size();
+    }
+  }
   if (!json) {
     std::string text = pipe.decode(res.tokens[0], true);
     if (text.size() > printed.size()) std::fwrite(text.data() + printed.size(), 1, text.size() - printed.size(), stdout);
     std::printf("\n");
+    std::fflush(stdout);
     for (size_t g = 1; g < res.tokens.size(); ++g) std::printf("--- sequence %zu ---\n%s\n", g, pipe.decode(res.tokens[g]).c_str());
     std::fprintf(stderr, "prefill: %lld tokens in %.1f ms (%.1f tokens/s); decode: %zu tokens, %.2f tokens/s; finish: %s\n",
                  (long long)res.prompt_tokens, res.prefill_ms, res.prefill_tokens_per_s(), res.tokens[0].size(),
                  res.decode_tokens_per_s(), res.finish[0].c_str());
+    if (rec) {
+      std::fprintf(stderr, "visual attention mass per layer (mean over %zu tokens):", rec->tokens().size());
+      for (double v : mean_mass) std::fprintf(stderr, " %.4f", v);
+      std::fprintf(stderr, "\n");
+      if (a.has("--trace")) std::fprintf(stderr, "probe trace: %s\n", a.get("--trace").c_str());
+    }
   } else {
     nlohmann::json j;
     j["text"] = pipe.decode(res.tokens[0], true);
@@ -89,6 +120,7 @@ int run(const std::vector<std::string>& argv) {
     j["prompt_tokens"] = res.prompt_tokens;
     j["prefill_ms"] = res.prefill_ms;
     j["decode_tokens_per_s"] = res.decode_tokens_per_s();
+    if (rec) j["visual_mass_mean"] = mean_mass;
     if (res.tokens.size() > 1) {
       auto& seqs = j["sequences"] = nlohmann::json::array();
       for (size_t g = 0; g < res.tokens.size(); ++g)
@@ -104,5 +136,6 @@ int run(const std::vector<std::string>& argv) {
 PVM_COMMAND("generate", "stream an answer for images + a prompt (greedy by default)",
             "[--model DIR] --prompt TEXT [--image FILE ...] [--system TEXT] [--max-new-tokens N] "
             "[--temperature T --top-p P --top-k K --min-p M --repetition-penalty R --seed S] [--num-sequences G] "
-            "[--dtype f32|bf16|f16|auto] [--device cpu|cuda|auto] [--tokenizer FILE] [--json]",
+            "[--dtype f32|bf16|f16|auto] [--device cpu|cuda|auto] [--tokenizer FILE] [--pvm ADAPTER] [--no-pvm] "
+            "[--probe] [--trace FILE.jsonl] [--json]",
             run);

@@ -1,0 +1,215 @@
+// pvm dilution: visual attention mass vs generated position, baseline (PVM off) vs PVM, with
+// c/(t+t0) and power-law fits and PNG plots (spec sections 7 and 8).
+#include <algorithm>
+#include <atomic>
+#include <cctype>
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <map>
+
+#include "app/cli/command.h"
+#include "engine/base/cli_args.h"
+#include "engine/base/error.h"
+#include "engine/base/fs_util.h"
+#include "engine/device.h"
+#include "engine/pipeline.h"
+#include "engine/plot_png.h"
+#include "engine/probes.h"
+#include "engine/pvm.h"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::atomic<bool> g_cancel{false};
+void on_sigint(int) { g_cancel = true; }
+
+std::vector<std::string> collect_images(const std::vector<std::string>& args) {
+  std::vector<std::string> out;
+  auto is_image = [](const fs::path& p) {
+    auto e = p.extension().string();
+    std::transform(e.begin(), e.end(), e.begin(), ::tolower);
+    return e == ".png" || e == ".jpg" || e == ".jpeg" || e == ".bmp" || e == ".gif" || e == ".ppm" || e == ".pgm";
+  };
+  for (auto& a : args) {
+    if (fs::is_directory(a)) {
+      std::vector<std::string> d;
+      for (auto& e : fs::directory_iterator(a))
+        if (e.is_regular_file() && is_image(e.path())) d.push_back(e.path().string());
+      std::sort(d.begin(), d.end());
+      if (d.empty()) throw pvm::Error("--images " + a + ": the folder holds no .png/.jpg/.bmp/.gif/.ppm images");
+      out.insert(out.end(), d.begin(), d.end());
+    } else if (fs::is_regular_file(a)) {
+      out.push_back(a);
+    } else {
+      throw pvm::Error("--images " + a + ": no such file or folder");
+    }
+  }
+  if (out.empty()) throw pvm::Error("missing --images DIR|FILE");
+  return out;
+}
+
+struct Row {
+  size_t image;
+  int64_t step, layer;
+  float mass, nosink;
+};
+
+std::string fmt(double v) {
+  char b[40];
+  std::snprintf(b, sizeof b, "%.8g", v);
+  return b;
+}
+
+int run(const std::vector<std::string>& argv) {
+  pvm::cli::Args a(argv,
+                   {"--model", "--pvm", "--images", "--prompt-preset", "--prompt", "--max-new-tokens", "--out",
+                    "--dtype", "--device", "--tokenizer", "--sink-k"},
+                   {"--stop-at-eos", "--quiet"});
+  std::string model_dir = a.get("--model", pvm::default_model_dir());
+  if (model_dir.empty()) throw pvm::Error("no --model given and the default model (assets/default-model) is not present");
+  const std::string out_dir = a.require("--out");
+  auto img_args = a.all("--images");
+  for (auto& p : a.positional()) img_args.push_back(p);  // --images a.png b.png
+  auto images = collect_images(img_args);
+  const int64_t max_new = a.get_int("--max-new-tokens", 256);
+  if (max_new < 2 || max_new > 1 << 20) throw pvm::Error("--max-new-tokens must be in 2..1048576");
+  const int64_t sink_k = a.get_int("--sink-k", 0);
+  if (sink_k < 0 || sink_k > 1 << 20) throw pvm::Error("--sink-k must be >= 0 (0 = 1% of the visual tokens)");
+  const bool quiet = a.has("--quiet");
+  std::string prompt = a.has("--prompt") ? a.get("--prompt") : pvm::load_prompt_preset(a.get("--prompt-preset", "blind-painter"));
+
+  auto dev = pvm::parse_device(a.get("--device", "auto"));
+  pvm::LoadOptions lo;
+  lo.device = dev;
+  lo.dtype = pvm::parse_dtype(a.get("--dtype", "auto"), dev);
+  if (!quiet) std::fprintf(stderr, "loading %s (%s, %s)...\n", model_dir.c_str(), dev.str().c_str(), pvm::dtype_name(lo.dtype).c_str());
+  auto pipe = pvm::Pipeline::open(model_dir, lo, a.get("--tokenizer"));
+  auto& m = pipe.model.model;
+  if (a.has("--pvm")) pvm::load_pvm_adapter(*m, a.get("--pvm"));
+  std::vector<std::string> runs{"baseline"};
+  if (m->config().has_pvm()) runs.push_back("pvm");
+  fs::create_directories(out_dir);
+  std::signal(SIGINT, on_sigint);
+
+  const int64_t L = m->config().text.num_hidden_layers;
+  std::map<std::string, std::vector<Row>> rows;
+  const int64_t total = (int64_t)(runs.size() * images.size()) * max_new;
+  int64_t done_tokens = 0;
+  auto t_start = std::chrono::steady_clock::now();
+  for (auto& run_name : runs) {
+    for (size_t ii = 0; ii < images.size() && !g_cancel; ++ii) {
+      pvm::PromptSpec spec;
+      spec.text = prompt;
+      spec.image_paths = {images[ii]};
+      auto prep = pipe.prepare(spec);
+      auto& req = prep.request;
+      req.max_new_tokens = max_new;
+      req.sampling = pvm::SamplingParams{};  // greedy
+      req.pvm = run_name == "pvm";
+      if (!a.has("--stop-at-eos")) req.stop_ids = {-1};  // measure the full length
+      req.cancel = &g_cancel;
+      pvm::ProbeOptions opt;
+      opt.pvm = req.pvm;
+      opt.sink_k = (int)sink_k;
+      pvm::ProbeRecorder rec(m, pvm::visual_positions(req.prompt_ids, m->config().image_token_id), opt, req.grids,
+                             m->config().vision.spatial_merge_size);
+      auto t_run = std::chrono::steady_clock::now();
+      rec.on_probe = [&](const pvm::TokenProbe& t) {
+        ++done_tokens;
+        if (quiet || (t.step + 1) % 16 != 0) return;
+        double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+        double run_el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_run).count();
+        double rate = done_tokens / std::max(el, 1e-9);
+        std::fprintf(stderr, "\r[%s %zu/%zu] token %lld/%lld  %.1f tokens/s  ETA %.0f s   ", run_name.c_str(), ii + 1,
+                     images.size(), (long long)t.step + 1, (long long)max_new, (t.step + 1) / std::max(run_el, 1e-9),
+                     (total - done_tokens) / std::max(rate, 1e-9));
+        std::fflush(stderr);
+      };
+      rec.attach(req);
+      pvm::generate(m, req);
+      for (auto& t : rec.tokens())
+        for (int64_t l = 0; l < (int64_t)t.mass.size(); ++l)
+          rows[run_name].push_back({ii, t.step, l, t.mass[l], t.mass_nosink.empty() ? t.mass[l] : t.mass_nosink[l]});
+      rec.write_jsonl((fs::path(out_dir) / ("probes_" + run_name + "_" + std::to_string(ii) + ".jsonl")).string());
+    }
+  }
+  if (!quiet) std::fprintf(stderr, "\n");
+  if (g_cancel) std::fprintf(stderr, "interrupted: writing what was measured\n");
+
+  // CSVs, per-step means (over images) per layer, fits
+  std::string fits = "run,layer,series,c,t0,r2_hyperbolic,power_a,power_k,r2_power,points\n";
+  std::vector<pvm::PlotSeries> plot_series, plot_nosink;
+  const std::array<std::array<uint8_t, 3>, 2> colors{{{31, 119, 180}, {214, 39, 40}}};
+  for (size_t r = 0; r < runs.size(); ++r) {
+    auto& rs = rows[runs[r]];
+    std::string csv = "image,step,layer,mass,mass_nosink\n";
+    for (auto& x : rs)
+      csv += fs::path(images[x.image]).filename().string() + "," + std::to_string(x.step) + "," +
+             std::to_string(x.layer) + "," + fmt(x.mass) + "," + fmt(x.nosink) + "\n";
+    pvm::atomic_write_file((fs::path(out_dir) / ("mass_" + runs[r] + ".csv")).string(), csv);
+    // sums[layer or L = all layers][step]
+    std::vector<std::vector<double>> sum(L + 1, std::vector<double>(max_new, 0)), sum_ns = sum, cnt = sum;
+    for (auto& x : rs) {
+      for (int64_t l : {x.layer, L}) {
+        sum[l][x.step] += x.mass, sum_ns[l][x.step] += x.nosink, cnt[l][x.step] += 1;
+      }
+    }
+    for (int64_t l = 0; l <= L; ++l) {
+      for (int which = 0; which < 2; ++which) {
+        std::vector<double> t, y;
+        for (int64_t s = 0; s < max_new; ++s)
+          if (cnt[l][s] > 0) t.push_back((double)s + 1), y.push_back((which ? sum_ns : sum)[l][s] / cnt[l][s]);
+        auto h = pvm::fit_hyperbolic(t, y);
+        auto p = pvm::fit_power_law(t, y);
+        fits += runs[r] + "," + (l == L ? std::string("mean") : std::to_string(l)) + "," +
+                (which ? "mass_nosink" : "mass") + "," + fmt(h.c) + "," + fmt(h.t0) + "," + fmt(h.r2) + "," +
+                fmt(p.a) + "," + fmt(p.k) + "," + fmt(p.r2) + "," + std::to_string(h.n) + "\n";
+        if (l == L && which == 1 && !t.empty()) {
+          pvm::PlotSeries s;
+          s.label = runs[r] + " (sinks excluded)";
+          s.x = t, s.y = y, s.color = colors[r % 2];
+          plot_nosink.push_back(s);
+        }
+        if (l == L && which == 0 && !t.empty()) {
+          pvm::PlotSeries s;
+          s.label = runs[r];
+          s.x = t, s.y = y, s.color = colors[r % 2];
+          plot_series.push_back(s);
+          pvm::PlotSeries f;
+          f.label = runs[r] + " fit c/(t+t0) c=" + fmt(std::round(h.c * 1000) / 1000) + " t0=" + fmt(std::round(h.t0 * 10) / 10);
+          f.x = t, f.color = colors[r % 2], f.dashed = true, f.thickness = 1;
+          for (double v : t) f.y.push_back(h.c / (v + h.t0));
+          plot_series.push_back(f);
+        }
+      }
+    }
+  }
+  pvm::atomic_write_file((fs::path(out_dir) / "fits.csv").string(), fits);
+  pvm::PlotSpec ps;
+  ps.title = "visual attention mass vs position";
+  ps.xlabel = "generated token t";
+  ps.ylabel = "mass (mean over layers, heads, images)";
+  ps.width = 960, ps.height = 560;
+  ps.series = plot_series;
+  pvm::write_line_plot((fs::path(out_dir) / "mass_vs_position.png").string(), ps);
+  ps.title = "visual mass without sink tokens";
+  ps.series = plot_nosink;
+  pvm::write_line_plot((fs::path(out_dir) / "mass_nosink_vs_position.png").string(), ps);
+  if (!quiet)
+    std::fprintf(stderr, "wrote %s/{mass_%s.csv,fits.csv,mass_vs_position.png,mass_nosink_vs_position.png} (%zu image(s), %lld tokens per run)\n",
+                 out_dir.c_str(), runs.size() > 1 ? "{baseline,pvm}" : "baseline", images.size(), (long long)max_new);
+  std::printf("%s\n", fits.c_str());
+  return 0;
+}
+
+}  // namespace
+
+PVM_COMMAND("dilution", "visual attention mass vs generated position, baseline vs PVM, with fits and plots",
+            "[--model DIR] [--pvm ADAPTER] --images DIR|FILE... --out DIR [--prompt-preset blind-painter | --prompt TEXT] "
+            "[--max-new-tokens N] [--sink-k K] [--stop-at-eos] [--dtype f32|bf16|f16|auto] [--device cpu|cuda|auto] "
+            "[--tokenizer FILE] [--quiet]",
+            run);

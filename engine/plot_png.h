@@ -1,0 +1,42 @@
+// Minimal line-plot renderer into an RGB buffer (axes, ticks, tick labels in a built-in 3x5
+// bitmap font, title, legend), written as PNG through engine/image_write.h. No GUI needed: used
+// by the CLI (pvm dilution) for its figures.
+#pragma once
+#include <array>
+#include <string>
+#include <vector>
+
+#include "engine/image.h"
+
+namespace pvm {
+
+struct PlotSeries {
+  std::string label;
+  std::vector<double> x, y;  // same length; non-finite points are skipped (they break the line)
+  std::array<uint8_t, 3> color{31, 119, 180};
+  bool dashed = false;
+  int thickness = 2;
+};
+
+struct PlotSpec {
+  std::string title, xlabel, ylabel;
+  int width = 800, height = 500;
+  std::vector<PlotSeries> series;
+  // Optional fixed ranges; when min >= max the range comes from the data.
+  double xmin = 0, xmax = 0, ymin = 0, ymax = 0;
+};
+
+// Renders the plot. Throws pvm::Error when the size is outside 160x120 .. 8192x8192.
+ImageRGB render_line_plot(const PlotSpec& spec);
+// Renders and writes a PNG (atomic); errors name the path.
+void write_line_plot(const std::string& path, const PlotSpec& spec);
+
+// Draws `text` (ASCII; lower case is drawn as upper case, unknown characters as '?') with its
+// top-left corner at (x, y), each font pixel a `scale` x `scale` block. Returns the width drawn.
+int draw_text(ImageRGB& img, int x, int y, const std::string& text, std::array<uint8_t, 3> color, int scale = 2);
+int text_width(const std::string& text, int scale = 2);
+
+// "Nice" tick values (1, 2, 5 x 10^k steps) covering [lo, hi], about `target` of them.
+std::vector<double> nice_ticks(double lo, double hi, int target = 6);
+
+}  // namespace pvm

@@ -1,0 +1,288 @@
+#include "engine/probes.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <nlohmann/json.hpp>
+
+#include "engine/base/error.h"
+#include "engine/base/fs_util.h"
+#include "engine/base/version.h"
+#include "engine/nn.h"
+
+namespace pvm {
+
+std::vector<bool> visual_positions(const std::vector<int64_t>& prompt_ids, int64_t image_token_id) {
+  std::vector<bool> v(prompt_ids.size());
+  for (size_t i = 0; i < prompt_ids.size(); ++i) v[i] = prompt_ids[i] == image_token_id;
+  return v;
+}
+
+ProbeRecorder::ProbeRecorder(Qwen3VLForConditionalGeneration model, std::vector<bool> visual, ProbeOptions opt,
+                             std::vector<std::array<int64_t, 3>> grids, int64_t merge)
+    : model_(std::move(model)), visual_(std::move(visual)), opt_(opt), grids_(std::move(grids)), merge_(merge) {
+  if (opt_.sink_k < 0) throw Error("probes: sink_k must be >= 0");
+  for (size_t i = 0; i < visual_.size(); ++i)
+    if (visual_[i]) vis_idx_.push_back((int64_t)i);
+  vis_idx_t_ = torch::tensor(vis_idx_, torch::kLong).to(model_->device());
+  if (opt_.heatmap && !grids_.empty()) {
+    int64_t n = 0;
+    for (auto& g : grids_) n += g[0] * g[1] * g[2] / (merge_ * merge_);
+    if (n != (int64_t)vis_idx_.size())
+      throw Error("probes: the image grids give " + std::to_string(n) + " visual tokens, the prompt has " +
+                  std::to_string(vis_idx_.size()));
+  }
+}
+
+void ProbeRecorder::attach(GenerationRequest& req) {
+  if (!opt_.any()) return;
+  req.configure = [this](ForwardState& st, bool prefill) { configure(st, prefill); };
+  req.after_forward = [this](const ForwardOutput& out, bool prefill) { after_forward(out, prefill); };
+  auto prev = req.on_token;
+  req.on_token = [this, prev](int64_t seq, int64_t tok, int64_t step) {
+    if (seq == 0 && pending_) {
+      pending_->step = step;
+      pending_->token = tok;
+      tokens_.push_back(std::move(*pending_));
+      pending_.reset();
+      if (on_probe) on_probe(tokens_.back());
+    }
+    return prev ? prev(seq, tok, step) : true;
+  };
+}
+
+void ProbeRecorder::configure(ForwardState& st, bool prefill) {
+  const int64_t L = model_->config().text.num_hidden_layers;
+  const int64_t Nv = (int64_t)vis_idx_.size();
+  const bool mass = opt_.visual_mass || opt_.per_head || opt_.sink_excluded;
+  f_mass_heads_.assign(L, torch::Tensor());
+  f_sink_heads_.assign(L, torch::Tensor());
+  f_vis_attn_.assign(L, torch::Tensor());
+  f_lens_logp_.assign(L, torch::Tensor());
+  f_pvm_.clear();
+  if (prefill) {
+    sinks_.assign(L, {});
+    sink_t_.assign(L, torch::Tensor());
+  }
+  if (mass || opt_.heatmap) {
+    st.observer = [this, prefill, mass, Nv](int64_t layer, const torch::Tensor& probs) {
+      torch::NoGradGuard ng;
+      auto p = probs[0];  // [Hq, T]
+      f_keys_ = p.size(1);
+      auto vis = p.index_select(1, vis_idx_t_);  // [Hq, Nv]
+      if (mass) f_mass_heads_[layer] = vis.sum(1);
+      if (opt_.sink_excluded && Nv > 0) {
+        if (prefill) {
+          int64_t k = opt_.sink_k > 0 ? opt_.sink_k : std::max<int64_t>(1, (int64_t)std::ceil(0.01 * Nv));
+          k = std::min(k, Nv);
+          auto idx = std::get<1>(vis.mean(0).topk(k));
+          sink_t_[layer] = vis_idx_t_.index_select(0, idx);
+          auto c = sink_t_[layer].to(torch::kCPU).contiguous();
+          sinks_[layer].assign(c.data_ptr<int64_t>(), c.data_ptr<int64_t>() + c.numel());
+        }
+        if (sink_t_[layer].defined()) f_sink_heads_[layer] = p.index_select(1, sink_t_[layer]).sum(1);
+      }
+      if (opt_.heatmap) f_vis_attn_[layer] = vis.mean(0);
+    };
+  }
+  if (opt_.pvm) st.pvm_probes = &f_pvm_;
+  if (opt_.logit_lens) {
+    st.layer_output_hook = [this](int64_t layer, const torch::Tensor& h) {
+      torch::NoGradGuard ng;
+      auto last = h.narrow(0, 0, 1).narrow(1, h.size(1) - 1, 1);  // [1, 1, H]
+      f_lens_logp_[layer] = model_->model->language_model->norm(last).view({1, -1});  // [1, H]
+    };
+  }
+}
+
+void ProbeRecorder::after_forward(const ForwardOutput& out, bool) {
+  torch::NoGradGuard ng;
+  const int64_t L = model_->config().text.num_hidden_layers;
+  auto t = std::make_unique<TokenProbe>();
+  t->keys = f_keys_;
+  auto to_vec = [](const torch::Tensor& x) {
+    auto c = x.to(torch::kCPU, torch::kFloat).contiguous();
+    return std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
+  };
+  const bool mass = opt_.visual_mass || opt_.per_head || opt_.sink_excluded;
+  if (mass && f_mass_heads_[0].defined()) {
+    auto heads = torch::stack(f_mass_heads_).to(torch::kCPU, torch::kFloat);  // [L, Hq]
+    t->mass = to_vec(heads.mean(1));
+    if (opt_.per_head)
+      for (int64_t l = 0; l < L; ++l) t->mass_heads.push_back(to_vec(heads[l]));
+    if (opt_.sink_excluded) {
+      if (f_sink_heads_[0].defined()) {
+        auto sink = torch::stack(f_sink_heads_).to(torch::kCPU, torch::kFloat);
+        t->mass_nosink = to_vec((heads - sink).clamp_min(0).mean(1));
+      } else {
+        t->mass_nosink = t->mass;  // no visual tokens
+      }
+    }
+  }
+  if (opt_.heatmap && f_vis_attn_[0].defined())
+    for (int64_t l = 0; l < L; ++l) t->visual_attn.push_back(to_vec(f_vis_attn_[l]));
+  for (auto& [layer, p] : f_pvm_) {
+    if (!p.attn.defined()) continue;
+    PvmLayerProbe q;
+    q.layer = layer;
+    q.gate = std::abs(p.gate);
+    q.injection_norm = p.injection_norm[0].item<float>();
+    q.residual_norm = p.residual_norm[0].item<float>();
+    q.ratio = q.residual_norm > 0 ? q.injection_norm / q.residual_norm : 0.f;
+    auto a = p.attn[0].to(torch::kFloat).mean(0);  // [Nv]
+    q.entropy = std::max(0.f, -(a * a.clamp_min(1e-30).log()).sum().item<float>());
+    int64_t k = std::min<int64_t>(opt_.pvm_top, a.numel());
+    auto [v, i] = a.topk(k);
+    q.top_p = to_vec(v);
+    auto ic = i.to(torch::kCPU).contiguous();
+    q.top.assign(ic.data_ptr<int64_t>(), ic.data_ptr<int64_t>() + ic.numel());
+    t->pvm.push_back(std::move(q));
+  }
+  if (opt_.logit_lens && f_lens_logp_[0].defined()) {
+    auto fin = torch::log_softmax(out.logits[0][-1].to(torch::kFloat), 0);  // [V]
+    // one GEMM for all layers: the lm_head weight is read once, not once per layer
+    auto normed = torch::cat(f_lens_logp_, 0);  // [L, H]
+    auto layers = torch::log_softmax(torch::mm(model_->lm_head_weight(), normed.t()).t().to(torch::kFloat), 1);  // [L, V]
+    auto kl = (fin.exp().unsqueeze(0) * (fin.unsqueeze(0) - layers)).sum(1).clamp_min(0);
+    t->lens_kl = to_vec(kl);
+    auto top = layers.argmax(1).to(torch::kCPU).contiguous();
+    int64_t ftop = fin.argmax().item<int64_t>();
+    for (int64_t l = 0; l < L; ++l)
+      if (top[l].item<int64_t>() == ftop) {
+        t->lens_first_layer = l;
+        break;
+      }
+  }
+  pending_ = std::move(t);
+}
+
+torch::Tensor ProbeRecorder::heatmap(size_t i, int64_t layer, size_t image) const {
+  if (i >= tokens_.size()) throw Error("probes: token " + std::to_string(i) + " was not recorded");
+  const auto& va = tokens_[i].visual_attn;
+  if (layer < 0 || layer >= (int64_t)va.size()) throw Error("probes: no heatmap for layer " + std::to_string(layer));
+  if (image >= grids_.size()) throw Error("probes: no image " + std::to_string(image));
+  int64_t off = 0;
+  for (size_t g = 0; g < image; ++g) off += grids_[g][0] * grids_[g][1] * grids_[g][2] / (merge_ * merge_);
+  const auto& g = grids_[image];
+  const int64_t rows = g[0] * g[1] / merge_, cols = g[2] / merge_;
+  auto out = torch::empty({rows, cols}, torch::kFloat);
+  std::copy(va[layer].begin() + off, va[layer].begin() + off + rows * cols, out.data_ptr<float>());
+  return out;
+}
+
+std::string ProbeRecorder::to_json(const TokenProbe& t) {
+  nlohmann::json j;
+  j["step"] = t.step;
+  j["token"] = t.token;
+  j["keys"] = t.keys;
+  if (!t.mass.empty()) j["mass"] = t.mass;
+  if (!t.mass_nosink.empty()) j["mass_nosink"] = t.mass_nosink;
+  if (!t.mass_heads.empty()) j["mass_heads"] = t.mass_heads;
+  if (!t.pvm.empty()) {
+    auto& a = j["pvm"] = nlohmann::json::array();
+    for (auto& p : t.pvm)
+      a.push_back({{"layer", p.layer}, {"gate", p.gate}, {"injection_norm", p.injection_norm},
+                   {"residual_norm", p.residual_norm}, {"ratio", p.ratio}, {"entropy", p.entropy},
+                   {"top", p.top}, {"top_p", p.top_p}});
+  }
+  if (!t.visual_attn.empty()) j["visual_attn"] = t.visual_attn;
+  if (!t.lens_kl.empty()) {
+    j["lens_first_layer"] = t.lens_first_layer;
+    j["lens_kl"] = t.lens_kl;
+  }
+  return j.dump();
+}
+
+void ProbeRecorder::write_jsonl(const std::string& path) const {
+  std::string s;
+  for (auto& t : tokens_) s += to_json(t) + "\n";
+  atomic_write_file(path, s);
+}
+
+HyperbolicFit fit_hyperbolic(const std::vector<double>& t, const std::vector<double>& y) {
+  std::vector<double> T, Y;
+  for (size_t i = 0; i < std::min(t.size(), y.size()); ++i)
+    if (std::isfinite(t[i]) && std::isfinite(y[i])) T.push_back(t[i]), Y.push_back(y[i]);
+  HyperbolicFit f;
+  f.n = (int64_t)T.size();
+  if (T.empty()) return f;
+  double tmin = *std::min_element(T.begin(), T.end());
+  auto sse_at = [&](double t0, double& c) {
+    double gy = 0, gg = 0;
+    for (size_t i = 0; i < T.size(); ++i) {
+      double g = 1.0 / (T[i] + t0);
+      gy += g * Y[i], gg += g * g;
+    }
+    c = gg > 0 ? gy / gg : 0;
+    double e = 0;
+    for (size_t i = 0; i < T.size(); ++i) {
+      double r = Y[i] - c / (T[i] + t0);
+      e += r * r;
+    }
+    return e;
+  };
+  // t0 > -min(t) keeps every denominator positive
+  double lo = std::log(1e-3), hi = std::log(1e6), best = lo, best_e = std::numeric_limits<double>::infinity(), c = 0;
+  for (int round = 0; round < 4; ++round) {
+    const int n = 200;
+    double step = (hi - lo) / n;
+    for (int i = 0; i <= n; ++i) {
+      double lt = lo + i * step, t0 = std::exp(lt);
+      if (t0 + tmin <= 0) continue;
+      double e = sse_at(t0, c);
+      if (e < best_e) best_e = e, best = lt;
+    }
+    lo = best - 2 * step, hi = best + 2 * step;
+  }
+  f.t0 = std::exp(best);
+  sse_at(f.t0, f.c);
+  double mean = 0, sst = 0;
+  for (double v : Y) mean += v;
+  mean /= Y.size();
+  for (double v : Y) sst += (v - mean) * (v - mean);
+  f.r2 = sst > 0 ? 1 - best_e / sst : (best_e == 0 ? 1 : 0);
+  return f;
+}
+
+PowerFit fit_power_law(const std::vector<double>& t, const std::vector<double>& y) {
+  std::vector<double> X, Y;
+  for (size_t i = 0; i < std::min(t.size(), y.size()); ++i)
+    if (t[i] > 0 && y[i] > 0 && std::isfinite(t[i]) && std::isfinite(y[i]))
+      X.push_back(std::log(t[i])), Y.push_back(std::log(y[i]));
+  PowerFit f;
+  f.n = (int64_t)X.size();
+  if (X.size() < 2) return f;
+  double mx = 0, my = 0;
+  for (size_t i = 0; i < X.size(); ++i) mx += X[i], my += Y[i];
+  mx /= X.size(), my /= Y.size();
+  double sxx = 0, sxy = 0, syy = 0;
+  for (size_t i = 0; i < X.size(); ++i)
+    sxx += (X[i] - mx) * (X[i] - mx), sxy += (X[i] - mx) * (Y[i] - my), syy += (Y[i] - my) * (Y[i] - my);
+  if (sxx <= 0) return f;
+  double slope = sxy / sxx;
+  f.k = -slope;
+  f.a = std::exp(my - slope * mx);
+  f.r2 = syy > 0 ? sxy * sxy / (sxx * syy) : 1;
+  return f;
+}
+
+std::string load_prompt_preset(const std::string& name) {
+  if (name.empty() || name.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-_") != std::string::npos)
+    throw Error("--prompt-preset '" + name + "': use lower-case letters, digits, '-' or '_'");
+  std::string file = name;
+  std::replace(file.begin(), file.end(), '-', '_');
+  auto path = std::filesystem::path(source_dir()) / "assets" / "prompts" / (file + ".txt");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error("unknown prompt preset '" + name + "': " + path.string() + " not found");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  std::string s = ss.str();
+  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
+  if (s.empty()) throw Error("prompt preset " + path.string() + " is empty");
+  return s;
+}
+
+}  // namespace pvm

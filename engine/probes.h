@@ -1,0 +1,140 @@
+// Probes of visual signal dilution (spec section 8), recorded per generated token while
+// generating: visual attention mass per layer (and per head), the same without sink tokens, PVM
+// activity, an optional backbone heatmap on the merged patch grid, and an optional logit lens.
+//
+// Timing: every forward pass (the prefill, then each decode step) produces exactly one token; the
+// probes of a token come from the forward whose logits it was sampled from, i.e. from the very
+// attention computation (ForwardState::observer) that produced it. Only batch row 0 (sequence 0)
+// is recorded.
+//
+// Definitions (all per layer l, for the last query position of the forward):
+// - mass: sum of softmax attention probabilities over the visual key positions (the prompt's
+//   <|image_pad|> positions), averaged over query heads; per head when ProbeOptions::per_head.
+// - sink tokens: at the prefill, per layer, the `k` visual keys with the largest head-averaged
+//   attention of the prompt's last position; k = ProbeOptions::sink_k, or when 0
+//   max(1, ceil(1% of the visual tokens)). They are fixed for the rest of the generation.
+// - mass_nosink: mass minus the (head-averaged) probability on those sink keys. Not renormalised,
+//   so mass_nosink <= mass, and both are in [0, 1].
+// - PVM (per PVM layer): |gate_alpha|, ||injection|| / ||h_mid|| of the last position, entropy (nats)
+//   of the head-averaged PVM attention over the visual memory (0..log Nv), and its top patches.
+// - heatmap: head-averaged attention on each visual token, per layer; heatmap() lays it out on an
+//   image's merged grid [t * h/merge, w/merge].
+// - logit lens: final norm + lm_head on the last position's hidden state after each layer;
+//   lens_first_layer = first layer whose top-1 equals the final top-1 (the model's own logits),
+//   lens_kl[l] = KL(final || layer l) in nats.
+#pragma once
+#include <array>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/generate.h"
+#include "engine/model.h"
+
+namespace pvm {
+
+struct ProbeOptions {
+  bool visual_mass = true;
+  bool per_head = false;
+  bool sink_excluded = true;
+  bool pvm = true;
+  bool heatmap = false;
+  bool logit_lens = false;
+  int sink_k = 0;   // 0 = max(1, ceil(1% of the visual tokens))
+  int pvm_top = 5;  // top patches reported per PVM layer
+  bool any() const { return visual_mass || per_head || sink_excluded || pvm || heatmap || logit_lens; }
+};
+
+struct PvmLayerProbe {
+  int64_t layer = 0;
+  float gate = 0;            // |gate_alpha|
+  float injection_norm = 0;  // ||PVM output|| at the last position
+  float residual_norm = 0;   // ||h_mid||
+  float ratio = 0;           // injection_norm / residual_norm
+  float entropy = 0;         // nats, of the head-averaged attention over the visual memory
+  std::vector<int64_t> top;  // indices into the visual memory (= visual token order), largest first
+  std::vector<float> top_p;
+};
+
+struct TokenProbe {
+  int64_t step = 0, token = -1;
+  int64_t keys = 0;                      // keys attended (context length) in this forward
+  std::vector<float> mass;               // [layers] (empty when off)
+  std::vector<float> mass_nosink;        // [layers]
+  std::vector<std::vector<float>> mass_heads;  // [layers][heads] when per_head
+  std::vector<PvmLayerProbe> pvm;        // one per PVM layer that ran
+  std::vector<std::vector<float>> visual_attn;  // [layers][Nv] when heatmap
+  int64_t lens_first_layer = -1;         // when logit_lens
+  std::vector<float> lens_kl;            // [layers]
+};
+
+// Boolean mask of the visual (<|image_pad|>) positions of a prompt.
+std::vector<bool> visual_positions(const std::vector<int64_t>& prompt_ids, int64_t image_token_id);
+
+class ProbeRecorder {
+ public:
+  // `visual`: one entry per prompt position (true at <|image_pad|>); `grids`: per image (t, h, w)
+  // in patches, for heatmaps; `merge` = vision.spatial_merge_size.
+  ProbeRecorder(Qwen3VLForConditionalGeneration model, std::vector<bool> visual, ProbeOptions opt = {},
+                std::vector<std::array<int64_t, 3>> grids = {}, int64_t merge = 2);
+  // Hooks configure / after_forward / on_token of `req` (an existing on_token is still called).
+  // With every probe off nothing is attached. The recorder must outlive the generation.
+  void attach(GenerationRequest& req);
+  void clear() { tokens_.clear(); pending_.reset(); sinks_.clear(); }
+
+  const std::vector<TokenProbe>& tokens() const { return tokens_; }
+  const ProbeOptions& options() const { return opt_; }
+  int64_t num_visual() const { return (int64_t)vis_idx_.size(); }
+  const std::vector<std::vector<int64_t>>& sinks() const { return sinks_; }  // per layer, key positions
+  // Called once per recorded token (after it is complete).
+  std::function<void(const TokenProbe&)> on_probe;
+
+  // Backbone attention of token `i` at `layer` on image `image`: [t*h/merge, w/merge] f32 (CPU).
+  torch::Tensor heatmap(size_t i, int64_t layer, size_t image) const;
+  // One JSON object per token: {"step","token","keys","mass":[...],"mass_nosink":[...],...}.
+  void write_jsonl(const std::string& path) const;
+  static std::string to_json(const TokenProbe& t);
+
+ private:
+  void configure(ForwardState& st, bool prefill);
+  void after_forward(const ForwardOutput& out, bool prefill);
+
+  Qwen3VLForConditionalGeneration model_;
+  std::vector<bool> visual_;
+  ProbeOptions opt_;
+  std::vector<std::array<int64_t, 3>> grids_;
+  int64_t merge_;
+  std::vector<int64_t> vis_idx_;
+  torch::Tensor vis_idx_t_;  // on the model's device
+  std::vector<std::vector<int64_t>> sinks_;
+  std::vector<torch::Tensor> sink_t_;  // per layer, key positions (device)
+  // per forward
+  std::vector<torch::Tensor> f_mass_heads_, f_sink_heads_, f_vis_attn_, f_lens_logp_;
+  std::map<int64_t, PvmProbe> f_pvm_;
+  int64_t f_keys_ = 0;
+  std::unique_ptr<TokenProbe> pending_;
+  std::vector<TokenProbe> tokens_;
+};
+
+// Fits of visual mass against the generated position (spec section 7). Points with a
+// non-finite value are skipped.
+struct HyperbolicFit {
+  double c = 0, t0 = 0, r2 = 0;  // y ~ c / (t + t0), least squares; r2 on y
+  int64_t n = 0;
+};
+// Grid over t0 (log-spaced 1e-3 .. 1e6, refined around the best) with the closed-form c for each.
+HyperbolicFit fit_hyperbolic(const std::vector<double>& t, const std::vector<double>& y);
+struct PowerFit {
+  double a = 0, k = 0, r2 = 0;  // y ~ a * t^-k by least squares on (log t, log y); r2 in log space
+  int64_t n = 0;
+};
+// Uses the points with t > 0 and y > 0.
+PowerFit fit_power_law(const std::vector<double>& t, const std::vector<double>& y);
+
+// Text of a prompt preset: <source_dir>/assets/prompts/<name>.txt with '-' read as '_'
+// ("blind-painter" -> blind_painter.txt). Errors name the preset and the file.
+std::string load_prompt_preset(const std::string& name);
+
+}  // namespace pvm

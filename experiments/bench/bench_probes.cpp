@@ -1,0 +1,96 @@
+// Decode speed with the probes off vs all on (visual mass per head, sinks, PVM, heatmap, logit
+// lens), same model and prompt with one image.
+//   pvm-bench-probes [--preset qwen3-vl-tiny] [--grid 16] [--text 64] [--decode 32] [--pvm-layers 1,2]
+//                    [--dtype f32] [--device cpu] [--threads N] [--repeats 3] [--probes mass,per-head,sinks,pvm,heatmap,lens]
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <sstream>
+
+#include "engine/base/cli_args.h"
+#include "engine/base/error.h"
+#include "engine/device.h"
+#include "engine/generate.h"
+#include "engine/loader.h"
+#include "engine/probes.h"
+#include "engine/pvm.h"
+
+int main(int argc, char** argv) try {
+  pvm::cli::Args a(std::vector<std::string>(argv + 1, argv + argc),
+                   {"--preset", "--grid", "--text", "--decode", "--pvm-layers", "--dtype", "--device", "--threads",
+                    "--repeats", "--probes"});
+  auto dev = pvm::parse_device(a.get("--device", "cpu"));
+  auto dtype = pvm::parse_dtype(a.get("--dtype", "auto"), dev);
+  if (a.has("--threads")) torch::set_num_threads(a.get_int("--threads", 1));
+  auto c = pvm::preset_config(a.get("--preset", "qwen3-vl-tiny"));
+  auto m = pvm::make_random_model(c, 0, dtype, dev);
+  {
+    pvm::TextConfig f = c.text;
+    f.pvm_layers.clear();
+    std::stringstream ss(a.get("--pvm-layers", "1"));
+    for (std::string t; std::getline(ss, t, ',');) f.pvm_layers.push_back(std::stoll(t));
+    f.pvm_hidden_size = std::min<int64_t>(f.pvm_hidden_size, c.text.hidden_size / 2);
+    pvm::attach_pvm(*m, f, 1);
+    torch::NoGradGuard ng;
+    for (auto& p : m->named_parameters())
+      if (p.key().find("gate_alpha") != std::string::npos) p.value().fill_(0.3);
+  }
+  const int64_t grid = a.get_int("--grid", 16), n_text = a.get_int("--text", 64), n_decode = a.get_int("--decode", 32);
+  const int64_t repeats = std::max<long long>(1, a.get_int("--repeats", 3));
+  if (grid < 2 || grid % 2) throw pvm::Error("--grid must be an even number >= 2");
+  const auto& v = c.vision;
+  const int64_t merge = v.spatial_merge_size, nv = grid * grid / (merge * merge);
+  pvm::GenerationRequest req;
+  req.prompt_ids = {1000, 1001, c.vision_start_token_id};
+  for (int64_t i = 0; i < nv; ++i) req.prompt_ids.push_back(c.image_token_id);
+  req.prompt_ids.push_back(c.vision_end_token_id);
+  for (int64_t i = 0; i < n_text; ++i) req.prompt_ids.push_back(1000 + (i * 7919) % 5000);
+  req.grids = {{1, grid, grid}};
+  auto gen = at::detail::createCPUGenerator(1);
+  req.pixel_values = at::rand({grid * grid, v.in_channels * v.temporal_patch_size * v.patch_size * v.patch_size}, gen,
+                              torch::kFloat) * 2 - 1;
+  req.max_new_tokens = n_decode;
+  req.stop_ids = {-1};
+  auto vis = pvm::visual_positions(req.prompt_ids, c.image_token_id);
+
+  auto measure = [&](bool probes, pvm::ProbeOptions opt) {
+    double best = 0;
+    for (int64_t r = 0; r < repeats + 1; ++r) {  // the first run is a warm-up
+      auto q = req;
+      pvm::ProbeRecorder rec(m, vis, opt, req.grids, merge);
+      if (probes) rec.attach(q);
+      auto res = pvm::generate(m, q);
+      if (probes && (int64_t)rec.tokens().size() != n_decode) throw pvm::Error("probes recorded too few tokens");
+      if (r > 0) best = std::max(best, res.decode_tokens_per_s());
+    }
+    return best;
+  };
+  std::printf("preset %s (%lld layers, vocab %lld), %s %s, %d threads; prompt %zu tokens (%lld visual), decode %lld\n",
+              a.get("--preset", "qwen3-vl-tiny").c_str(), (long long)c.text.num_hidden_layers,
+              (long long)c.text.vocab_size, dev.str().c_str(), pvm::dtype_name(dtype).c_str(), torch::get_num_threads(),
+              req.prompt_ids.size(), (long long)nv, (long long)n_decode);
+  pvm::ProbeOptions all{true, true, true, true, true, true};
+  double off = measure(false, {}), def = measure(true, pvm::ProbeOptions{}), on = measure(true, all);
+  std::printf("decode tokens/s: probes off %.2f, default (mass, sinks, PVM) %.2f, all on (+ per head, heatmap, logit lens) %.2f\n",
+              off, def, on);
+  if (a.has("--probes")) {  // a custom set, e.g. --probes lens or --probes heatmap,per-head
+    pvm::ProbeOptions o{false, false, false, false, false, false};
+    std::stringstream ps(a.get("--probes"));
+    for (std::string t; std::getline(ps, t, ',');) {
+      if (t == "mass") o.visual_mass = true;
+      else if (t == "per-head") o.per_head = true;
+      else if (t == "sinks") o.sink_excluded = true;
+      else if (t == "pvm") o.pvm = true;
+      else if (t == "heatmap") o.heatmap = true;
+      else if (t == "lens") o.logit_lens = true;
+      else throw pvm::Error("--probes: unknown probe '" + t + "' (mass, per-head, sinks, pvm, heatmap, lens)");
+    }
+    double c = measure(true, o);
+    std::printf("custom (%s) %.2f tokens/s, ratio %.3f\n", a.get("--probes").c_str(), c, c / off);
+  }
+  std::printf("ratio default/off %.3f, all on/off %.3f (best of %lld)\n", def / off, on / off, (long long)repeats);
+  return 0;
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "pvm-bench-probes: error: %s\n", e.what());
+  return 1;
+}

@@ -1,0 +1,303 @@
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "engine/base/error.h"
+#include "engine/generate.h"
+#include "engine/loader.h"
+#include "engine/plot_png.h"
+#include "engine/probes.h"
+#include "engine/pvm.h"
+#include "test_util.h"
+
+using namespace pvm;
+
+namespace {
+
+struct Fixture {
+  ModelConfig cfg = pvm::testing::tiny_config();
+  Qwen3VLForConditionalGeneration m = make_random_model(cfg, 11, torch::kFloat, torch::kCPU);
+  std::vector<std::array<int64_t, 3>> grids{{1, 4, 6}};
+  std::vector<int64_t> ids;
+  torch::Tensor pix;
+  Fixture() {
+    ids = {10, 11, cfg.vision_start_token_id};
+    for (int i = 0; i < 6; ++i) ids.push_back(cfg.image_token_id);
+    ids.insert(ids.end(), {cfg.vision_end_token_id, 12, 13, 14});
+    auto gen = at::detail::createCPUGenerator(3);
+    pix = at::rand({24, 1536}, gen, torch::kFloat) * 2 - 1;
+    // sharper attention than the 0.02 init gives, so visual mass varies across heads and layers
+    torch::NoGradGuard ng;
+    for (auto& l : m->model->language_model->layer_list) {
+      l->self_attn->q_proj->weight.mul_(8);
+      l->self_attn->k_proj->weight.mul_(8);
+    }
+  }
+  void attach_pvm_blocks(double gate) {
+    TextConfig f = cfg.text;
+    f.pvm_hidden_size = 32;
+    f.pvm_layers = {1, 3};
+    attach_pvm(*m, f, 5);
+    torch::NoGradGuard ng;
+    for (auto& p : m->named_parameters())
+      if (p.key().find("gate_alpha") != std::string::npos) p.value().fill_(gate);
+  }
+  GenerationRequest request(int64_t n) {
+    GenerationRequest req;
+    req.prompt_ids = ids;
+    req.pixel_values = pix;
+    req.grids = grids;
+    req.max_new_tokens = n;
+    req.stop_ids = {9999};
+    return req;
+  }
+  // Explicit reference: the last position's attention probabilities [Hq, S] (double) of every
+  // layer, recomputed without cache from the layer inputs with the model's own projections.
+  std::vector<torch::Tensor> reference_probs(const std::vector<int64_t>& seq) {
+    torch::NoGradGuard ng;
+    ForwardInput in;
+    in.input_ids = torch::tensor(seq, torch::kLong).view({1, -1});
+    in.pixel_values = pix, in.grids = grids;
+    ForwardState st;
+    std::vector<torch::Tensor> outs(cfg.text.num_hidden_layers);
+    st.layer_output_hook = [&](int64_t l, const torch::Tensor& h) { outs[l] = h.clone(); };
+    auto o = m->forward(in, st);
+    auto x0 = m->embed(in.input_ids, o.image_embeds);
+    auto pos = rope_index(std::vector<std::vector<int64_t>>{seq}, grids, cfg).position_ids;
+    auto rt = mrope_cos_sin(pos, cfg.text, torch::kFloat, torch::kCPU);
+    const int64_t S = (int64_t)seq.size(), Hq = cfg.text.num_attention_heads, Hkv = cfg.text.num_key_value_heads,
+                  D = cfg.text.head_dim;
+    std::vector<torch::Tensor> res;
+    for (int64_t l = 0; l < cfg.text.num_hidden_layers; ++l) {
+      auto& a = m->model->language_model->layer_list[l];
+      auto x = a->input_layernorm(l == 0 ? x0 : outs[l - 1]);
+      auto q = a->self_attn->q_norm(a->self_attn->q_proj(x).view({1, S, Hq, D})).transpose(1, 2);
+      auto k = a->self_attn->k_norm(a->self_attn->k_proj(x).view({1, S, Hkv, D})).transpose(1, 2);
+      q = apply_rope(q, rt.cos, rt.sin).to(torch::kDouble)[0];  // [Hq, S, D]
+      k = apply_rope(k, rt.cos, rt.sin).to(torch::kDouble)[0];  // [Hkv, S, D]
+      auto kk = k.repeat_interleave(Hq / Hkv, 0);               // head h uses kv head h / G
+      auto scores = (q.select(1, S - 1).unsqueeze(1) * kk).sum(-1) / std::sqrt((double)D);  // [Hq, S]
+      res.push_back(torch::softmax(scores, -1));
+    }
+    return res;
+  }
+};
+
+}  // namespace
+
+TEST(Probes, VisualMassEqualsAnExplicitSoftmaxPerHeadAndAveraged) {
+  Fixture f;
+  f.attach_pvm_blocks(0.5);
+  ProbeOptions opt;
+  opt.per_head = true;
+  ProbeRecorder rec(f.m, visual_positions(f.ids, f.cfg.image_token_id), opt, f.grids);
+  auto req = f.request(5);
+  rec.attach(req);
+  auto res = generate(f.m, req);
+  ASSERT_EQ(rec.tokens().size(), res.tokens[0].size());
+  const int64_t L = f.cfg.text.num_hidden_layers;
+  // one sink per layer (1% of 6 visual tokens, at least one), and it is a visual position
+  ASSERT_EQ((int64_t)rec.sinks().size(), L);
+  for (auto& s : rec.sinks()) {
+    ASSERT_EQ(s.size(), 1u);
+    EXPECT_EQ(f.ids[s[0]], f.cfg.image_token_id);
+  }
+  std::vector<int64_t> vis;
+  for (size_t i = 0; i < f.ids.size(); ++i)
+    if (f.ids[i] == f.cfg.image_token_id) vis.push_back((int64_t)i);
+  auto vis_t = torch::tensor(vis, torch::kLong);
+  double spread = 0;
+  for (size_t i = 0; i < rec.tokens().size(); ++i) {
+    const auto& t = rec.tokens()[i];
+    EXPECT_EQ(t.step, (int64_t)i);
+    EXPECT_EQ(t.token, res.tokens[0][i]);
+    auto seq = f.ids;
+    seq.insert(seq.end(), res.tokens[0].begin(), res.tokens[0].begin() + i);  // the context that produced token i
+    EXPECT_EQ(t.keys, (int64_t)seq.size());
+    auto ref = f.reference_probs(seq);
+    ASSERT_EQ((int64_t)t.mass.size(), L);
+    ASSERT_EQ((int64_t)t.mass_heads.size(), L);
+    for (int64_t l = 0; l < L; ++l) {
+      auto heads = ref[l].index_select(1, vis_t).sum(1);  // [Hq]
+      auto sink = ref[l].index_select(1, torch::tensor(rec.sinks()[l], torch::kLong)).sum(1);
+      for (int64_t h = 0; h < heads.size(0); ++h)
+        EXPECT_NEAR(t.mass_heads[l][h], heads[h].item<double>(), 1e-5) << "token " << i << " layer " << l << " head " << h;
+      EXPECT_NEAR(t.mass[l], heads.mean().item<double>(), 1e-5);
+      EXPECT_NEAR(t.mass_nosink[l], (heads - sink).mean().item<double>(), 1e-5);
+      EXPECT_GE(t.mass[l], 0.f);
+      EXPECT_LE(t.mass[l], 1.f);
+      EXPECT_LE(t.mass_nosink[l], t.mass[l] + 1e-7);
+      spread = std::max(spread, (heads.max() - heads.min()).item<double>());
+    }
+  }
+  EXPECT_GT(spread, 1e-3);  // the check is not comparing constants
+}
+
+TEST(Probes, PvmLogitLensHeatmapAndJsonl) {
+  Fixture f;
+  f.attach_pvm_blocks(0.5);
+  ProbeOptions opt;
+  opt.heatmap = true;
+  opt.logit_lens = true;
+  ProbeRecorder rec(f.m, visual_positions(f.ids, f.cfg.image_token_id), opt, f.grids,
+                    f.cfg.vision.spatial_merge_size);
+  int calls = 0;
+  rec.on_probe = [&](const TokenProbe&) { ++calls; };
+  auto req = f.request(4);
+  int user_calls = 0;
+  req.on_token = [&](int64_t, int64_t, int64_t) { return ++user_calls < 100; };
+  rec.attach(req);
+  auto res = generate(f.m, req);
+  ASSERT_EQ(rec.tokens().size(), 4u);
+  EXPECT_EQ(calls, 4);
+  EXPECT_EQ(user_calls, 4);  // the caller's own on_token still runs
+  const int64_t L = f.cfg.text.num_hidden_layers;
+  for (size_t i = 0; i < rec.tokens().size(); ++i) {
+    const auto& t = rec.tokens()[i];
+    ASSERT_EQ(t.pvm.size(), 2u);
+    EXPECT_EQ(t.pvm[0].layer, 1);
+    EXPECT_EQ(t.pvm[1].layer, 3);
+    for (auto& p : t.pvm) {
+      EXPECT_NEAR(p.gate, 0.5f, 1e-7);
+      EXPECT_GE(p.entropy, 0.f);
+      EXPECT_LE(p.entropy, std::log(6.0) + 1e-5);
+      EXPECT_GT(p.ratio, 0.f);
+      EXPECT_NEAR(p.ratio, p.injection_norm / p.residual_norm, 1e-6);
+      ASSERT_EQ(p.top.size(), 5u);
+      for (size_t k = 1; k < p.top_p.size(); ++k) EXPECT_GE(p.top_p[k - 1], p.top_p[k]);
+      for (auto idx : p.top) EXPECT_TRUE(idx >= 0 && idx < 6);
+    }
+    ASSERT_EQ((int64_t)t.lens_kl.size(), L);
+    EXPECT_GE(t.lens_first_layer, 0);
+    EXPECT_LE(t.lens_first_layer, L - 1);
+    EXPECT_LT(t.lens_kl[L - 1], 1e-5);  // the last layer's lens is the model's own distribution
+    for (auto kl : t.lens_kl) EXPECT_GE(kl, 0.f);
+    EXPECT_GT(*std::max_element(t.lens_kl.begin(), t.lens_kl.end() - 1), 1e-4);  // earlier layers differ
+    // heatmap: merged grid 2 x 3 of the 4 x 6 patch image; its sum is the layer's visual mass
+    for (int64_t l = 0; l < L; ++l) {
+      auto hm = rec.heatmap(i, l, 0);
+      ASSERT_EQ(hm.sizes(), (std::vector<int64_t>{2, 3}));
+      EXPECT_NEAR(hm.sum().item<float>(), t.mass[l], 1e-5);
+    }
+  }
+  EXPECT_THROW(rec.heatmap(9, 0, 0), Error);
+  auto dir = pvm::testing::temp_dir("probes");
+  rec.write_jsonl(dir + "/t.jsonl");
+  std::ifstream in(dir + "/t.jsonl");
+  std::string line;
+  size_t n = 0;
+  while (std::getline(in, line)) {
+    auto j = nlohmann::json::parse(line);
+    EXPECT_EQ(j["step"].get<int64_t>(), (int64_t)n);
+    EXPECT_EQ(j["token"].get<int64_t>(), res.tokens[0][n]);
+    EXPECT_EQ((int64_t)j["mass"].size(), L);
+    EXPECT_EQ(j["pvm"].size(), 2u);
+    EXPECT_NEAR(j["mass"][2].get<double>(), rec.tokens()[n].mass[2], 1e-6);
+    ++n;
+  }
+  EXPECT_EQ(n, 4u);
+}
+
+TEST(Probes, AllOffAttachesNothingAndBaselineHasNoPvmProbes) {
+  Fixture f;
+  f.attach_pvm_blocks(0.5);
+  ProbeOptions off{false, false, false, false, false, false};
+  ProbeRecorder none(f.m, visual_positions(f.ids, f.cfg.image_token_id), off);
+  auto req = f.request(3);
+  none.attach(req);
+  EXPECT_FALSE((bool)req.configure);
+  EXPECT_FALSE((bool)req.after_forward);
+  EXPECT_FALSE((bool)req.on_token);
+  generate(f.m, req);
+  EXPECT_TRUE(none.tokens().empty());
+
+  ProbeRecorder rec(f.m, visual_positions(f.ids, f.cfg.image_token_id));
+  auto base = f.request(3);
+  base.pvm = false;
+  rec.attach(base);
+  generate(f.m, base);
+  ASSERT_EQ(rec.tokens().size(), 3u);
+  for (auto& t : rec.tokens()) {
+    EXPECT_TRUE(t.pvm.empty());
+    EXPECT_EQ(t.mass.size(), 4u);
+    EXPECT_TRUE(t.lens_kl.empty());
+  }
+  EXPECT_THROW(ProbeRecorder(f.m, {true, false}, ProbeOptions{true, false, true, true, true, false}, f.grids), Error);
+}
+
+TEST(Probes, FitsRecoverKnownCurves) {
+  std::vector<double> t, y, yp;
+  for (int i = 1; i <= 200; ++i) {
+    t.push_back(i);
+    y.push_back(0.7 / (i + 12.0));
+    yp.push_back(2.0 * std::pow(i, -0.5));
+  }
+  auto h = fit_hyperbolic(t, y);
+  EXPECT_NEAR(h.c, 0.7, 1e-3);
+  EXPECT_NEAR(h.t0, 12.0, 0.05);
+  EXPECT_GT(h.r2, 0.99999);
+  EXPECT_EQ(h.n, 200);
+  auto p = fit_power_law(t, yp);
+  EXPECT_NEAR(p.k, 0.5, 1e-9);
+  EXPECT_NEAR(p.a, 2.0, 1e-9);
+  EXPECT_NEAR(p.r2, 1.0, 1e-12);
+  // a power law is not hyperbolic: worse fit; noise lowers R^2
+  EXPECT_LT(fit_hyperbolic(t, yp).r2, h.r2);
+  std::vector<double> noisy = y;
+  for (size_t i = 0; i < noisy.size(); ++i) noisy[i] += (i % 2 ? 1 : -1) * 0.01;
+  EXPECT_LT(fit_hyperbolic(t, noisy).r2, 0.9);
+}
+
+TEST(Probes, LinePlotDrawsSeriesAxesAndText) {
+  PlotSpec s;
+  s.width = 400, s.height = 240;
+  s.title = "mass";
+  PlotSeries a;
+  a.label = "baseline";
+  a.color = {200, 0, 0};
+  for (int i = 0; i < 50; ++i) a.x.push_back(i), a.y.push_back(1.0 / (i + 5));
+  s.series.push_back(a);
+  auto img = render_line_plot(s);
+  ASSERT_EQ(img.width, 400);
+  ASSERT_EQ((int)img.rgb.size(), 400 * 240 * 3);
+  int red = 0, black = 0;
+  for (size_t i = 0; i < img.rgb.size(); i += 3) {
+    red += img.rgb[i] == 200 && img.rgb[i + 1] == 0 && img.rgb[i + 2] == 0;
+    black += img.rgb[i] == 0 && img.rgb[i + 1] == 0 && img.rgb[i + 2] == 0;
+  }
+  EXPECT_GT(red, 100);    // the line and its legend swatch
+  EXPECT_GT(black, 300);  // axes and text
+  ImageRGB blank;
+  blank.width = 40, blank.height = 12;
+  blank.rgb.assign(40 * 12 * 3, 255);
+  EXPECT_EQ(draw_text(blank, 0, 0, "0.5", {0, 0, 0}, 2), 24);
+  EXPECT_EQ(text_width("0.5", 2), 22);
+  int ink = 0;
+  for (auto b : blank.rgb) ink += b == 0;
+  EXPECT_GT(ink, 0);
+  auto ticks = nice_ticks(0.0, 1.0, 6);
+  ASSERT_EQ(ticks.size(), 6u);
+  EXPECT_NEAR(ticks[1], 0.2, 1e-12);
+  s.width = 10;
+  EXPECT_THROW(render_line_plot(s), Error);
+  s.width = 400;
+  auto dir = pvm::testing::temp_dir("plot");
+  write_line_plot(dir + "/p.png", s);
+  std::ifstream f(dir + "/p.png", std::ios::binary);
+  char sig[4] = {};
+  f.read(sig, 4);
+  EXPECT_EQ(std::string(sig + 1, 3), "PNG");
+}
+
+TEST(Probes, PromptPresetsLoadByName) {
+  auto bp = load_prompt_preset("blind-painter");
+  EXPECT_NE(bp.find("blind painter"), std::string::npos);
+  EXPECT_EQ(load_prompt_preset("blind_painter"), bp);
+  auto sr = load_prompt_preset("structured-reasoning");
+  EXPECT_NE(sr.find("<think>"), std::string::npos);
+  EXPECT_NE(sr.find("<answer>"), std::string::npos);
+  EXPECT_THROW(load_prompt_preset("no-such-preset"), Error);
+  EXPECT_THROW(load_prompt_preset("../etc"), Error);
+}
