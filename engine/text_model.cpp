@@ -68,14 +68,13 @@ torch::Tensor gqa_attention(const torch::Tensor& q, const torch::Tensor& k, cons
   for (int64_t s0 = 0; s0 < S; s0 += chunk) {
     const int64_t n = std::min(chunk, S - s0);
     auto scores = torch::matmul(qg.narrow(3, s0, n), kt).to(torch::kFloat) * scale;  // [B, Hkv, G, n, T]
-    // causal: key j visible to query i iff j <= q_offset + s0 + i
-    auto qi = torch::arange(q_offset + s0, q_offset + s0 + n, torch::TensorOptions().dtype(torch::kLong).device(q.device()));
-    auto kj = torch::arange(T, torch::TensorOptions().dtype(torch::kLong).device(q.device()));
-    auto blocked = kj.view({1, T}) > qi.view({n, 1});  // [n, T]
-    if (key_valid.defined()) blocked = blocked.view({1, 1, 1, n, T}) | key_valid.logical_not().view({B, 1, 1, 1, T});
-    if (q_offset + s0 + n - 1 >= T - 1 && !key_valid.defined() && n == 1) {
-      // single decode query sees every key: no mask needed
-    } else {
+    // A single decode query at the end sees every key: no mask to build (the hot path).
+    if (!(n == 1 && q_offset + s0 >= T - 1 && !key_valid.defined())) {
+      // causal: key j visible to query i iff j <= q_offset + s0 + i
+      auto opt = torch::TensorOptions().dtype(torch::kLong).device(q.device());
+      auto qi = torch::arange(q_offset + s0, q_offset + s0 + n, opt);
+      auto blocked = torch::arange(T, opt).view({1, T}) > qi.view({n, 1});  // [n, T]
+      if (key_valid.defined()) blocked = blocked.view({1, 1, 1, n, T}) | key_valid.logical_not().view({B, 1, 1, 1, T});
       scores.masked_fill_(blocked, -std::numeric_limits<float>::infinity());
     }
     auto probs = torch::softmax(scores, -1);
