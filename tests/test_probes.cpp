@@ -23,11 +23,8 @@ struct Fixture {
   std::vector<int64_t> ids;
   torch::Tensor pix;
   Fixture() {
-    ids = {10, 11, cfg.vision_start_token_id};
-    for (int i = 0; i < 6; ++i) ids.push_back(cfg.image_token_id);
-    ids.insert(ids.end(), {cfg.vision_end_token_id, 12, 13, 14});
-    auto gen = at::detail::createCPUGenerator(3);
-    pix = at::rand({24, 1536}, gen, torch::kFloat) * 2 - 1;
+    ids = pvm::testing::one_image_prompt(cfg);
+    pix = pvm::testing::random_pixel_rows(24, 3);
     // sharper attention than the 0.02 init gives, so visual mass varies across heads and layers
     torch::NoGradGuard ng;
     for (auto& l : m->model->language_model->layer_list) {

@@ -21,11 +21,8 @@ struct Fixture {
   std::vector<int64_t> ids;
   torch::Tensor pix;
   Fixture() {
-    ids = {10, 11, cfg.vision_start_token_id};
-    for (int i = 0; i < 6; ++i) ids.push_back(cfg.image_token_id);
-    ids.insert(ids.end(), {cfg.vision_end_token_id, 12, 13, 14});
-    auto gen = at::detail::createCPUGenerator(3);
-    pix = at::rand({24, 1536}, gen, torch::kFloat) * 2 - 1;
+    ids = pvm::testing::one_image_prompt(cfg);
+    pix = pvm::testing::random_pixel_rows(24, 3);
   }
   torch::Tensor logits(bool pvm_on, const std::vector<int64_t>& seq, bool with_image = true,
                        std::map<int64_t, PvmProbe>* probes = nullptr) {

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "engine/base/config.h"
+#include "engine/torch_pch.h"
 
 namespace pvm::testing {
 
@@ -25,6 +26,20 @@ inline ModelConfig tiny_config(bool tie = false) {
   c.tie_word_embeddings = tie;
   c.validate("tiny");
   return c;
+}
+
+// Two text tokens, one image of grid (1, 4, 6) (6 merged tokens), three text tokens.
+inline std::vector<int64_t> one_image_prompt(const ModelConfig& c) {
+  std::vector<int64_t> ids{10, 11, c.vision_start_token_id};
+  for (int i = 0; i < 6; ++i) ids.push_back(c.image_token_id);
+  ids.insert(ids.end(), {c.vision_end_token_id, 12, 13, 14});
+  return ids;
+}
+
+// pixel_values in [-1, 1) for `rows` patches of 3x2x16x16, deterministic by seed.
+inline torch::Tensor random_pixel_rows(int64_t rows, uint64_t seed) {
+  auto gen = at::detail::createCPUGenerator(seed);
+  return at::rand({rows, 1536}, gen, torch::kFloat) * 2 - 1;
 }
 
 inline std::string temp_dir(const std::string& name) {
