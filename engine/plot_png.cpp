@@ -133,14 +133,18 @@ ImageRGB render_line_plot(const PlotSpec& s) {
   img.rgb.assign((size_t)s.width * s.height * 3, 255);
   const std::array<uint8_t, 3> black{0, 0, 0}, grey{225, 225, 225}, dark{60, 60, 60};
   const int sc = 2;
-  // data ranges
-  double x0 = s.xmin, x1 = s.xmax, y0 = s.ymin, y1 = s.ymax;
+  // Axes work in transformed units (log10 on a log axis); labels show data units.
+  auto tx = [&](double x) { return s.logx ? (x > 0 ? std::log10(x) : std::nan("")) : x; };
+  auto ty = [&](double y) { return s.logy ? (y > 0 ? std::log10(y) : std::nan("")) : y; };
+  double x0 = tx(s.xmin), x1 = tx(s.xmax), y0 = ty(s.ymin), y1 = ty(s.ymax);
   if (!(x1 > x0) || !(y1 > y0)) {
     double ax = std::numeric_limits<double>::infinity(), bx = -ax, ay = ax, by = -ax;
     for (auto& se : s.series)
-      for (size_t i = 0; i < std::min(se.x.size(), se.y.size()); ++i)
-        if (std::isfinite(se.x[i]) && std::isfinite(se.y[i]))
-          ax = std::min(ax, se.x[i]), bx = std::max(bx, se.x[i]), ay = std::min(ay, se.y[i]), by = std::max(by, se.y[i]);
+      for (size_t i = 0; i < std::min(se.x.size(), se.y.size()); ++i) {
+        double u = tx(se.x[i]), v = ty(se.y[i]);
+        if (std::isfinite(u) && std::isfinite(v))
+          ax = std::min(ax, u), bx = std::max(bx, u), ay = std::min(ay, v), by = std::max(by, v);
+      }
     if (!std::isfinite(ax)) ax = 0, bx = 1, ay = 0, by = 1;
     if (bx <= ax) bx = ax + 1;
     if (by <= ay) by = ay + (ay == 0 ? 1 : std::abs(ay) * 0.1);
@@ -148,10 +152,33 @@ ImageRGB render_line_plot(const PlotSpec& s) {
     if (!(x1 > x0)) x0 = ax, x1 = bx;
     if (!(y1 > y0)) y0 = ay - pad, y1 = by + pad;
   }
-  auto yt = nice_ticks(y0, y1, 6), xt = nice_ticks(x0, x1, 7);
-  int ylab_w = 0;
+  // Log axis ticks: decades, plus 2x and 5x when the axis spans few decades.
+  auto log_ticks = [](double lo, double hi) {
+    std::vector<double> t;
+    const bool fine = hi - lo < 2.5;
+    for (int e = (int)std::floor(lo) - 1; e <= (int)std::ceil(hi); ++e)
+      for (double m : fine ? std::vector<double>{1, 2, 5} : std::vector<double>{1}) {
+        double v = e + std::log10(m);
+        if (v >= lo - 1e-9 && v <= hi + 1e-9) t.push_back(v);
+      }
+    if (t.size() < 3) {  // under a decade: round values in data units, placed on the log axis
+      t.clear();
+      for (double v : nice_ticks(std::pow(10.0, lo), std::pow(10.0, hi), 5))
+        if (v > 0) t.push_back(std::log10(v));
+    }
+    return t;
+  };
+  auto yt = s.logy ? log_ticks(y0, y1) : nice_ticks(y0, y1, 6);
+  auto xt = s.logx ? log_ticks(x0, x1) : nice_ticks(x0, x1, 7);
   double ystep = yt.size() > 1 ? yt[1] - yt[0] : 1, xstep = xt.size() > 1 ? xt[1] - xt[0] : 1;
-  for (double v : yt) ylab_w = std::max(ylab_w, text_width(fmt_tick(v, ystep), sc));
+  auto label = [](double v, double step, bool log) {
+    if (!log) return fmt_tick(v, step);
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.4g", std::pow(10.0, v));
+    return std::string(buf);
+  };
+  int ylab_w = 0;
+  for (double v : yt) ylab_w = std::max(ylab_w, text_width(label(v, ystep, s.logy), sc));
   const int L = 16 + ylab_w + 8, R = s.width - 20, T = s.title.empty() ? 34 : 50, B = s.height - 50;
   if (R - L < 40 || B - T < 40) throw Error("plot: " + std::to_string(s.width) + "x" + std::to_string(s.height) + " is too small");
   auto px = [&](double x) { return (int)std::lround(L + (x - x0) / (x1 - x0) * (R - L)); };
@@ -163,7 +190,7 @@ ImageRGB render_line_plot(const PlotSpec& s) {
     if (y < T || y > B) continue;
     line(img, L, y, R, y, grey, 1, 0, ph);
     line(img, L - 5, y, L, y, black, 1, 0, ph);
-    auto t = fmt_tick(v, ystep);
+    auto t = label(v, ystep, s.logy);
     draw_text(img, L - 8 - text_width(t, sc), y - 5, t, dark, sc);
   }
   for (double v : xt) {
@@ -171,7 +198,7 @@ ImageRGB render_line_plot(const PlotSpec& s) {
     if (x < L || x > R) continue;
     line(img, x, T, x, B, grey, 1, 0, ph);
     line(img, x, B, x, B + 5, black, 1, 0, ph);
-    auto t = fmt_tick(v, xstep);
+    auto t = label(v, xstep, s.logx);
     draw_text(img, x - text_width(t, sc) / 2, B + 9, t, dark, sc);
   }
   line(img, L, T, L, B, black, 1, 0, ph);
@@ -185,12 +212,13 @@ ImageRGB render_line_plot(const PlotSpec& s) {
     bool have = false;
     int lx = 0, ly = 0;
     for (size_t i = 0; i < std::min(se.x.size(), se.y.size()); ++i) {
-      if (!std::isfinite(se.x[i]) || !std::isfinite(se.y[i])) {
+      double u = tx(se.x[i]), v = ty(se.y[i]);
+      if (!std::isfinite(u) || !std::isfinite(v)) {
         have = false;
         continue;
       }
-      int x = std::clamp(px(se.x[i]), L, R), y = std::clamp(py(se.y[i]), T, B);
-      if (have) line(img, lx, ly, x, y, se.color, se.thickness, se.dashed ? 6 : 0, phase);
+      int x = std::clamp(px(u), L, R), y = std::clamp(py(v), T, B);
+      if (have) line(img, lx, ly, x, y, se.color, se.thickness, se.dotted ? 2 : se.dashed ? 6 : 0, phase);
       else line(img, x, y, x, y, se.color, se.thickness, 0, phase);
       lx = x, ly = y, have = true;
     }
@@ -209,12 +237,65 @@ ImageRGB render_line_plot(const PlotSpec& s) {
     for (auto& se : s.series) {
       if (se.label.empty()) continue;
       int y = by + 8 + k * 16 + 5, phase = 0;
-      line(img, bx + 6, y, bx + 30, y, se.color, se.thickness, se.dashed ? 6 : 0, phase);
+      line(img, bx + 6, y, bx + 30, y, se.color, se.thickness, se.dotted ? 2 : se.dashed ? 6 : 0, phase);
       draw_text(img, bx + 36, y - 5, se.label, black, sc);
       ++k;
     }
   }
   return img;
+}
+
+ImageRGB render_heatmap_overlay(const ImageRGB& image, const std::vector<float>& grid, int rows, int cols,
+                                const std::string& title, double alpha, int min_side) {
+  if (image.width <= 0 || image.height <= 0 || image.rgb.size() != (size_t)image.width * image.height * 3)
+    throw Error("heatmap: empty or malformed image" + (image.source.empty() ? "" : " " + image.source));
+  if (rows <= 0 || cols <= 0 || grid.size() != (size_t)rows * cols)
+    throw Error("heatmap: " + std::to_string(grid.size()) + " values for a " + std::to_string(rows) + "x" +
+                std::to_string(cols) + " grid");
+  const int k = std::max(1, (min_side + std::min(image.width, image.height) - 1) / std::min(image.width, image.height));
+  const int W = image.width * k, H = image.height * k, bar = 56;
+  ImageRGB out;
+  out.width = std::max(W, 240), out.height = H + bar;
+  out.rgb.assign((size_t)out.width * out.height * 3, 255);
+  float lo = std::numeric_limits<float>::infinity(), hi = -lo;
+  for (float v : grid)
+    if (std::isfinite(v)) lo = std::min(lo, v), hi = std::max(hi, v);
+  if (!std::isfinite(lo)) lo = 0, hi = 1;
+  const float span = hi > lo ? hi - lo : 1.f;
+  // blue (low) -> white -> red (high); opacity grows with the value so low cells keep the image visible
+  auto cmap = [](float u) -> std::array<float, 3> {
+    if (u < 0.5f) return {2 * u, 2 * u, 1.f};
+    return {1.f, 2 - 2 * u, 2 - 2 * u};
+  };
+  for (int y = 0; y < H; ++y)
+    for (int x = 0; x < W; ++x) {
+      int sy = y / k, sx = x / k;
+      int gr = std::min(rows - 1, y * rows / H), gc = std::min(cols - 1, x * cols / W);
+      float v = grid[(size_t)gr * cols + gc];
+      float u = std::isfinite(v) ? (v - lo) / span : 0.f;
+      auto c = cmap(u);
+      float a = (float)alpha * (0.35f + 0.65f * u);
+      auto* dst = &out.rgb[((size_t)y * out.width + x) * 3];
+      for (int ch = 0; ch < 3; ++ch)
+        dst[ch] = (uint8_t)std::lround((1 - a) * image.at(sy, sx, ch) + a * 255.f * c[ch]);
+    }
+  int ph = 0;
+  const std::array<uint8_t, 3> gridc{90, 90, 90}, black{0, 0, 0};
+  for (int r = 1; r < rows; ++r) line(out, 0, r * H / rows, W - 1, r * H / rows, gridc, 1, 0, ph);
+  for (int c = 1; c < cols; ++c) line(out, c * W / cols, 0, c * W / cols, H - 1, gridc, 1, 0, ph);
+  // colour bar with its range
+  const int bx0 = 10, bx1 = out.width - 10, by = H + 8;
+  for (int x = bx0; x < bx1; ++x) {
+    auto c = cmap((float)(x - bx0) / std::max(1, bx1 - bx0 - 1));
+    fill_rect(out, x, by, 1, 10, {(uint8_t)(255 * c[0]), (uint8_t)(255 * c[1]), (uint8_t)(255 * c[2])});
+  }
+  char buf[48];
+  std::snprintf(buf, sizeof buf, "%.3g", lo);
+  draw_text(out, bx0, by + 14, buf, black, 2);
+  std::snprintf(buf, sizeof buf, "%.3g", hi);
+  draw_text(out, bx1 - text_width(buf, 2), by + 14, buf, black, 2);
+  draw_text(out, bx0, by + 32, title, black, 2);
+  return out;
 }
 
 void write_line_plot(const std::string& path, const PlotSpec& spec) { write_png(path, render_line_plot(spec)); }

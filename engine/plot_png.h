@@ -15,6 +15,7 @@ struct PlotSeries {
   std::vector<double> x, y;  // same length; non-finite points are skipped (they break the line)
   std::array<uint8_t, 3> color{31, 119, 180};
   bool dashed = false;
+  bool dotted = false;  // short dashes (fits drawn next to dashed ones)
   int thickness = 2;
 };
 
@@ -24,6 +25,9 @@ struct PlotSpec {
   std::vector<PlotSeries> series;
   // Optional fixed ranges; when min >= max the range comes from the data.
   double xmin = 0, xmax = 0, ymin = 0, ymax = 0;
+  // Log10 axes (a power law is a straight line on log-log). Points <= 0 on a log axis are skipped;
+  // fixed ranges are given in data units.
+  bool logx = false, logy = false;
 };
 
 // Renders the plot. Throws pvm::Error when the size is outside 160x120 .. 8192x8192.
@@ -35,6 +39,14 @@ void write_line_plot(const std::string& path, const PlotSpec& spec);
 // top-left corner at (x, y), each font pixel a `scale` x `scale` block. Returns the width drawn.
 int draw_text(ImageRGB& img, int x, int y, const std::string& text, std::array<uint8_t, 3> color, int scale = 2);
 int text_width(const std::string& text, int scale = 2);
+
+// The image scaled up by an integer factor (nearest) so it is at least `min_side` pixels on its
+// shorter side, with `grid` ([rows * cols] values, row-major, e.g. attention on the merged patch
+// grid) blended on top in a blue-to-red colour map (`alpha` = opacity at the grid's maximum),
+// the grid lines drawn and a colour bar with the min/max values and `title` under the image.
+// Throws pvm::Error when grid.size() != rows * cols or the image is empty.
+ImageRGB render_heatmap_overlay(const ImageRGB& image, const std::vector<float>& grid, int rows, int cols,
+                                const std::string& title, double alpha = 0.6, int min_side = 384);
 
 // "Nice" tick values (1, 2, 5 x 10^k steps) covering [lo, hi], about `target` of them.
 std::vector<double> nice_ticks(double lo, double hi, int target = 6);

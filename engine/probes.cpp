@@ -139,6 +139,7 @@ void ProbeRecorder::after_forward(const ForwardOutput& out, bool) {
     q.top_p = to_vec(v);
     auto ic = i.to(torch::kCPU).contiguous();
     q.top.assign(ic.data_ptr<int64_t>(), ic.data_ptr<int64_t>() + ic.numel());
+    if (opt_.heatmap) q.attn = to_vec(a);
     t->pvm.push_back(std::move(q));
   }
   if (opt_.logit_lens && f_lens_logp_[0].defined()) {
@@ -159,18 +160,51 @@ void ProbeRecorder::after_forward(const ForwardOutput& out, bool) {
   pending_ = std::move(t);
 }
 
+namespace {
+// Lays out one image's share of a per-visual-token vector on its merged grid [t*h/merge, w/merge].
+torch::Tensor grid_of(const std::vector<float>& v, const std::vector<std::array<int64_t, 3>>& grids, int64_t merge,
+                      size_t image) {
+  if (image >= grids.size()) throw Error("probes: no image " + std::to_string(image));
+  int64_t off = 0;
+  for (size_t g = 0; g < image; ++g) off += grids[g][0] * grids[g][1] * grids[g][2] / (merge * merge);
+  const auto& g = grids[image];
+  const int64_t rows = g[0] * g[1] / merge, cols = g[2] / merge;
+  if (off + rows * cols > (int64_t)v.size()) throw Error("probes: the attention vector is shorter than the image grids");
+  auto out = torch::empty({rows, cols}, torch::kFloat);
+  std::copy(v.begin() + off, v.begin() + off + rows * cols, out.data_ptr<float>());
+  return out;
+}
+}  // namespace
+
 torch::Tensor ProbeRecorder::heatmap(size_t i, int64_t layer, size_t image) const {
   if (i >= tokens_.size()) throw Error("probes: token " + std::to_string(i) + " was not recorded");
   const auto& va = tokens_[i].visual_attn;
+  if (va.empty()) throw Error("probes: no heatmap was recorded (ProbeOptions::heatmap is off)");
+  if (layer == -1) {
+    std::vector<float> mean(va[0].size(), 0.f);
+    for (auto& l : va)
+      for (size_t j = 0; j < mean.size(); ++j) mean[j] += l[j] / va.size();
+    return grid_of(mean, grids_, merge_, image);
+  }
   if (layer < 0 || layer >= (int64_t)va.size()) throw Error("probes: no heatmap for layer " + std::to_string(layer));
-  if (image >= grids_.size()) throw Error("probes: no image " + std::to_string(image));
-  int64_t off = 0;
-  for (size_t g = 0; g < image; ++g) off += grids_[g][0] * grids_[g][1] * grids_[g][2] / (merge_ * merge_);
-  const auto& g = grids_[image];
-  const int64_t rows = g[0] * g[1] / merge_, cols = g[2] / merge_;
-  auto out = torch::empty({rows, cols}, torch::kFloat);
-  std::copy(va[layer].begin() + off, va[layer].begin() + off + rows * cols, out.data_ptr<float>());
-  return out;
+  return grid_of(va[layer], grids_, merge_, image);
+}
+
+torch::Tensor ProbeRecorder::pvm_heatmap(size_t i, int64_t pvm_layer, size_t image) const {
+  if (i >= tokens_.size()) throw Error("probes: token " + std::to_string(i) + " was not recorded");
+  std::vector<float> acc;
+  int n = 0;
+  for (auto& p : tokens_[i].pvm) {
+    if (p.attn.empty() || (pvm_layer != -1 && p.layer != pvm_layer)) continue;
+    if (acc.empty()) acc.assign(p.attn.size(), 0.f);
+    for (size_t j = 0; j < acc.size(); ++j) acc[j] += p.attn[j];
+    ++n;
+  }
+  if (n == 0)
+    throw Error("probes: no PVM attention recorded for token " + std::to_string(i) +
+                (pvm_layer == -1 ? std::string() : " at layer " + std::to_string(pvm_layer)));
+  for (auto& v : acc) v /= n;
+  return grid_of(acc, grids_, merge_, image);
 }
 
 std::string ProbeRecorder::to_json(const TokenProbe& t) {
@@ -187,6 +221,8 @@ std::string ProbeRecorder::to_json(const TokenProbe& t) {
       a.push_back({{"layer", p.layer}, {"gate", p.gate}, {"injection_norm", p.injection_norm},
                    {"residual_norm", p.residual_norm}, {"ratio", p.ratio}, {"entropy", p.entropy},
                    {"top", p.top}, {"top_p", p.top_p}});
+    for (size_t k = 0; k < t.pvm.size(); ++k)
+      if (!t.pvm[k].attn.empty()) a[k]["attn"] = t.pvm[k].attn;
   }
   if (!t.visual_attn.empty()) j["visual_attn"] = t.visual_attn;
   if (!t.lens_kl.empty()) {

@@ -56,6 +56,7 @@ struct PvmLayerProbe {
   float entropy = 0;         // nats, of the head-averaged attention over the visual memory
   std::vector<int64_t> top;  // indices into the visual memory (= visual token order), largest first
   std::vector<float> top_p;
+  std::vector<float> attn;   // [Nv] head-averaged attention over the visual memory, when heatmap
 };
 
 struct TokenProbe {
@@ -92,7 +93,11 @@ class ProbeRecorder {
   std::function<void(const TokenProbe&)> on_probe;
 
   // Backbone attention of token `i` at `layer` on image `image`: [t*h/merge, w/merge] f32 (CPU).
+  // layer = -1: the mean over layers.
   torch::Tensor heatmap(size_t i, int64_t layer, size_t image) const;
+  // PVM attention of token `i` in the PVM block of decoder layer `pvm_layer` (-1: mean over the
+  // PVM layers) on image `image`, laid out like heatmap(). Needs ProbeOptions::heatmap and pvm.
+  torch::Tensor pvm_heatmap(size_t i, int64_t pvm_layer, size_t image) const;
   // One JSON object per token: {"step","token","keys","mass":[...],"mass_nosink":[...],...}.
   void write_jsonl(const std::string& path) const;
   static std::string to_json(const TokenProbe& t);

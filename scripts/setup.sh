@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 BUILD=${PVM_BUILD_DIR:-$ROOT/build}
 
-PKGS="build-essential cmake ccache git python3 pkg-config libtorch-dev libopenblas0-pthread \
+PKGS="build-essential cmake ccache git python3 pkg-config libtorch-dev libopenblas0-pthread libgloo-dev \
 libimgui-dev libglfw3-dev libgl-dev libstb-dev nlohmann-json3-dev libutf8proc-dev libgtest-dev googletest \
 xvfb xauth libgl1-mesa-dri"
 # node/npm: keep a newer one if the machine has it, else Debian's.

@@ -178,6 +178,20 @@ TEST(Probes, PvmLogitLensHeatmapAndJsonl) {
       ASSERT_EQ(hm.sizes(), (std::vector<int64_t>{2, 3}));
       EXPECT_NEAR(hm.sum().item<float>(), t.mass[l], 1e-5);
     }
+    // layer -1 = the mean over layers
+    double mean_mass = 0;
+    for (auto v : t.mass) mean_mass += v / L;
+    EXPECT_NEAR(rec.heatmap(i, -1, 0).sum().item<float>(), mean_mass, 1e-5);
+    // PVM read-out on the grid: a distribution over the visual memory (sums to 1 per layer), and
+    // its top patch is the one the probe reports first
+    for (auto& p : t.pvm) {
+      auto hm = rec.pvm_heatmap(i, p.layer, 0);
+      ASSERT_EQ(hm.sizes(), (std::vector<int64_t>{2, 3}));
+      EXPECT_NEAR(hm.sum().item<float>(), 1.0, 1e-5);
+      EXPECT_EQ(hm.flatten().argmax().item<int64_t>(), p.top[0]);
+    }
+    EXPECT_NEAR(rec.pvm_heatmap(i, -1, 0).sum().item<float>(), 1.0, 1e-5);
+    EXPECT_THROW(rec.pvm_heatmap(i, 0, 0), Error);  // layer 0 has no PVM block
   }
   EXPECT_THROW(rec.heatmap(9, 0, 0), Error);
   auto dir = pvm::testing::temp_dir("probes");
@@ -286,6 +300,52 @@ TEST(Probes, LinePlotDrawsSeriesAxesAndText) {
   char sig[4] = {};
   f.read(sig, 4);
   EXPECT_EQ(std::string(sig + 1, 3), "PNG");
+}
+
+// On log-log axes a power law is a straight line; on linear axes it is not.
+TEST(Probes, LogLogPlotDrawsAPowerLawStraight) {
+  PlotSpec s;
+  s.width = 500, s.height = 300;
+  PlotSeries a;  // no label: no legend box over the line
+  a.color = {200, 0, 0};
+  a.thickness = 1;
+  for (int i = 1; i <= 400; ++i) a.x.push_back(i), a.y.push_back(3.0 * std::pow(i, -0.7));
+  a.x.push_back(0), a.y.push_back(1);  // not drawable on a log axis: skipped, not a crash
+  s.series.push_back(a);
+  auto max_residual = [&](bool log) {
+    s.logx = s.logy = log;
+    auto img = render_line_plot(s);
+    std::vector<double> xs, ys;
+    for (int y = 0; y < img.height; ++y)
+      for (int x = 0; x < img.width; ++x)
+        if (img.at(y, x, 0) == 200 && img.at(y, x, 1) == 0 && img.at(y, x, 2) == 0) xs.push_back(x), ys.push_back(y);
+    EXPECT_GT(xs.size(), 100u);
+    double n = xs.size(), mx = 0, my = 0, sxx = 0, sxy = 0;
+    for (size_t i = 0; i < xs.size(); ++i) mx += xs[i] / n, my += ys[i] / n;
+    for (size_t i = 0; i < xs.size(); ++i) sxx += (xs[i] - mx) * (xs[i] - mx), sxy += (xs[i] - mx) * (ys[i] - my);
+    double b = sxy / sxx, r = 0;
+    for (size_t i = 0; i < xs.size(); ++i) r = std::max(r, std::abs(ys[i] - (my + b * (xs[i] - mx))));
+    return r;
+  };
+  EXPECT_LT(max_residual(true), 3.0);
+  EXPECT_GT(max_residual(false), 30.0);
+}
+
+TEST(Probes, HeatmapOverlayMarksTheHottestCell) {
+  ImageRGB img;
+  img.width = 64, img.height = 32;
+  img.rgb.assign(64 * 32 * 3, 128);
+  std::vector<float> grid(2 * 4, 0.f);
+  grid[1 * 4 + 2] = 1.f;  // row 1, column 2
+  auto out = render_heatmap_overlay(img, grid, 2, 4, "test", 0.8, 128);
+  ASSERT_EQ(out.width, 256);  // scaled 4x to reach 128 px on the short side
+  ASSERT_GE(out.height, 128);
+  auto px = [&](int y, int x, int c) { return (int)out.at(y, x, c); };
+  // centre of the hot cell is red-dominant, a cold cell blue-dominant
+  EXPECT_GT(px(96, 160, 0), px(96, 160, 2) + 60);
+  EXPECT_GT(px(32, 32, 2), px(32, 32, 0) + 30);
+  EXPECT_THROW(render_heatmap_overlay(img, grid, 3, 4, "bad"), Error);
+  EXPECT_THROW(render_heatmap_overlay(ImageRGB{}, grid, 2, 4, "empty"), Error);
 }
 
 TEST(Probes, PromptPresetsLoadByName) {

@@ -15,6 +15,7 @@
 #include "engine/base/error.h"
 #include "engine/base/fs_util.h"
 #include "engine/device.h"
+#include "engine/image_write.h"
 #include "engine/pipeline.h"
 #include "engine/plot_png.h"
 #include "engine/probes.h"
@@ -64,11 +65,33 @@ std::string fmt(double v) {
   return b;
 }
 
+// Where the model looks at a few positions (1, 4, 16, 64, ... and the last token): the backbone's
+// attention (mean over layers) and, in the PVM run, the PVM read-out (mean over PVM layers).
+void write_heatmaps(const pvm::ProbeRecorder& rec, const pvm::ImageRGB& img, const std::string& out_dir,
+                    const std::string& run_name, size_t ii) {
+  std::vector<size_t> picks;
+  for (size_t s = 1; s <= rec.tokens().size(); s *= 4) picks.push_back(s - 1);
+  if (picks.back() != rec.tokens().size() - 1) picks.push_back(rec.tokens().size() - 1);
+  for (size_t i : picks) {
+    auto save = [&](const torch::Tensor& g, const std::string& kind, const std::string& what) {
+      auto c = g.contiguous();
+      std::vector<float> v(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
+      auto png = pvm::render_heatmap_overlay(img, v, (int)g.size(0), (int)g.size(1),
+                                             run_name + " " + what + " t=" + std::to_string(i + 1));
+      pvm::write_png((fs::path(out_dir) / (kind + "_" + run_name + "_" + std::to_string(ii) + "_t" +
+                                           std::to_string(i + 1) + ".png")).string(), png);
+    };
+    save(rec.heatmap(i, -1, 0), "heatmap", "backbone attn");
+    if (!rec.tokens()[i].pvm.empty() && !rec.tokens()[i].pvm[0].attn.empty())
+      save(rec.pvm_heatmap(i, -1, 0), "pvm_heatmap", "PVM attn");
+  }
+}
+
 int run(const std::vector<std::string>& argv) {
   pvm::cli::Args a(argv,
                    {"--model", "--pvm", "--images", "--prompt-preset", "--prompt", "--max-new-tokens", "--out",
                     "--dtype", "--device", "--tokenizer", "--sink-k"},
-                   {"--stop-at-eos", "--quiet"});
+                   {"--stop-at-eos", "--quiet", "--heatmaps"});
   std::string model_dir = a.get("--model", pvm::default_model_dir());
   if (model_dir.empty()) throw pvm::Error("no --model given and the default model (assets/default-model) is not present");
   const std::string out_dir = a.require("--out");
@@ -80,6 +103,7 @@ int run(const std::vector<std::string>& argv) {
   const int64_t sink_k = a.get_int("--sink-k", 0);
   if (sink_k < 0 || sink_k > 1 << 20) throw pvm::Error("--sink-k must be >= 0 (0 = 1% of the visual tokens)");
   const bool quiet = a.has("--quiet");
+  const bool heatmaps = a.has("--heatmaps");
   std::string prompt = a.has("--prompt") ? a.get("--prompt") : pvm::load_prompt_preset(a.get("--prompt-preset", "blind-painter"));
 
   auto dev = pvm::parse_device(a.get("--device", "auto"));
@@ -115,6 +139,7 @@ int run(const std::vector<std::string>& argv) {
       pvm::ProbeOptions opt;
       opt.pvm = req.pvm;
       opt.sink_k = (int)sink_k;
+      opt.heatmap = heatmaps;
       pvm::ProbeRecorder rec(m, pvm::visual_positions(req.prompt_ids, m->config().image_token_id), opt, req.grids,
                              m->config().vision.spatial_merge_size);
       auto t_run = std::chrono::steady_clock::now();
@@ -135,6 +160,7 @@ int run(const std::vector<std::string>& argv) {
         for (int64_t l = 0; l < (int64_t)t.mass.size(); ++l)
           rows[run_name].push_back({ii, t.step, l, t.mass[l], t.mass_nosink.empty() ? t.mass[l] : t.mass_nosink[l]});
       rec.write_jsonl((fs::path(out_dir) / ("probes_" + run_name + "_" + std::to_string(ii) + ".jsonl")).string());
+      if (heatmaps && !rec.tokens().empty()) write_heatmaps(rec, pvm::load_image(images[ii]), out_dir, run_name, ii);
     }
   }
   if (!quiet) std::fprintf(stderr, "\n");
@@ -142,7 +168,8 @@ int run(const std::vector<std::string>& argv) {
 
   // CSVs, per-step means (over images) per layer, fits
   std::string fits = "run,layer,series,c,t0,r2_hyperbolic,power_a,power_k,r2_power,points\n";
-  std::vector<pvm::PlotSeries> plot_series, plot_nosink;
+  std::vector<pvm::PlotSeries> plot_series, plot_nosink, plot_loglog;
+  std::vector<std::vector<pvm::PlotSeries>> plot_layers(runs.size());
   const std::array<std::array<uint8_t, 3>, 2> colors{{{31, 119, 180}, {214, 39, 40}}};
   for (size_t r = 0; r < runs.size(); ++r) {
     auto& rs = rows[runs[r]];
@@ -168,6 +195,31 @@ int run(const std::vector<std::string>& argv) {
         fits += runs[r] + "," + (l == L ? std::string("mean") : std::to_string(l)) + "," +
                 (which ? "mass_nosink" : "mass") + "," + fmt(h.c) + "," + fmt(h.t0) + "," + fmt(h.r2) + "," +
                 fmt(p.a) + "," + fmt(p.k) + "," + fmt(p.r2) + "," + std::to_string(h.n) + "\n";
+        if (l < L && which == 0 && !t.empty()) {
+          pvm::PlotSeries s;
+          s.label = "layer " + std::to_string(l);
+          s.x = t, s.y = y, s.thickness = 1;
+          // dark blue (first layer) to orange (last layer)
+          double u = L > 1 ? (double)l / (L - 1) : 0;
+          s.color = {(uint8_t)(20 + 220 * u), (uint8_t)(60 + 80 * u), (uint8_t)(160 - 140 * u)};
+          plot_layers[r].push_back(s);
+        }
+        if (l == L && which == 0 && !t.empty()) {
+          pvm::PlotSeries s;
+          s.label = runs[r];
+          s.x = t, s.y = y, s.color = colors[r % 2];
+          plot_loglog.push_back(s);
+          pvm::PlotSeries f;
+          f.label = runs[r] + " power law k=" + fmt(std::round(p.k * 1000) / 1000);
+          f.x = t, f.color = colors[r % 2], f.dotted = true, f.thickness = 1;
+          for (double v : t) f.y.push_back(p.a * std::pow(v, -p.k));
+          plot_loglog.push_back(f);
+          pvm::PlotSeries h2;
+          h2.label = runs[r] + " c/(t+t0)";
+          h2.x = t, h2.color = colors[r % 2], h2.dashed = true, h2.thickness = 1;
+          for (double v : t) h2.y.push_back(h.c / (v + h.t0));
+          plot_loglog.push_back(h2);
+        }
         if (l == L && which == 1 && !t.empty()) {
           pvm::PlotSeries s;
           s.label = runs[r] + " (sinks excluded)";
@@ -199,8 +251,20 @@ int run(const std::vector<std::string>& argv) {
   ps.title = "visual mass without sink tokens";
   ps.series = plot_nosink;
   pvm::write_line_plot((fs::path(out_dir) / "mass_nosink_vs_position.png").string(), ps);
+  ps.title = "visual mass, log-log, with fits";
+  ps.series = plot_loglog;
+  ps.logx = ps.logy = true;
+  pvm::write_line_plot((fs::path(out_dir) / "mass_loglog.png").string(), ps);
+  ps.logx = ps.logy = false;
+  for (size_t r = 0; r < runs.size(); ++r) {
+    ps.title = runs[r] + ": visual mass per layer";
+    ps.ylabel = "mass (mean over heads, images)";
+    ps.series = plot_layers[r];
+    ps.height = std::max(560, 60 + 16 * (int)L + 120);  // room for the legend
+    pvm::write_line_plot((fs::path(out_dir) / ("mass_by_layer_" + runs[r] + ".png")).string(), ps);
+  }
   if (!quiet)
-    std::fprintf(stderr, "wrote %s/{mass_%s.csv,fits.csv,mass_vs_position.png,mass_nosink_vs_position.png} (%zu image(s), %lld tokens per run)\n",
+    std::fprintf(stderr, "wrote %s/{mass_%s.csv,fits.csv,mass_vs_position.png,mass_nosink_vs_position.png,mass_loglog.png,mass_by_layer_*.png} (%zu image(s), %lld tokens per run)\n",
                  out_dir.c_str(), runs.size() > 1 ? "{baseline,pvm}" : "baseline", images.size(), (long long)max_new);
   std::printf("%s\n", fits.c_str());
   return 0;
@@ -211,5 +275,5 @@ int run(const std::vector<std::string>& argv) {
 PVM_COMMAND("dilution", "visual attention mass vs generated position, baseline vs PVM, with fits and plots",
             "[--model DIR] [--pvm ADAPTER] --images DIR|FILE... --out DIR [--prompt-preset blind-painter | --prompt TEXT] "
             "[--max-new-tokens N] [--sink-k K] [--stop-at-eos] [--dtype f32|bf16|f16|auto] [--device cpu|cuda|auto] "
-            "[--tokenizer FILE] [--quiet]",
+            "[--tokenizer FILE] [--heatmaps] [--quiet]",
             run);

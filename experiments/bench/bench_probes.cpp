@@ -1,6 +1,6 @@
 // Decode speed with the probes off vs all on (visual mass per head, sinks, PVM, heatmap, logit
 // lens), same model and prompt with one image.
-//   pvm-bench-probes [--preset qwen3-vl-tiny] [--grid 16] [--text 64] [--decode 32] [--pvm-layers 1,2]
+//   pvm-bench-probes [--preset qwen3-vl-tiny | --config config.json] [--grid 16] [--text 64] [--decode 32] [--pvm-layers 1,2]
 //                    [--dtype f32] [--device cpu] [--threads N] [--repeats 3] [--probes mass,per-head,sinks,pvm,heatmap,lens]
 #include <algorithm>
 #include <chrono>
@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "engine/base/cli_args.h"
+#include "engine/base/config.h"
 #include "engine/base/error.h"
 #include "engine/device.h"
 #include "engine/generate.h"
@@ -17,12 +18,12 @@
 
 int main(int argc, char** argv) try {
   pvm::cli::Args a(std::vector<std::string>(argv + 1, argv + argc),
-                   {"--preset", "--grid", "--text", "--decode", "--pvm-layers", "--dtype", "--device", "--threads",
+                   {"--preset", "--config", "--grid", "--text", "--decode", "--pvm-layers", "--dtype", "--device", "--threads",
                     "--repeats", "--probes"});
   auto dev = pvm::parse_device(a.get("--device", "cpu"));
   auto dtype = pvm::parse_dtype(a.get("--dtype", "auto"), dev);
   if (a.has("--threads")) torch::set_num_threads(a.get_int("--threads", 1));
-  auto c = pvm::preset_config(a.get("--preset", "qwen3-vl-tiny"));
+  auto c = a.has("--config") ? pvm::load_config(a.get("--config")) : pvm::preset_config(a.get("--preset", "qwen3-vl-tiny"));
   auto m = pvm::make_random_model(c, 0, dtype, dev);
   {
     pvm::TextConfig f = c.text;
