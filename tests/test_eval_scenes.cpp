@@ -1,0 +1,146 @@
+// `pvm eval --task scenes` end to end on a tiny random model: it runs, grades, and prints a
+// well-formed report (the numbers of a random model are meaningless; the shape is what is checked).
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <fstream>
+#include <iterator>
+#include <cstdlib>
+#include <filesystem>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <nlohmann/json.hpp>
+
+#include "engine/base/error.h"
+#include "engine/base/scenes.h"
+#include "engine/loader.h"
+#include "test_util.h"
+
+namespace {
+
+// GPT-2 byte <-> unicode table, the form byte-level BPE vocabularies are written in.
+std::string byte_token(int b) {
+  auto utf8 = [](uint32_t cp) {
+    std::string s;
+    if (cp < 0x80) s += char(cp);
+    else s += char(0xC0 | (cp >> 6)), s += char(0x80 | (cp & 0x3F));
+    return s;
+  };
+  if ((b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255)) return utf8(uint32_t(b));
+  int n = 0;
+  for (int x = 0; x < b; ++x)
+    if (!((x >= 33 && x <= 126) || (x >= 161 && x <= 172) || (x >= 174 && x <= 255))) ++n;
+  return utf8(uint32_t(256 + n));
+}
+
+// A byte-only tokenizer whose special tokens sit at tiny_config()'s ids.
+void write_byte_tokenizer(const std::string& path) {
+  nlohmann::json vocab = nlohmann::json::object();
+  for (int b = 0; b < 256; ++b) vocab[byte_token(b)] = b;
+  auto added = nlohmann::json::array();
+  const std::vector<std::pair<int, std::string>> specials{{300, "<|image_pad|>"}, {301, "<|video_pad|>"}, {302, "<|vision_start|>"},
+                                                          {303, "<|vision_end|>"}, {304, "<|endoftext|>"}, {305, "<|im_end|>"},
+                                                          {306, "<|im_start|>"}};
+  for (auto& [id, s] : specials)
+    added.push_back({{"id", id}, {"content", s}, {"special", true}, {"lstrip", false}, {"rstrip", false}, {"normalized", false},
+                     {"single_word", false}});
+  nlohmann::json j = {{"version", "1.0"},
+                      {"added_tokens", added},
+                      {"normalizer", nullptr},
+                      {"pre_tokenizer", {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", true}}},
+                      {"decoder", {{"type", "ByteLevel"}}},
+                      {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", nlohmann::json::array()}}}};
+  std::ofstream(path) << j.dump();
+}
+
+// The pvm CLI: $PVM_BIN, else the `pvm` next to this test binary (same build directory).
+std::string pvm_bin() {
+  if (const char* b = std::getenv("PVM_BIN"); b && *b) return b;
+  char buf[4096];
+  ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n <= 0) return "";
+  std::string self(buf, size_t(n));
+  std::string p = self.substr(0, self.find_last_of('/') + 1) + "pvm";
+  return ::access(p.c_str(), X_OK) == 0 ? p : "";
+}
+
+struct CliResult {
+  int rc = -1;
+  std::string out, err;
+};
+
+// Runs `pvm <args>` (arguments must not need shell quoting), capturing stdout and stderr.
+CliResult run_pvm(const std::string& args, const std::string& dir) {
+  CliResult r;
+  const std::string o = dir + "/stdout.txt", e = dir + "/stderr.txt";
+  int st = std::system((pvm_bin() + " " + args + " >" + o + " 2>" + e).c_str());
+  r.rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  auto slurp = [](const std::string& p) {
+    std::ifstream in(p);
+    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  };
+  r.out = slurp(o), r.err = slurp(e);
+  return r;
+}
+
+}  // namespace
+
+TEST(ScenesEval, RunsEndToEndOnATinyModelAndReports) {
+  if (pvm_bin().empty()) GTEST_SKIP() << "pvm binary not found next to the test (set PVM_BIN)";
+  auto dir = pvm::testing::temp_dir("eval_scenes");
+  auto cfg = pvm::testing::tiny_config();
+  auto m = pvm::make_random_model(cfg, 3, torch::kFloat, torch::kCPU);
+  pvm::save_model(m, dir, torch::kFloat);
+  write_byte_tokenizer(dir + "/tokenizer.json");
+  const std::string out = dir + "/records.jsonl";
+  auto r = run_pvm("eval --task scenes --model " + dir + " --count 2 --seed 4 --objects 4-6 --max-new-tokens 12 "
+                   "--qa-per-scene 1 --qa-max-new-tokens 4 --json --quiet --out " + out, dir);
+  ASSERT_EQ(r.rc, 0) << r.err;
+  auto rep = nlohmann::json::parse(r.out);
+  EXPECT_EQ(rep["task"], "scenes");
+  EXPECT_EQ(rep["count"], 2);
+  // Held-out scenes of seed 4: the evaluator must see exactly those objects.
+  int objects = 0;
+  for (int i = 0; i < 2; ++i) objects += (int)pvm::scenes::generate(pvm::scenes::scene_seed(4, 1, i), [] {
+                                            pvm::scenes::SceneOptions o;
+                                            o.min_objects = 4, o.max_objects = 6;
+                                            return o;
+                                          }()).objects.size();
+  EXPECT_EQ(rep["objects_total"], objects);
+  EXPECT_EQ(rep["missing"].get<int>() + rep["objects_described"].get<int>(), objects);
+  ASSERT_TRUE(rep["by_position"].is_array());
+  EXPECT_GE(rep["by_position"].size(), 4u);
+  EXPECT_LE(rep["by_position"].size(), 6u);
+  EXPECT_EQ(rep["by_position"][0]["position"], 1);
+  EXPECT_EQ(rep["by_position"][0]["objects"], 2);
+  double acc = rep["accuracy"];
+  EXPECT_GE(acc, 0.0);
+  EXPECT_LE(acc, 1.0);
+  EXPECT_EQ(rep["qa"]["total"], 2);
+  EXPECT_LE(rep["mean_generated_tokens"].get<double>(), 12.0);
+
+  // One record per scene with the generated text and its grade.
+  std::ifstream in(out);
+  std::string line;
+  int n = 0;
+  while (std::getline(in, line)) {
+    auto rec = nlohmann::json::parse(line);
+    EXPECT_TRUE(rec["generated"].is_string());
+    EXPECT_EQ(rec["grade"]["objects"].size(), rec["objects"].get<size_t>());
+    EXPECT_EQ(rec["qa"].size(), 1u);
+    ++n;
+  }
+  EXPECT_EQ(n, 2);
+
+  // The text report has the table by position.
+  r = run_pvm("eval --task scenes --model " + dir + " --count 1 --objects 4 --max-new-tokens 4 --qa-per-scene 0 --quiet", dir);
+  EXPECT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.out.find("position"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("attribute accuracy"), std::string::npos) << r.out;
+
+  // Bad options are one-line errors and a non-zero exit.
+  r = run_pvm("eval --task scenes --model " + dir + " --objects 0-3", dir);
+  EXPECT_NE(r.rc, 0);
+  EXPECT_NE(r.err.find("--objects"), std::string::npos) << r.err;
+  std::filesystem::remove_all(dir);
+}
