@@ -169,7 +169,7 @@ torch::Tensor Qwen3VLTextModelImpl::forward(const torch::Tensor& inputs_embeds, 
   auto h = inputs_embeds;
   const bool inject = st.visual_mask.defined() && !st.deepstack.empty();
   for (size_t l = 0; l < layer_list.size(); ++l) {
-    h = layer_list[l]->forward(h, st);
+    h = st.layer_runner ? st.layer_runner(*layer_list[l], h, st) : layer_list[l]->forward(h, st);
     // DeepStack: ViT features of tap l added at the visual positions after layer l.
     if (inject && l < st.deepstack.size()) {
       h = h.clone();

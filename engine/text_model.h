@@ -42,6 +42,8 @@ struct KVCache {
 // exactly those used to produce the output: probs [B, Hq, T] f32, layer index.
 using AttentionObserver = std::function<void(int64_t layer, const torch::Tensor& probs)>;
 
+class Qwen3VLTextDecoderLayerImpl;
+
 // Everything a forward pass shares across layers.
 struct ForwardState {
   RopeTable rope;                        // cos/sin [B, S, D]
@@ -56,6 +58,9 @@ struct ForwardState {
   std::map<int64_t, PvmMemory> pvm_memory;    // used when there is no cache
   std::map<int64_t, PvmProbe>* pvm_probes = nullptr;  // request PVM probes of the last position
   std::function<void(int64_t layer, const torch::Tensor& hidden)> layer_output_hook;  // logit lens
+  // Optional replacement for `layer.forward(h, st)` (the trainer's activation checkpointing).
+  std::function<torch::Tensor(Qwen3VLTextDecoderLayerImpl& layer, const torch::Tensor& h, ForwardState& st)>
+      layer_runner;
 };
 
 class Qwen3VLTextRMSNormImpl : public torch::nn::Module {

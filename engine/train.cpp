@@ -1,0 +1,887 @@
+#include "engine/train.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "engine/base/error.h"
+#include "engine/base/fs_util.h"
+#include "engine/base/safetensors.h"
+#include "engine/base/version.h"
+#include "engine/device.h"
+#include "engine/loader.h"
+#include "engine/pipeline.h"
+#include "engine/pvm.h"
+#include "engine/tensor_io.h"
+
+namespace pvm::train {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+// ====================== model helpers ======================
+
+namespace {
+
+// Activation checkpointing of one decoder layer. Forward runs without building a graph; backward
+// recomputes the layer with grad enabled and backpropagates through it (a reentrant backward, as
+// torch.utils.checkpoint(use_reentrant=True) does). Inputs: h [B, S, H], the merger output that PVM
+// reads (st.image_embeds; may be undefined) and a dummy that requires grad, so the output joins the
+// graph even when only the layer's own parameters train.
+struct LayerCheckpointFn : public torch::autograd::Function<LayerCheckpointFn> {
+  // The recompute rebuilds what the layer reads from ForwardState (RoPE tables, masks, the PVM
+  // source), so nothing points back into the caller's state after forward returns.
+  static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, torch::Tensor h, torch::Tensor img,
+                                                torch::Tensor dummy, Qwen3VLTextDecoderLayerImpl* layer, ForwardState* st) {
+    ctx->saved_data["layer"] = reinterpret_cast<int64_t>(layer);
+    auto put = [&](const char* k, const torch::Tensor& t) {
+      ctx->saved_data[std::string("has_") + k] = t.defined();
+      if (t.defined()) ctx->saved_data[k] = t;
+    };
+    put("cos", st->rope.cos);
+    put("sin", st->rope.sin);
+    put("visual_mask", st->visual_mask);
+    put("key_valid", st->key_valid);
+    ctx->saved_data["pvm_enabled"] = st->pvm_enabled;
+    ctx->saved_data["has_img"] = img.defined();
+    ctx->save_for_backward({h, img.defined() ? img : torch::empty({0})});
+    torch::NoGradGuard ng;
+    return {layer->forward(h, *st)};
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    auto* layer = reinterpret_cast<Qwen3VLTextDecoderLayerImpl*>(ctx->saved_data["layer"].toInt());
+    auto get = [&](const char* k) {
+      return ctx->saved_data[std::string("has_") + k].toBool() ? ctx->saved_data[k].toTensor() : torch::Tensor();
+    };
+    ForwardState st;
+    st.rope.cos = get("cos");
+    st.rope.sin = get("sin");
+    st.visual_mask = get("visual_mask");
+    st.key_valid = get("key_valid");
+    st.pvm_enabled = ctx->saved_data["pvm_enabled"].toBool();
+    const bool has_img = ctx->saved_data["has_img"].toBool();
+    auto saved = ctx->get_saved_variables();
+    torch::Tensor h = saved[0].detach().requires_grad_(true);
+    torch::Tensor img;
+    if (has_img) img = saved[1].detach().requires_grad_(true);
+    st.image_embeds = img;
+    torch::Tensor out;
+    {
+      torch::AutoGradMode on(true);
+      out = layer->forward(h, st);
+    }
+    if (out.requires_grad()) torch::autograd::backward({out}, {grads[0]});
+    return {h.grad(), has_img ? img.grad() : torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
+  }
+};
+
+// Positions (b, s) with s >= 1 where mask is true; hidden rows at s-1 predict ids[b, s].
+struct Targets {
+  torch::Tensor rows;     // [N] flat index into [B, S-1]
+  torch::Tensor targets;  // [N] token ids
+};
+
+Targets target_positions(const TokenBatch& b, const torch::Tensor& mask, const torch::Device& dev) {
+  auto m = mask.to(torch::kBool).narrow(1, 1, mask.size(1) - 1).reshape({-1});  // [B*(S-1)]
+  auto rows = m.nonzero().squeeze(1);
+  auto tgt = b.input_ids.narrow(1, 1, b.input_ids.size(1) - 1).reshape({-1}).index_select(0, rows);
+  return {rows.to(dev), tgt.to(dev)};
+}
+
+// Log-probs [N] of the targets (f32), vocabulary projection only at the N target rows.
+torch::Tensor target_logprobs(TrainContext& ctx, const TokenBatch& b, const Targets& t) {
+  auto hidden = forward_hidden(ctx, b);  // [B, S, H]
+  const int64_t H = hidden.size(2);
+  auto prev = hidden.narrow(1, 0, hidden.size(1) - 1).reshape({-1, H}).index_select(0, t.rows);  // [N, H]
+  auto logits = torch::matmul(prev, ctx.model->lm_head_weight().t()).to(torch::kFloat);          // [N, V]
+  return torch::log_softmax(logits, -1).gather(1, t.targets.unsqueeze(1)).squeeze(1);
+}
+
+}  // namespace
+
+torch::Tensor checkpointed_layer(Qwen3VLTextDecoderLayerImpl& layer, const torch::Tensor& h, ForwardState& st) {
+  if (!torch::GradMode::is_enabled()) return layer.forward(h, st);
+  bool any = h.requires_grad() || (st.image_embeds.defined() && st.image_embeds.requires_grad());
+  for (auto& p : layer.parameters())
+    if (p.requires_grad()) any = true;
+  if (!any) return layer.forward(h, st);  // nothing to differentiate: no graph either way
+  auto dummy = torch::zeros({}, torch::TensorOptions().requires_grad(true));
+  return LayerCheckpointFn::apply(h, st.image_embeds, dummy, &layer, &st)[0];
+}
+
+torch::Tensor forward_hidden(TrainContext& ctx, const TokenBatch& b) {
+  ForwardInput in;
+  in.input_ids = b.input_ids.to(ctx.device);
+  if (b.pixel_values.defined()) in.pixel_values = b.pixel_values.to(ctx.device);
+  in.grids = b.grids;
+  in.all_logits = false;
+  ForwardState st;
+  if (ctx.cfg.grad_checkpointing) st.layer_runner = [](Qwen3VLTextDecoderLayerImpl& l, const torch::Tensor& h, ForwardState& s) {
+    return checkpointed_layer(l, h, s);
+  };
+  auto out = ctx.model->forward(in, st);
+  return out.hidden;
+}
+
+torch::Tensor token_logprobs(TrainContext& ctx, const TokenBatch& b, const torch::Tensor& mask) {
+  auto t = target_positions(b, mask, ctx.device);
+  auto lp = target_logprobs(ctx, b, t);
+  const int64_t B = b.input_ids.size(0), S = b.input_ids.size(1);
+  auto out = torch::zeros({B * (S - 1)}, lp.options());
+  out = out.index_put({t.rows}, lp).view({B, S - 1});
+  return torch::cat({torch::zeros({B, 1}, lp.options()), out}, 1);
+}
+
+torch::Tensor sft_loss_sum(TrainContext& ctx, const TokenBatch& b) {
+  auto t = target_positions(b, b.labels != kIgnoreIndex, ctx.device);
+  return -target_logprobs(ctx, b, t).sum();
+}
+
+
+// ====================== trainable set ======================
+
+std::vector<std::string> select_trainable(Qwen3VLForConditionalGenerationImpl& m, const std::string& set) {
+  std::vector<std::string> names;
+  for (auto& p : m.named_parameters(true)) {
+    const std::string& n = p.key();
+    const bool is_pvm = n.find(".pvm_block.") != std::string::npos;
+    const bool is_llm = n.rfind("model.language_model.", 0) == 0 || n.rfind("lm_head.", 0) == 0;
+    bool on = false;
+    if (set == "pvm") on = is_pvm;
+    else if (set == "pvm+llm" || set == "llm") on = is_pvm || is_llm;
+    else if (set == "all") on = true;
+    else throw Error("trainable: unknown set \"" + set + "\" (pvm, pvm+llm, llm, all)");
+    if (on) names.push_back(n);
+  }
+  if (names.empty())
+    throw Error("trainable: the set \"" + set + "\" selects no parameter" +
+                (set == "pvm" ? std::string(" (the model has no PVM blocks: give pvm.layers or an adapter)") : ""));
+  return names;
+}
+
+// ====================== memory estimate ======================
+
+namespace {
+std::string human(int64_t b) {
+  char buf[64];
+  if (b >= (1ll << 30)) std::snprintf(buf, sizeof buf, "%.2f GiB", b / double(1ll << 30));
+  else std::snprintf(buf, sizeof buf, "%.1f MiB", b / double(1 << 20));
+  return buf;
+}
+}  // namespace
+
+std::string MemoryEstimate::to_string() const {
+  std::ostringstream o;
+  o << "memory estimate (" << device << "): " << params << " parameters, " << trainable_params << " trainable\n"
+    << "  weights      " << human(weights) << "\n"
+    << "  gradients    " << human(gradients) << "\n"
+    << "  optimizer    " << human(optimizer) << "\n"
+    << "  activations  " << human(activations) << "\n"
+    << "  total        " << human(total);
+  if (available >= 0) o << "  (available: " << human(available) << ")";
+  return o.str();
+}
+
+int64_t available_memory(const torch::Device& dev) {
+  if (dev.is_cpu()) {
+    std::ifstream f("/proc/meminfo");
+    std::string key;
+    int64_t v;
+    std::string unit;
+    while (f >> key >> v >> unit)
+      if (key == "MemAvailable:") return v * 1024;
+    return -1;
+  }
+  return -1;  // CUDA free memory is not reachable through LibTorch's C++ API on every version
+}
+
+MemoryEstimate estimate_memory(const TrainConfig& cfg, const ModelConfig& mc0) {
+  ModelConfig mc = mc0;
+  if (cfg.pvm.enabled()) {
+    mc.text.pvm_layers = cfg.pvm.layers;
+    mc.text.pvm_hidden_size = cfg.pvm.hidden_size;
+  }
+  MemoryEstimate e;
+  e.device = cfg.device;
+  const bool bf16 = cfg.dtype == "bf16";
+  const int64_t wb = bf16 ? 2 : 4;
+  int64_t total = 0, train = 0, pvm_params = 0, vision = 0;
+  for (auto& t : expected_tensors(mc, true)) {
+    int64_t n = 1;
+    for (auto d : t.shape) n *= d;
+    total += n;
+    if (t.part == "pvm") pvm_params += n;
+    if (t.part == "vision") vision += n;
+  }
+  if (cfg.trainable == "pvm") train = pvm_params;
+  else if (cfg.trainable == "all") train = total;
+  else train = total - vision;
+  e.params = total;
+  e.trainable_params = train;
+  e.weights = total * wb + (bf16 ? train * 4 : 0);  // + f32 master copies
+  e.gradients = train * wb + (bf16 ? train * 4 : 0);
+  e.optimizer = train * 8;  // exp_avg + exp_avg_sq in f32
+  // Activations of one micro-batch at max_length: what autograd keeps per token and layer
+  // (layer inputs, norms, q/k/v, attention output, MLP gate/up/product; ~f32 norm copies), plus
+  // the f32 attention scores and probabilities (S x S per head), plus logits at label rows.
+  const auto& t = mc.text;
+  const int64_t micro = std::max<int64_t>(1, cfg.batch_size / std::max<int64_t>(1, cfg.grad_accum));
+  const int64_t S = cfg.max_length, N = micro * S;
+  const int64_t qkv = (t.num_attention_heads + 2 * t.num_key_value_heads) * t.head_dim;
+  const int64_t per_tok_layer = (8 * t.hidden_size + qkv + t.num_attention_heads * t.head_dim + 3 * t.intermediate_size) * wb +
+                                4 * t.hidden_size * 2;
+  const int64_t attn_per_layer = micro * t.num_attention_heads * S * S * (4 + 4 + wb);
+  int64_t layers_stored = t.num_hidden_layers;
+  if (cfg.trainable == "pvm" && !mc.text.pvm_layers.empty())  // frozen layers before the first PVM one keep nothing
+    layers_stored = t.num_hidden_layers - *std::min_element(mc.text.pvm_layers.begin(), mc.text.pvm_layers.end());
+  int64_t act;
+  if (cfg.grad_checkpointing)
+    act = layers_stored * N * t.hidden_size * wb + per_tok_layer * N + attn_per_layer;
+  else
+    act = layers_stored * (per_tok_layer * N + attn_per_layer);
+  // PVM blocks: reduced streams + cross-attention probabilities over the visual tokens (~1/8 of S).
+  act += (int64_t)mc.text.pvm_layers.size() * N * (8 * t.pvm_hidden_size * wb + (t.pvm_hidden_size / t.head_dim) * (S / 8) * 8);
+  act += N / 2 * t.vocab_size * 4 * 2;  // label rows' f32 logits + log-softmax (about half the tokens)
+  e.activations = act;
+  e.total = e.weights + e.gradients + e.optimizer + e.activations;
+  try {
+    e.available = available_memory(torch::Device(cfg.device));
+  } catch (...) {
+    e.available = -1;
+  }
+  return e;
+}
+
+// ====================== SFT objective ======================
+
+namespace {
+
+class SftObjective : public Objective {
+ public:
+  explicit SftObjective(TrainContext& ctx) : ctx_(ctx) {
+    SftDatasetOptions o;
+    o.max_length = ctx.cfg.max_length;
+    o.policy.fatal = ctx.cfg.bad_lines == "fatal";
+    if (ctx.rank != 0) o.policy.warn = [](const std::string&) {};  // rank 0 reports
+    o.preprocessor = ctx.preprocessor;
+    o.pad_id = ctx.model->config().pad_token_id;
+    ds_ = std::make_shared<SftDataset>(ctx.cfg.data, ctx.tokenizer, o);
+    loader_ = std::make_unique<SftLoader>(ds_, ctx.cfg.batch_size, ctx.cfg.grad_accum, ctx.rank, ctx.world, ctx.cfg.seed,
+                                          ctx.cfg.workers);
+    if (!ctx.cfg.eval_data.empty()) eval_ds_ = std::make_shared<SftDataset>(ctx.cfg.eval_data, ctx.tokenizer, o);
+  }
+
+  StepStats compute(int64_t) override {
+    auto st = loader_->next();
+    const double denom = (double)std::max<int64_t>(1, st.global_label_tokens);
+    double loss_sum = 0;
+    int64_t tokens = 0;
+    for (auto& mb : st.micro) {
+      auto ls = sft_loss_sum(ctx_, mb);
+      (ls / denom).backward();
+      loss_sum += ls.item<double>();
+      tokens += mb.tokens;
+    }
+    StepStats s;
+    s.loss = ctx_.dist->all_reduce_sum(loss_sum) / denom;
+    s.tokens = tokens;
+    s.metrics["label_tokens"] = st.global_label_tokens;
+    s.metrics["epoch"] = loader_->state()["epoch"];
+    return s;
+  }
+
+  json state() const override { return {{"loader", loader_->state()}}; }
+  void restore(const json& s) override {
+    if (!s.contains("loader")) throw Error("trainer state: no data position");
+    loader_->restore(s["loader"]);
+  }
+  int64_t steps_per_epoch() const override { return loader_->steps_per_epoch(); }
+
+  double evaluate() override {
+    if (!eval_ds_) return std::nan("");
+    torch::NoGradGuard ng;
+    double sum = 0, n = 0;
+    const int64_t micro = std::max<int64_t>(1, ctx_.cfg.batch_size / ctx_.cfg.grad_accum / ctx_.world);
+    for (int64_t i0 = ctx_.rank * micro; i0 < eval_ds_->size(); i0 += micro * ctx_.world) {
+      std::vector<TokenizedExample> ex;
+      std::vector<std::vector<ProcessedImage>> im;
+      for (int64_t i = i0; i < std::min(eval_ds_->size(), i0 + micro); ++i) {
+        auto [e, imgs] = eval_ds_->load(i);
+        ex.push_back(std::move(e));
+        im.push_back(std::move(imgs));
+      }
+      auto b = collate(ex, im, eval_ds_->options().pad_id);
+      sum += sft_loss_sum(ctx_, b).item<double>();
+      n += b.label_tokens;
+    }
+    std::vector<double> v{sum, n};
+    ctx_.dist->all_reduce_sum(v);
+    return v[0] / std::max(1.0, v[1]);
+  }
+
+  std::string data_hash() const { return ds_->hash(); }
+
+ private:
+  TrainContext& ctx_;
+  std::shared_ptr<SftDataset> ds_, eval_ds_;
+  std::unique_ptr<SftLoader> loader_;
+};
+
+}  // namespace
+
+std::unique_ptr<Objective> make_sft_objective(TrainContext& ctx) { return std::make_unique<SftObjective>(ctx); }
+
+
+// ====================== optimizer ======================
+
+namespace {
+
+// AdamW exactly as torch.optim.AdamW (single-tensor path): decoupled decay, bias corrections.
+// Parameters in a low-precision dtype train through an f32 master copy.
+struct AdamW {
+  struct P {
+    std::string name;
+    torch::Tensor param, master, exp_avg, exp_avg_sq;
+    bool decay = false;
+    torch::Tensor& value() { return master.defined() ? master : param; }
+  };
+  std::vector<P> ps;
+  int64_t steps = 0;
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8, wd = 0;
+
+  void step(double lr) {
+    torch::NoGradGuard ng;
+    ++steps;
+    const double bc1 = 1 - std::pow(beta1, (double)steps), bc2 = 1 - std::pow(beta2, (double)steps);
+    const double step_size = lr / bc1, bc2_sqrt = std::sqrt(bc2);
+    for (auto& p : ps) {
+      auto& w = p.value();
+      torch::Tensor g = p.param.grad();
+      if (!g.defined()) g = torch::zeros_like(w);
+      else if (g.scalar_type() != w.scalar_type()) g = g.to(w.scalar_type());
+      if (p.decay && wd != 0) w.mul_(1 - lr * wd);
+      p.exp_avg.mul_(beta1).add_(g, 1 - beta1);
+      p.exp_avg_sq.mul_(beta2).addcmul_(g, g, 1 - beta2);
+      auto denom = (p.exp_avg_sq.sqrt() / bc2_sqrt).add_(eps);
+      w.addcdiv_(p.exp_avg, denom, -step_size);
+      if (p.master.defined()) p.param.copy_(p.master);
+    }
+  }
+};
+
+std::string timestamp_name() {
+  auto t = std::time(nullptr);
+  char buf[64];
+  std::strftime(buf, sizeof buf, "%Y%m%d-%H%M%S", std::localtime(&t));
+  return buf;
+}
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+int64_t rss_bytes() {
+  std::ifstream f("/proc/self/statm");
+  int64_t size = 0, rss = 0;
+  f >> size >> rss;
+  return rss * (int64_t)sysconf(_SC_PAGESIZE);
+}
+
+uint64_t fnv(uint64_t h, const void* data, size_t n) {
+  auto* p = static_cast<const uint8_t*>(data);
+  for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 1099511628211ull;
+  return h;
+}
+
+std::string hex64(uint64_t h, const char* prefix = "fnv1a64:") {
+  char b[48];
+  std::snprintf(b, sizeof b, "%s%016llx", prefix, (unsigned long long)h);
+  return b;
+}
+
+std::string file_hash(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) return "";
+  uint64_t h = 1469598103934665603ull;
+  std::vector<char> buf(1 << 20);
+  while (f) {
+    f.read(buf.data(), buf.size());
+    h = fnv(h, buf.data(), (size_t)f.gcount());
+  }
+  return hex64(h);
+}
+
+// Fast model identity: config.json bytes + every safetensors file's name, size and header.
+std::string model_hash(const std::string& dir) {
+  uint64_t h = 1469598103934665603ull;
+  auto cfg = read_file_to_string(join_path(dir, "config.json"), 16 << 20);
+  h = fnv(h, cfg.data(), cfg.size());
+  std::vector<fs::path> files;
+  for (auto& e : fs::directory_iterator(dir))
+    if (e.path().extension() == ".safetensors") files.push_back(e.path());
+  std::sort(files.begin(), files.end());
+  for (auto& f : files) {
+    auto name = f.filename().string();
+    uint64_t size = fs::file_size(f);
+    h = fnv(h, name.data(), name.size());
+    h = fnv(h, &size, sizeof size);
+    std::ifstream in(f, std::ios::binary);
+    uint64_t hl = 0;
+    in.read(reinterpret_cast<char*>(&hl), 8);
+    if (in && hl < (100u << 20)) {
+      std::string hdr(hl, '\0');
+      in.read(hdr.data(), (std::streamsize)hl);
+      h = fnv(h, hdr.data(), (size_t)in.gcount());
+    }
+  }
+  return hex64(h);
+}
+
+std::string git_commit() {
+  std::string cmd = "git -C '" + source_dir() + "' rev-parse HEAD 2>/dev/null";
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return "unknown";
+  char buf[128] = {0};
+  std::string out;
+  if (fgets(buf, sizeof buf, p)) out = buf;
+  pclose(p);
+  while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
+  return out.size() == 40 ? out : "unknown";
+}
+
+std::atomic<bool> g_stop{false};
+extern "C" void pvm_train_on_signal(int) { g_stop.store(true); }
+
+std::string step_name(int64_t step) {
+  char b[32];
+  std::snprintf(b, sizeof b, "step-%06lld", (long long)step);
+  return b;
+}
+
+void write_json(const std::string& path, const json& j) { atomic_write_file(path, j.dump(2) + "\n"); }
+
+json read_json(const std::string& path) {
+  try {
+    return json::parse(read_file_to_string(path, 256 << 20));
+  } catch (const json::exception&) {
+    throw file_error(path, "not valid JSON");
+  }
+}
+
+}  // namespace
+
+std::atomic<bool>& stop_flag() { return g_stop; }
+
+// ====================== the run ======================
+
+namespace {
+
+struct Runner {
+  TrainConfig cfg;
+  RunOptions opt;
+  std::unique_ptr<Distributed> dist;
+  std::unique_ptr<TrainContext> ctx;
+  std::unique_ptr<Objective> obj;
+  AdamW adam;
+  std::string run_dir, base_model_dir, data_hash;
+  bool pvm_only = false;
+  int64_t step = 0, total = 0;
+  double elapsed_before = 0;  // seconds of earlier sessions (resume)
+  std::ofstream metrics;
+
+  bool main() const { return dist->is_main(); }
+  std::string ckpt_root() const { return join_path(run_dir, "checkpoints"); }
+
+  void status(const std::string& state, const std::string& message = "") {
+    if (!main()) return;
+    write_json(join_path(run_dir, "status.json"), {{"state", state},
+                                                    {"step", step},
+                                                    {"total_steps", total},
+                                                    {"pid", (int64_t)::getpid()},
+                                                    {"message", message},
+                                                    {"time", now_s()}});
+  }
+
+  void setup() {
+    auto dev = parse_device(cfg.device);
+    if (cfg.threads > 0) torch::set_num_threads((int)cfg.threads);
+    torch::manual_seed(cfg.seed);  // global RNG from the seed (saved and restored with checkpoints)
+    dist = Distributed::from_env(dev);
+    if (dev.is_cuda() && dist->world() > 1) dev = torch::Device(torch::kCUDA, (int8_t)dist->local_rank());
+    const bool resume = !opt.resume_dir.empty();
+    run_dir = resume ? opt.resume_dir : cfg.out;
+    if (run_dir.empty()) {
+      if (dist->world() > 1) throw Error("out: a run directory is required with several processes");
+      run_dir = join_path("runs", cfg.mode + "-" + timestamp_name());
+    }
+    json state;
+    std::string ckpt;
+    if (resume) {
+      auto latest = join_path(ckpt_root(), "latest");
+      if (!is_regular_file(latest)) throw file_error(latest, "no checkpoint to resume from");
+      auto name = read_file_to_string(latest, 4096);
+      while (!name.empty() && (name.back() == '\n' || name.back() == ' ')) name.pop_back();
+      ckpt = join_path(ckpt_root(), name);
+      if (!is_directory(ckpt)) throw file_error(ckpt, "checkpoint named by checkpoints/latest is missing");
+      state = read_json(join_path(ckpt, "trainer_state.json"));
+    } else if (path_exists(join_path(ckpt_root(), "latest")) || path_exists(join_path(run_dir, "metrics.jsonl"))) {
+      throw file_error(run_dir, "already holds a run; resume it with --resume " + run_dir + " or choose another out");
+    }
+
+    // Model, tokenizer, processor.
+    const auto dtype = cfg.dtype == "bf16" ? torch::kBFloat16 : torch::kFloat;
+    LoadOptions lo;
+    lo.dtype = dtype;
+    lo.device = dev;
+    base_model_dir = cfg.model;
+    const bool full_ckpt = resume && is_regular_file(join_path(ckpt, "config.json"));
+    auto pipe = Pipeline::open(full_ckpt ? ckpt : cfg.model, lo);
+    ctx = std::make_unique<TrainContext>(pipe.tokenizer);
+    ctx->cfg = cfg;
+    ctx->model = pipe.model.model;
+    ctx->preprocessor = pipe.preprocessor;
+    ctx->device = dev;
+    ctx->compute_dtype = dtype;
+    ctx->rank = dist->rank();
+    ctx->world = dist->world();
+    ctx->dist = dist.get();
+    ctx->run_dir = run_dir;
+    ctx->model_dir = base_model_dir;
+    ctx->stop = &g_stop;
+    auto& m = *ctx->model;
+    if (resume && !full_ckpt) {
+      load_pvm_adapter(m, ckpt);
+    } else if (!resume) {
+      if (cfg.pvm.enabled()) {
+        TextConfig f = m.cfg.text;
+        f.pvm_layers = cfg.pvm.layers;
+        f.pvm_hidden_size = cfg.pvm.hidden_size;
+        f.pvm_variant = cfg.pvm.variant;
+        f.pvm_source = cfg.pvm.source;
+        attach_pvm(m, f, cfg.seed);
+      } else if (!cfg.adapter.empty()) {
+        load_pvm_adapter(m, cfg.adapter);
+      }
+    }
+
+    // Trainable set; everything else frozen.
+    ctx->trainable_names = select_trainable(m, cfg.trainable);
+    std::set<std::string> on(ctx->trainable_names.begin(), ctx->trainable_names.end());
+    pvm_only = true;
+    for (auto& p : m.named_parameters(true)) {
+      bool t = on.count(p.key()) > 0;
+      p.value().set_requires_grad(t);
+      if (t) ctx->trainable.push_back(p.value());
+      if (t && p.key().find(".pvm_block.") == std::string::npos) pvm_only = false;
+    }
+    if (dist->world() > 1) {  // identical starting point on every rank
+      torch::NoGradGuard ng;
+      std::vector<torch::Tensor> ts = ctx->trainable;
+      dist->broadcast(ts, 0);
+    }
+    adam.beta1 = cfg.betas[0];
+    adam.beta2 = cfg.betas[1];
+    adam.eps = cfg.eps;
+    adam.wd = cfg.weight_decay;
+    for (size_t i = 0; i < ctx->trainable.size(); ++i) {
+      AdamW::P p;
+      p.name = ctx->trainable_names[i];
+      p.param = ctx->trainable[i];
+      if (p.param.scalar_type() != torch::kFloat) p.master = p.param.detach().to(torch::kFloat).clone();
+      p.exp_avg = torch::zeros_like(p.value());
+      p.exp_avg_sq = torch::zeros_like(p.value());
+      p.decay = p.param.dim() >= 2;
+      adam.ps.push_back(std::move(p));
+    }
+
+    obj = cfg.mode == "grpo" ? make_grpo_objective(*ctx) : make_sft_objective(*ctx);
+    total = cfg.steps > 0 ? cfg.steps : obj->steps_per_epoch();
+    if (total <= 0) throw Error(cfg.source + ": steps: 0 and the objective cannot tell the length of an epoch; set steps");
+    ctx->total_steps = total;
+    data_hash = file_hash(cfg.data);
+
+    if (resume) restore(ckpt, state);
+    if (main()) {
+      fs::create_directories(ckpt_root());
+      write_json(join_path(run_dir, "config.json"), cfg.to_json());
+      if (!resume) write_manifest();
+      metrics.open(join_path(run_dir, "metrics.jsonl"), std::ios::app | std::ios::binary);
+      if (!metrics) throw file_error(join_path(run_dir, "metrics.jsonl"), "cannot open for writing");
+    }
+    status("running");
+  }
+
+  void write_manifest() {
+    json j;
+    j["base_model"] = base_model_dir;
+    j["base_model_hash"] = model_hash(base_model_dir);
+    j["data"] = cfg.data;
+    j["data_hash"] = data_hash;
+    j["eval_data_hash"] = cfg.eval_data.empty() ? "" : file_hash(cfg.eval_data);
+    j["seed"] = cfg.seed;
+    j["git_commit"] = git_commit();
+    j["versions"] = {{"pvm", version()},
+                     {"libtorch", std::string(TORCH_VERSION)},
+                     {"nlohmann_json", std::to_string(NLOHMANN_JSON_VERSION_MAJOR) + "." +
+                                           std::to_string(NLOHMANN_JSON_VERSION_MINOR) + "." +
+                                           std::to_string(NLOHMANN_JSON_VERSION_PATCH)},
+                     {"compiler", __VERSION__}};
+    j["world_size"] = dist->world();
+    j["backend"] = dist->backend();
+    j["trainable"] = cfg.trainable;
+    j["trainable_params"] = [&] {
+      int64_t n = 0;
+      for (auto& t : ctx->trainable) n += t.numel();
+      return n;
+    }();
+    j["created"] = now_s();
+    write_json(join_path(run_dir, "manifest.json"), j);
+  }
+
+  int64_t metrics_size() {
+    auto mp = join_path(run_dir, "metrics.jsonl");
+    metrics.flush();
+    return fs::exists(mp) ? (int64_t)fs::file_size(mp) : 0;
+  }
+
+  // ---- checkpoints ----
+  void save(const std::string& final_name) {
+    if (!main()) return;
+    const std::string name = final_name.empty() ? step_name(step) : final_name;
+    const std::string parent = final_name.empty() ? ckpt_root() : run_dir;
+    const std::string dst = join_path(parent, name);
+    const std::string tmp = join_path(parent, ".tmp-" + name + "-" + std::to_string(::getpid()));
+    fs::remove_all(tmp);
+    fs::create_directories(tmp);
+    auto& m = *ctx->model;
+    if (pvm_only) {
+      save_pvm_adapter(m, tmp);
+    } else {
+      save_model(ctx->model, tmp, torch::kFloat);
+      for (auto f : {"tokenizer.json", "preprocessor_config.json", "tokenizer_config.json"})
+        if (is_regular_file(join_path(base_model_dir, f))) fs::copy_file(join_path(base_model_dir, f), join_path(tmp, f));
+    }
+    // Optimizer state (and f32 masters) by parameter name; RNG state.
+    std::vector<std::pair<std::string, torch::Tensor>> ts;
+    for (auto& p : adam.ps) {
+      ts.emplace_back("exp_avg." + p.name, p.exp_avg);
+      ts.emplace_back("exp_avg_sq." + p.name, p.exp_avg_sq);
+      if (p.master.defined()) ts.emplace_back("master." + p.name, p.master);
+    }
+    ts.emplace_back("rng.cpu", at::detail::getDefaultCPUGenerator().get_state());
+    save_tensors(join_path(tmp, "optimizer.safetensors"), ts, {{"format", "pt"}});
+    metrics.flush();
+    json st{{"step", step},
+            {"total_steps", total},
+            {"optimizer_steps", adam.steps},
+            {"objective", obj->state()},
+            {"metrics_bytes", metrics_size()},
+            {"elapsed_s", elapsed_before + (now_s() - session_start)},
+            {"pvm_only", pvm_only},
+            {"trainable", ctx->trainable_names},
+            {"world_size", dist->world()},
+            {"time", now_s()}};
+    write_json(join_path(tmp, "trainer_state.json"), st);
+    fs::remove_all(dst);
+    fs::rename(tmp, dst);  // the checkpoint appears complete or not at all
+    if (final_name.empty()) {
+      atomic_write_file(join_path(ckpt_root(), "latest"), name + "\n");
+      prune();
+    }
+  }
+
+  void prune() {
+    std::vector<std::string> names;
+    for (auto& e : fs::directory_iterator(ckpt_root())) {
+      auto n = e.path().filename().string();
+      if (e.is_directory() && n.rfind("step-", 0) == 0) names.push_back(n);
+    }
+    std::sort(names.begin(), names.end());
+    for (size_t i = 0; i + (size_t)cfg.keep_checkpoints < names.size(); ++i) fs::remove_all(join_path(ckpt_root(), names[i]));
+  }
+
+  void restore(const std::string& ckpt, const json& st) {
+    try {
+      step = st.at("step").get<int64_t>();
+      adam.steps = st.at("optimizer_steps").get<int64_t>();
+      elapsed_before = st.value("elapsed_s", 0.0);
+      if (st.value("world_size", 1) != dist->world() && main())
+        std::fprintf(stderr, "warning: resuming a %d-process run on %d processes (batches stay the same)\n",
+                     st.value("world_size", 1), dist->world());
+    } catch (const json::exception&) {
+      throw file_error(join_path(ckpt, "trainer_state.json"), "missing step / optimizer_steps");
+    }
+    auto opt_path = join_path(ckpt, "optimizer.safetensors");
+    auto ts = load_tensors(opt_path);
+    torch::NoGradGuard ng;
+    for (auto& p : adam.ps) {
+      auto a = ts.find("exp_avg." + p.name), b = ts.find("exp_avg_sq." + p.name);
+      if (a == ts.end() || b == ts.end()) throw file_error(opt_path, "no optimizer state for " + p.name);
+      p.exp_avg.copy_(a->second);
+      p.exp_avg_sq.copy_(b->second);
+      if (p.master.defined()) {
+        auto mm = ts.find("master." + p.name);
+        if (mm == ts.end()) throw file_error(opt_path, "no master weights for " + p.name);
+        p.master.copy_(mm->second);
+        p.param.copy_(p.master);
+      }
+    }
+    if (ts.count("rng.cpu")) {
+      at::Generator gen = at::detail::getDefaultCPUGenerator();
+      gen.set_state(ts["rng.cpu"]);
+    }
+    obj->restore(st.at("objective"));
+    if (main()) {
+      auto mp = join_path(run_dir, "metrics.jsonl");
+      int64_t len = st.value("metrics_bytes", (int64_t)0);
+      if (fs::exists(mp) && (int64_t)fs::file_size(mp) > len) fs::resize_file(mp, len);
+    }
+  }
+
+  // ---- the loop ----
+  double session_start = now_s();
+
+  double grad_norm_and_clip() {
+    torch::NoGradGuard ng;
+    std::vector<torch::Tensor> grads;
+    for (auto& t : ctx->trainable) {
+      if (!t.grad().defined()) t.mutable_grad() = torch::zeros_like(t);
+      grads.push_back(t.grad());
+    }
+    if (dist->world() > 1) dist->all_reduce_sum(grads);
+    std::vector<torch::Tensor> norms;
+    for (auto& g : grads) norms.push_back(g.to(torch::kFloat).norm(2));
+    double norm = torch::stack(norms).norm(2).item<double>();
+    if (cfg.max_grad_norm > 0) {
+      double coef = cfg.max_grad_norm / (norm + 1e-6);  // torch.nn.utils.clip_grad_norm_
+      if (coef < 1)
+        for (auto& g : grads) g.mul_(coef);
+    }
+    return norm;
+  }
+
+  json gate_alphas() {
+    json g = json::object();
+    auto& layers = ctx->model->model->language_model->layer_list;
+    for (auto& l : layers)
+      if (l->pvm_block) g[std::to_string(l->layer_idx)] = l->pvm_block->gate_alpha.item<double>();
+    return g;
+  }
+
+  int loop() {
+    std::vector<std::pair<void (*)(int), int>> old;
+    if (opt.install_signal_handlers) {
+      g_stop.store(false);
+      std::signal(SIGINT, pvm_train_on_signal);
+      std::signal(SIGTERM, pvm_train_on_signal);
+    }
+    struct Restore {
+      bool on;
+      ~Restore() {
+        if (on) {
+          std::signal(SIGINT, SIG_DFL);
+          std::signal(SIGTERM, SIG_DFL);
+        }
+      }
+    } restore_signals{opt.install_signal_handlers};
+    const int64_t first = step;
+    double loop_start = now_s();
+    while (step < total) {
+      const double t0 = now_s();
+      for (auto& t : ctx->trainable) t.mutable_grad() = torch::Tensor();
+      StepStats s = obj->compute(step);
+      const double gnorm = grad_norm_and_clip();
+      const double lr = cfg.lr_at(step, total);
+      adam.step(lr);
+      ++step;
+      const double t1 = now_s();
+      const double tokens = dist->all_reduce_sum((double)s.tokens);
+      if (main() && (step % cfg.log_every == 0 || step == total)) {
+        json line = json::object();
+        line["step"] = step;
+        line["total_steps"] = total;
+        line["time"] = t1;
+        line["elapsed_s"] = elapsed_before + (t1 - session_start);
+        line["loss"] = s.loss;
+        line["lr"] = lr;
+        line["grad_norm"] = gnorm;
+        line["tokens"] = (int64_t)tokens;
+        line["tokens_per_s"] = tokens / std::max(1e-9, t1 - t0);
+        const double per_step = (t1 - loop_start) / (double)(step - first);
+        line["step_time_s"] = t1 - t0;
+        line["eta_s"] = per_step * (double)(total - step);
+        line["mem_bytes"] = rss_bytes();
+        line["gate_alpha"] = gate_alphas();
+        for (auto& [k, v] : s.metrics.items())
+          if (!line.contains(k)) line[k] = v;
+        metrics << line.dump() << "\n";
+        metrics.flush();
+        if (opt.on_step) opt.on_step(line);
+      }
+      if (cfg.eval_every > 0 && !cfg.eval_data.empty() && (step % cfg.eval_every == 0 || step == total)) {
+        double el = obj->evaluate();
+        if (main() && !std::isnan(el)) {
+          json line{{"step", step}, {"eval_loss", el}, {"time", now_s()}};
+          metrics << line.dump() << "\n";
+          metrics.flush();
+          if (opt.on_step) opt.on_step(line);
+        }
+      }
+      bool stop = g_stop.load() || (opt.stop_after >= 0 && step >= opt.stop_after);
+      stop = dist->any(stop);
+      if (stop && step < total) {
+        save("");
+        status("stopped", "stopped at step " + std::to_string(step) + "; resume with --resume " + run_dir);
+        dist->barrier();
+        return 0;
+      }
+      if (cfg.save_every > 0 && step % cfg.save_every == 0 && step < total) {
+        save("");
+        status("running");
+      } else if (main() && step % cfg.log_every == 0) {
+        status("running");
+      }
+    }
+    save("");  // the last step is resumable like any other
+    save("final");
+    status("finished");
+    dist->barrier();
+    return 0;
+  }
+};
+
+}  // namespace
+
+int run(const TrainConfig& cfg, const RunOptions& opt) {
+  Runner r;
+  r.cfg = cfg;
+  r.opt = opt;
+  r.setup();
+  try {
+    return r.loop();
+  } catch (const std::exception& e) {
+    std::string msg = e.what();
+    auto nl = msg.find('\n');
+    if (nl != std::string::npos) msg = msg.substr(0, nl);
+    try {
+      r.status("failed", msg);
+    } catch (...) {
+    }
+    throw;
+  }
+}
+
+int run(const TrainConfig& cfg, const std::string& resume_dir) {
+  RunOptions o;
+  o.resume_dir = resume_dir;
+  return run(cfg, o);
+}
+
+}  // namespace pvm::train
