@@ -249,6 +249,11 @@ bool Plot::data_bounds(bool is_x, double* lo, double* hi) {
 }
 
 void Plot::fit() {
+  fit_now();
+  auto_fit_ = true;  // follow the data again (it may still grow) until the user zooms or pans
+}
+
+void Plot::fit_now() {
   double lo, hi;
   if (data_bounds(true, &lo, &hi)) {
     if (hi - lo < 1e-12) lo -= 0.5, hi += 0.5;
@@ -263,7 +268,6 @@ void Plot::fit() {
   } else {
     y_.lo = 0, y_.hi = 1;
   }
-  auto_fit_ = false;
 }
 
 void Plot::set_view(double x0, double x1, double y0, double y1) {
@@ -658,10 +662,15 @@ Plot::Frame Plot::layout(ImVec2 origin, ImVec2 size) const {
   f.row_h = f.lh + 3.0f;
   f.swatch = f.lh * 1.4f;
   float name_w = 0;
-  for (const Entry& e : series_) name_w = std::max(name_w, ImGui::CalcTextSize(e.s.name.c_str()).x);
+  for (int i = 0; i < int(series_.size()); ++i) {
+    if (!series_[i].s.legend) continue;
+    f.items.push_back(i);
+    name_w = std::max(name_w, ImGui::CalcTextSize(series_[i].s.name.c_str()).x);
+  }
+  const int n_items = int(f.items.size());
   f.rows_fit = std::max(1, int(ph / f.row_h));
-  f.cols = series_.empty() ? 0 : (int(series_.size()) + f.rows_fit - 1) / f.rows_fit;
-  if (f.cols > 0) f.rows_fit = (int(series_.size()) + f.cols - 1) / f.cols;  // balance the columns
+  f.cols = n_items == 0 ? 0 : (n_items + f.rows_fit - 1) / f.rows_fit;
+  if (f.cols > 0) f.rows_fit = (n_items + f.cols - 1) / f.cols;  // balance the columns
   f.col_w = f.swatch + 6.0f + name_w + f.pad * 1.5f;
   if (f.cols * f.col_w > size.x * 0.4f && f.cols > 0) f.col_w = size.x * 0.4f / f.cols;  // names get clipped
   const float right = f.pad + (f.cols ? f.cols * f.col_w + f.pad : 0.0f);
@@ -723,8 +732,9 @@ void Plot::handle_input(const Frame& f, ImVec2 size, bool* over_plot, bool* drag
 
   // Legend: hover highlights the series, click toggles it.
   legend_hover_ = -1;
-  for (int i = 0; i < int(series_.size()) && f.cols > 0; ++i) {
-    const ImVec2 a = legend_pos(f, i);
+  for (int k = 0; k < int(f.items.size()) && f.cols > 0; ++k) {
+    const int i = f.items[k];
+    const ImVec2 a = legend_pos(f, k);
     if (!hovered || !in_rect(m, a, ImVec2(a.x + f.col_w, a.y + f.row_h))) continue;
     legend_hover_ = i;
     if (ImGui::IsMouseClicked(ImGuiMouseButton_Left)) {
@@ -818,9 +828,10 @@ void Plot::draw_axes(ImDrawList* dl, const Frame& f) const {
 void Plot::draw_legend(ImDrawList* dl, const Frame& f) const {
   if (f.cols == 0) return;
   dl->PushClipRect(f.legend0, f.end, true);
-  for (int i = 0; i < int(series_.size()); ++i) {
+  for (int k = 0; k < int(f.items.size()); ++k) {
+    const int i = f.items[k];
     const Entry& e = series_[i];
-    const ImVec2 a = legend_pos(f, i);
+    const ImVec2 a = legend_pos(f, k);
     if (i == legend_hover_) dl->AddRectFilled(a, ImVec2(a.x + f.col_w - 2, a.y + f.row_h), IM_COL32(255, 255, 255, 28));
     const float cy = std::round(a.y + f.row_h * 0.5f);
     const ImU32 col = e.s.visible ? e.color : with_alpha(e.color, 0.3f);
@@ -829,7 +840,10 @@ void Plot::draw_legend(ImDrawList* dl, const Frame& f) const {
       add_dashed_polyline(dl, seg, 2, col, 2.0f);
     else
       dl->AddLine(seg[0], seg[1], col, 2.0f);
+    // Clipped to its column: long names must not run into the next one.
+    dl->PushClipRect(a, ImVec2(a.x + f.col_w - 4.0f, a.y + f.row_h), true);
     dl->AddText(ImVec2(a.x + f.swatch + 6.0f, a.y + 1.5f), e.s.visible ? kText : kTextDim, e.s.name.c_str());
+    dl->PopClipRect();
   }
   dl->PopClipRect();
 }
@@ -859,7 +873,10 @@ void Plot::draw(ImVec2 size) {
     for (Entry& e : series_) e.sorted = std::is_sorted(e.s.x.begin(), e.s.x.end());
     resort_check_ = false;
   }
-  if (auto_fit_) fit();
+  if (auto_fit_ && fitted_version_ != data_version_) {  // bounds only change with the data
+    fit_now();
+    fitted_version_ = data_version_;
+  }
 
   // A child window of its own: the wheel zooms instead of scrolling the parent, and the plot gets
   // its own draw list, which PNG export renders offscreen.

@@ -25,6 +25,7 @@ struct PlotSeries {
   ImU32 color = 0;          // 0: next colour of the default palette
   bool dashed = false;
   bool visible = true;
+  bool legend = true;       // false: drawn but not listed (e.g. 36 layer curves explained elsewhere)
   float thickness = 1.0f;
 };
 
@@ -71,7 +72,9 @@ class Plot {
   PlotSeries& edit_series(size_t i);  // the caller may change anything; the cache is dropped
 
   // ---- view (data coordinates) ----
-  void fit();  // what double-click does: the bounds of the visible series
+  // What double-click does: the bounds of the visible series, and keep following them as data
+  // changes, until the user zooms or pans (or set_view is called).
+  void fit();
   void set_view(double x0, double x1, double y0, double y1);
   void view(double* x0, double* x1, double* y0, double* y1) const;
 
@@ -135,9 +138,11 @@ class Plot {
     float pw = 0, ph = 0, lh = 0, pad = 0;
     float row_h = 0, swatch = 0, col_w = 0;
     int rows_fit = 1, cols = 0;
+    std::vector<int> items;  // series listed in the legend, in order
     std::vector<Tick> yt;
   };
   Frame layout(ImVec2 origin, ImVec2 size) const;
+  void fit_now();
   void handle_input(const Frame& f, ImVec2 size, bool* over_plot, bool* dragging);
   void update_cache(const Frame& f);
   void draw_axes(ImDrawList* dl, const Frame& f) const;
@@ -169,7 +174,7 @@ class Plot {
   int legend_hover_ = -1;
 
   // decimation cache key
-  uint64_t data_version_ = 1, cached_version_ = 0;
+  uint64_t data_version_ = 1, cached_version_ = 0, fitted_version_ = 0;
   double cached_view_[4] = {0, 0, 0, 0};
   float cached_w_ = 0, cached_h_ = 0, cached_scale_ = 0;
   int cached_hover_ = -2;

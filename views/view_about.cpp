@@ -17,7 +17,7 @@ void AboutView::draw() {
     return;
   }
   ImGui::Text("PVM Studio %s", pvm::version().c_str());
-  ImGui::TextDisabled("Research studio for Qwen3-VL with parallel visual memory (PVM).");
+  ImGui::TextDisabled("Research studio for Qwen3-VL with Persistent Visual Memory (PVM).");
   ImGui::Separator();
   if (ImGui::BeginTable("##versions", 2, ImGuiTableFlags_SizingFixedFit)) {
     auto row = [](const char* k, const std::string& v) {
@@ -35,7 +35,7 @@ void AboutView::draw() {
     ImGui::EndTable();
   }
   ImGui::Separator();
-  ImGui::TextDisabled("Headless work (inference, probes, training) runs in the 'pvm' CLI.");
+  ImGui::TextDisabled("The same engine runs headless in the 'pvm' CLI (generate, dilution, train).");
   if (ImGui::Button("Close", ImVec2(ImGui::GetFontSize() * 6, 0))) set_open(false);
   ImGui::End();
 }

@@ -10,6 +10,7 @@ class AboutView : public View {
  public:
   AboutView();
   void draw() override;
+  bool owns_window() const override { return true; }
   // Filled by the app once the GL context exists.
   std::string gl_renderer, gl_version, glfw_version;
 };

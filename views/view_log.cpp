@@ -110,7 +110,7 @@ PVM_LOG_FN(log_error, LogLevel::Error)
 
 // ---- view ----
 
-LogView::LogView() : View("Log", Slot::Bottom, true) {}
+LogView::LogView() : View("Log", Slot::CenterBottom, true) {}
 
 void LogView::sync() {
   auto fresh = LogSink::instance().since(last_seq_);
@@ -124,12 +124,7 @@ void LogView::sync() {
 }
 
 void LogView::draw() {
-  sync();  // even when closed, so reopening shows everything
-  if (!is_open()) return;
-  if (!ImGui::Begin(name().c_str(), open_ptr())) {
-    ImGui::End();
-    return;
-  }
+  sync();
   if (ImGui::Button("Clear")) {
     LogSink::instance().clear();
     lines_.clear();
@@ -185,7 +180,6 @@ void LogView::draw() {
     ImGui::SetScrollHereY(1.0f);
   scroll_to_end_ = false;
   ImGui::EndChild();
-  ImGui::End();
 }
 
 }  // namespace pvm::studio

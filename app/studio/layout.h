@@ -1,10 +1,9 @@
-// Default window layout without ImGui's docking branch: rectangles for the Main/Side/Bottom slots
-// are computed from the work area, and applied to a window whenever they change, until the user
-// moves or resizes that window (then it is left alone; View > Reset layout takes it back).
+// Default window layout without ImGui's docking branch: four tiled slots computed from the work
+// area (left column: image over the forms; centre: answers over plots), recomputed on every resize.
+// Views sharing a slot are tabs of one host window. The split fractions can be dragged (splitters
+// between the slots) and are saved with the layout.
 #pragma once
-#include <map>
 #include <string>
-#include <vector>
 
 #include "imgui.h"
 #include "views/view.h"
@@ -15,41 +14,24 @@ struct SlotRect {
   ImVec2 pos, size;
 };
 
+struct LayoutFractions {
+  float left = 0.30f;         // width of the left column
+  float left_split = 0.47f;   // image share of the left column's height
+  float center_split = 0.42f; // answers' share of the centre's height
+  void clamp();
+};
+
 struct LayoutRects {
-  SlotRect main, side, bottom;
+  SlotRect slot[kTiledSlots];  // indexed by Slot
+  const SlotRect& operator[](Slot s) const { return slot[int(s)]; }
 };
 
-// Side and bottom take a share of the work area clamped to sensible pixel sizes; a slot nobody
-// uses gives its space to Main.
-LayoutRects compute_layout(ImVec2 work_pos, ImVec2 work_size, bool use_side, bool use_bottom);
+// Rectangles that tile the work area exactly. The left column is kept between 18 and 40 font sizes
+// (and at most 45% of the width), slot heights at least 6 font sizes.
+LayoutRects compute_layout(ImVec2 work_pos, ImVec2 work_size, const LayoutFractions& f, float font_size);
 
-class WindowPlacer {
- public:
-  // Once per frame, before any view draws.
-  void begin_frame(const std::vector<View*>& views);
-  // Right before the view's draw(): sets the next window's pos/size when due.
-  void before_draw(const View& v);
-  // After all views drew: windows whose rect differs from what we set were moved by the user.
-  void end_frame(const std::vector<View*>& views);
-  void reset();  // forget every user placement
-  // True while the view's window sits in its slot: tiles never overlap, so their background can
-  // be left to glClear (software GL pays for every background pixel it fills).
-  bool tiled(const View& v) const;
-
-  bool user_placed(const std::string& name) const;
-  void set_user_placed(const std::string& name, bool v);
-
- private:
-  struct State {
-    bool user = false;
-    bool due = true;     // apply the slot rect at the next before_draw
-    bool check = false;  // compare at end_frame
-    SlotRect target;
-  };
-  std::map<std::string, State> st_;
-  LayoutRects rects_;
-  ImVec2 last_pos_{-1, -1}, last_size_{-1, -1};
-  std::string last_key_;
-};
+// Splitters on the borders between slots: drag to change the fractions. Call once per frame after
+// the hosts are drawn; returns true while dragging (or when a fraction changed).
+bool layout_splitters(const LayoutRects& r, ImVec2 work_pos, ImVec2 work_size, LayoutFractions* f);
 
 }  // namespace pvm::studio

@@ -8,10 +8,14 @@
 namespace pvm::studio {
 
 const char* usage_text() {
-  return "usage: pvm-studio [options]\n"
+  return "usage: pvm-studio [--model DIR] [--pvm ADAPTER] [--image FILE] [--open FOLDER] [options]\n"
          "\n"
+         "  --model DIR            checkpoint folder to load (default: assets/default-model, else a random\n"
+         "                         qwen3-vl-tiny with a note in the status line)\n"
+         "  --pvm ADAPTER          PVM adapter folder to load on top of the model\n"
+         "  --image FILE           image to open (default: a random scene, or assets/samples/shapes.png)\n"
+         "  --open FOLDER          restore a saved session (File > Save session)\n"
          "  --size WxH             window size (default 1600x1000)\n"
-         "  --demo                 demo plot with a token cursor and sample log lines\n"
          "  --font-size PX         UI font size (default 15 x monitor scale)\n"
          "  --ini FILE             layout file to use instead of ~/.config/pvm-studio/imgui.ini\n"
          "  --no-ini               do not read or write a layout file (the default when headless)\n"
@@ -19,11 +23,16 @@ const char* usage_text() {
          "\n"
          "headless:\n"
          "  --screenshot OUT.png   render --frames frames, save the window as PNG, exit\n"
-         "  --frames N             frames before the screenshot (default 10)\n"
-         "  --export-plot BASE     with --screenshot: also save the demo plot as BASE.png and BASE.csv\n"
+         "  --frames N             frames before the screenshot (default 10; with --demo: after the demo)\n"
+         "  --demo                 scripted demo: load the model, new scene, generate --demo-tokens tokens\n"
+         "                         both ways, then screenshot (exit 1 if it fails or takes over 110 s)\n"
+         "  --demo-tokens N        tokens per side in the demo (default 64)\n"
+         "  --save-session DIR     with --screenshot: also save the session (image, prompt, answers, traces, plots)\n"
+         "  --export-plot BASE     with --screenshot: also save the dilution plot as BASE.png and BASE.csv\n"
          "  --hover X,Y            simulate the mouse at fractions of the window (for screenshots)\n"
-         "  --bench-frames N       time N frames of the demo plot, print mean/p95 frame time, exit\n"
-         "  --bench-pan            pan the plot every bench frame (worst case: re-decimate each frame)\n"
+         "  --bench-frames N       load a synthetic 16k-token trace (36 layers, both sides), time N frames,\n"
+         "                         print mean/p95 frame time, exit\n"
+         "  --bench-pan            pan the dilution plot every bench frame (re-decimate each frame)\n"
          "  --vector-plots         draw plot lines as ImDrawList polylines (slow on software GL)\n"
          "\n"
          "Without a display: xvfb-run -s \"-screen 0 1920x1080x24\" pvm-studio --screenshot out.png --demo\n"
@@ -31,7 +40,8 @@ const char* usage_text() {
 }
 
 StudioOptions parse_options(const std::vector<std::string>& argv) {
-  cli::Args a(argv, {"--screenshot", "--frames", "--size", "--bench-frames", "--hover", "--font-size", "--export-plot", "--ini"},
+  cli::Args a(argv, {"--screenshot", "--frames", "--size", "--bench-frames", "--hover", "--font-size", "--export-plot", "--ini",
+                     "--model", "--pvm", "--image", "--open", "--save-session", "--demo-tokens"},
               {"--demo", "--bench-pan", "--vector-plots", "--no-ini", "--verbose", "--help"});
   StudioOptions o;
   for (const std::string& p : a.positional())
@@ -51,6 +61,15 @@ StudioOptions parse_options(const std::vector<std::string>& argv) {
     o.width = w, o.height = h, o.size_given = true;
   }
   o.demo = a.has("--demo");
+  o.model = a.get("--model");
+  o.pvm = a.get("--pvm");
+  o.image = a.get("--image");
+  o.open = a.get("--open");
+  o.save_session = a.get("--save-session");
+  if (!o.save_session.empty() && o.screenshot.empty()) throw Error("--save-session needs --screenshot (interactive: File > Save session)");
+  o.demo_tokens = int(a.get_int("--demo-tokens", 64));
+  if (o.demo_tokens < 1 || o.demo_tokens > 16384) throw Error("--demo-tokens must be in 1..16384");
+  if (!o.open.empty() && o.demo) throw Error("--open and --demo exclude each other");
   o.bench_frames = int(a.get_int("--bench-frames", 0));
   if (o.bench_frames < 0 || o.bench_frames > 100000) throw Error("--bench-frames must be in 0..100000");
   o.bench_pan = a.has("--bench-pan");

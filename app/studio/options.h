@@ -10,13 +10,20 @@ struct StudioOptions {
   int frames = 10;
   int width = 1600, height = 1000;
   bool size_given = false;
-  bool demo = false;           // open the demo plot with a token cursor, seed the log
+  std::string model;           // checkpoint folder to load at start ("" = default model)
+  std::string pvm;             // PVM adapter folder to load after the model
+  std::string image;           // image to open at start
+  std::string open;            // session folder to restore
+  std::string save_session;    // headless: write the session here before exiting
+  bool demo = false;           // scripted: load, new scene, generate 64 tokens both ways
+  int demo_tokens = 64;
+  int demo_timeout_s = 110;
   int bench_frames = 0;        // time this many frames, print mean/p95, exit
   bool bench_pan = false;      // pan every benchmark frame (decimation runs each frame)
   bool hover = false;          // simulated mouse position (fractions of the window), for screenshots
   float hover_x = 0, hover_y = 0;
   float font_size = 0;         // 0: 15 px times the monitor's content scale
-  std::string export_plot;     // with --screenshot: also export the demo plot as BASE.png/.csv
+  std::string export_plot;     // with --screenshot: also export the dilution plot as BASE.png/.csv
   bool vector_plots = false;   // plot lines as ImDrawList polylines instead of the raster layer
   std::string ini;             // layout file instead of ~/.config/pvm-studio/imgui.ini (used headless too)
   bool no_ini = false;

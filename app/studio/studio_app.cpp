@@ -22,16 +22,27 @@
 
 #include "app/studio/layout.h"
 #include "app/studio/path_prompt.h"
+#include "app/studio/session.h"
+#include "engine/base/error.h"
 #include "engine/base/version.h"
+#include "engine/plot_png.h"
 #include "imgui.h"
 #include "imgui_impl_glfw.h"
 #include "imgui_impl_opengl3.h"
 #include "imgui_internal.h"
 #include "views/capture.h"
 #include "views/fonts.h"
+#include "views/file_browser.h"
+#include "views/session_io.h"
 #include "views/view_about.h"
-#include "views/view_dilution_demo.h"
+#include "views/view_compare.h"
+#include "views/view_dilution.h"
+#include "views/view_image.h"
 #include "views/view_log.h"
+#include "views/view_model.h"
+#include "views/view_prompt.h"
+#include "views/view_pvm.h"
+#include "views/view_training.h"
 
 namespace pvm::studio {
 namespace {
@@ -92,39 +103,64 @@ class StudioApp {
   int init_window();
   void init_imgui();
   void shutdown();
+  void create_views();
   void register_ini_handler();
   void build_ui();
   void draw_menu();
   void draw_status();
-  bool open_image(const std::string& path, std::string* err);
-  bool open_model(const std::string& path, std::string* err);
-  bool export_session(const std::string& path, std::string* err);
+  void draw_hosts();
+  void start_up();
+  bool demo_step(int frame);  // false when the scripted demo failed
+  void fill_bench_trace();
+  bool save_session_to(const std::string& dir, std::string* err);
+  bool open_session(const std::string& dir, std::string* err);
+  void export_plots(const std::string& dir, bool png_via_gl);
+  nlohmann::json view_options() const;
+  void apply_view_options(const nlohmann::json& j);
   bool headless() const { return !opt_.screenshot.empty() || opt_.bench_frames > 0; }
 
   StudioOptions opt_;
   GLFWwindow* win_ = nullptr;
   std::string ini_path_;
+  std::unique_ptr<Session> session_;
+  UiState ui_;
+  StudioContext ctx_;
   std::vector<std::unique_ptr<View>> views_;
   std::vector<View*> view_ptrs_;
   AboutView* about_ = nullptr;
-  DilutionDemoView* demo_ = nullptr;
-  WindowPlacer placer_;
-  PathPrompt prompt_;
+  ImageView* image_ = nullptr;
+  PromptView* prompt_ = nullptr;
+  ModelView* model_ = nullptr;
+  CompareView* compare_ = nullptr;
+  DilutionView* dilution_ = nullptr;
+  PvmActivityView* pvm_ = nullptr;
+  TrainingView* training_ = nullptr;
+  LogView* log_ = nullptr;
+  LayoutFractions fractions_;
+  FileBrowser browser_;
   bool quit_ = false;
+  bool bench_data_ = false;
+  bool startup_failed_ = false;
+  uint64_t restores_ = 0;
+  std::vector<std::string> dropped_;  // files dropped on the window (GLFW callback -> next frame)
   // Recent frame times (work only, not the idle wait) for the status line.
   std::vector<double> recent_ms_;
   size_t recent_next_ = 0;
   double frame_ms() const { return FrameStats::mean(recent_ms_); }
 
-  // What the user has opened; the engine session will own this later.
-  std::string image_path_, model_path_;
-  int image_w_ = 0, image_h_ = 0;
+  // Scripted demo.
+  int demo_state_ = 0;
+  int demo_done_frame_ = -1;
+  Clock::time_point demo_t0_;
 
   struct IniView {
-    int open = -1, user_placed = 0;
+    int open = -1, floating = 0, selected = 0;
   };
   std::map<std::string, IniView> ini_views_;
+  std::string selected_[kTiledSlots];  // tab in front per slot (saved)
 };
+
+StudioApp* g_app = nullptr;  // for the GLFW drop callback
 
 // ---- window & ImGui ----
 
@@ -202,6 +238,7 @@ void StudioApp::init_imgui() {
 }
 
 void StudioApp::shutdown() {
+  session_.reset();  // joins the worker (a running generation is cancelled)
   ImGui_ImplOpenGL3_Shutdown();
   ImGui_ImplGlfw_Shutdown();
   ImGui::DestroyContext();  // writes the ini, which asks the views for their state
@@ -211,41 +248,214 @@ void StudioApp::shutdown() {
   glfwTerminate();
 }
 
-// [PvmStudio][<view>] entries: open state and whether the user placed the window, so a layout
-// the user arranged survives restarts while untouched windows follow the default layout.
+void StudioApp::create_views() {
+  ctx_.engine = session_.get();
+  ctx_.ui = &ui_;
+#ifdef PVM_HAVE_SCENES
+  ctx_.scenes_available = true;
+#endif
+  ctx_.request_load_adapter = [this](const std::string& dir) {
+    if (model_->load_adapter(dir)) model_->focus();
+  };
+  auto add = [this](auto v) {
+    auto* p = v.get();
+    views_.push_back(std::move(v));
+    view_ptrs_.push_back(p);
+    return p;
+  };
+  image_ = add(std::make_unique<ImageView>(ctx_));
+  prompt_ = add(std::make_unique<PromptView>(ctx_));
+  model_ = add(std::make_unique<ModelView>(ctx_));
+  compare_ = add(std::make_unique<CompareView>(ctx_));
+  dilution_ = add(std::make_unique<DilutionView>(ctx_));
+  pvm_ = add(std::make_unique<PvmActivityView>(ctx_));
+  training_ = add(std::make_unique<TrainingView>(ctx_));
+  log_ = add(std::make_unique<LogView>());
+  about_ = add(std::make_unique<AboutView>());
+  if (opt_.vector_plots) dilution_->plot().set_raster(false);
+}
+
+// [PvmStudio][<view>] Open / Floating / Selected and [PvmStudio][Layout] fractions: the layout the
+// user arranged (tabs shown, popped-out views, splitter positions) survives restarts.
 void StudioApp::register_ini_handler() {
   ImGuiSettingsHandler h;
   h.TypeName = "PvmStudio";
   h.TypeHash = ImHashStr("PvmStudio");
   h.UserData = this;
   h.ReadOpenFn = [](ImGuiContext*, ImGuiSettingsHandler* hd, const char* name) -> void* {
-    return &static_cast<StudioApp*>(hd->UserData)->ini_views_[name];
+    auto* app = static_cast<StudioApp*>(hd->UserData);
+    if (std::string(name) == "Layout") return &app->fractions_;
+    return &app->ini_views_[name];
   };
-  h.ReadLineFn = [](ImGuiContext*, ImGuiSettingsHandler*, void* entry, const char* line) {
+  h.ReadLineFn = [](ImGuiContext*, ImGuiSettingsHandler* hd, void* entry, const char* line) {
+    auto* app = static_cast<StudioApp*>(hd->UserData);
+    if (entry == &app->fractions_) {
+      float v;
+      if (std::sscanf(line, "Left=%f", &v) == 1) app->fractions_.left = v;
+      if (std::sscanf(line, "LeftSplit=%f", &v) == 1) app->fractions_.left_split = v;
+      if (std::sscanf(line, "CenterSplit=%f", &v) == 1) app->fractions_.center_split = v;
+      app->fractions_.clamp();
+      return;
+    }
     auto* e = static_cast<IniView*>(entry);
     int v;
     if (std::sscanf(line, "Open=%d", &v) == 1) e->open = v;
-    if (std::sscanf(line, "UserPlaced=%d", &v) == 1) e->user_placed = v;
+    if (std::sscanf(line, "Floating=%d", &v) == 1) e->floating = v;
+    if (std::sscanf(line, "Selected=%d", &v) == 1) e->selected = v;
   };
   h.ApplyAllFn = [](ImGuiContext*, ImGuiSettingsHandler* hd) {
     auto* app = static_cast<StudioApp*>(hd->UserData);
     for (View* v : app->view_ptrs_) {
       auto it = app->ini_views_.find(v->name());
-      if (it == app->ini_views_.end()) continue;
-      if (it->second.open >= 0 && v->slot() != Slot::Floating) v->set_open(it->second.open != 0);
-      app->placer_.set_user_placed(v->name(), it->second.user_placed != 0);
+      if (it == app->ini_views_.end() || v->home_slot() == Slot::Floating) continue;
+      if (it->second.open >= 0) v->set_open(it->second.open != 0);
+      v->set_slot(it->second.floating ? Slot::Floating : v->home_slot());
+      if (it->second.selected) v->focus();
     }
-    if (app->opt_.demo || app->opt_.bench_frames > 0) app->demo_->set_open(true);
   };
   h.WriteAllFn = [](ImGuiContext*, ImGuiSettingsHandler* hd, ImGuiTextBuffer* out) {
     auto* app = static_cast<StudioApp*>(hd->UserData);
+    const LayoutFractions& f = app->fractions_;
+    out->appendf("[%s][Layout]\nLeft=%.4f\nLeftSplit=%.4f\nCenterSplit=%.4f\n\n", hd->TypeName, f.left, f.left_split,
+                 f.center_split);
     for (View* v : app->view_ptrs_) {
-      if (v->slot() == Slot::Floating) continue;
-      out->appendf("[%s][%s]\nOpen=%d\nUserPlaced=%d\n\n", hd->TypeName, v->name().c_str(), v->is_open() ? 1 : 0,
-                   app->placer_.user_placed(v->name()) ? 1 : 0);
+      if (v->home_slot() == Slot::Floating) continue;
+      const bool sel = v->slot() != Slot::Floating && app->selected_[int(v->slot())] == v->name();
+      out->appendf("[%s][%s]\nOpen=%d\nFloating=%d\nSelected=%d\n\n", hd->TypeName, v->name().c_str(),
+                   v->is_open() ? 1 : 0, v->slot() == Slot::Floating ? 1 : 0, sel ? 1 : 0);
     }
   };
   ImGui::GetCurrentContext()->SettingsHandlers.push_back(h);
+}
+
+// ---- session files ----
+
+nlohmann::json StudioApp::view_options() const {
+  return {{"image", {{"grid", image_->show_grid}, {"heatmap", image_->show_heat}, {"pvm", image_->heat_pvm},
+                     {"layer", image_->heat_layer}, {"opacity", image_->opacity}}},
+          {"compare", {{"color_mode", compare_->color_mode}, {"color_layer", compare_->color_layer}}},
+          {"dilution", {{"layer_mode", dilution_->layer_mode}, {"head_layer", dilution_->head_layer},
+                        {"nosink", dilution_->nosink}, {"fit", dilution_->show_fit}, {"log_x", dilution_->log_x},
+                        {"log_y", dilution_->log_y}, {"smoothing", dilution_->smoothing}}},
+          {"selection", {{"token", ctx_.sel.token}, {"side", int(ctx_.sel.side)}}}};
+}
+
+void StudioApp::apply_view_options(const nlohmann::json& j) {
+  auto get = [&](const char* v, const char* k, auto def) {
+    try {
+      if (j.contains(v) && j[v].contains(k)) return j[v][k].get<decltype(def)>();
+    } catch (const std::exception&) {
+    }
+    return def;
+  };
+  image_->show_grid = get("image", "grid", true);
+  image_->show_heat = get("image", "heatmap", true);
+  image_->heat_pvm = get("image", "pvm", false);
+  image_->heat_layer = get("image", "layer", -1);
+  image_->opacity = get("image", "opacity", 0.55f);
+  compare_->color_mode = get("compare", "color_mode", 1);
+  compare_->color_layer = get("compare", "color_layer", -1);
+  dilution_->layer_mode = get("dilution", "layer_mode", 0);
+  dilution_->head_layer = get("dilution", "head_layer", -1);
+  dilution_->nosink = get("dilution", "nosink", false);
+  dilution_->show_fit = get("dilution", "fit", true);
+  dilution_->log_x = get("dilution", "log_x", false);
+  dilution_->log_y = get("dilution", "log_y", false);
+  dilution_->smoothing = get("dilution", "smoothing", 1);
+  dilution_->plot().set_x_scale(dilution_->log_x ? AxisScale::Log10 : AxisScale::Linear);
+  dilution_->plot().set_y_scale(dilution_->log_y ? AxisScale::Log10 : AxisScale::Linear);
+  ctx_.sel.token = get("selection", "token", -1);
+  ctx_.sel.side = Side(std::clamp(get("selection", "side", 1), 0, 1));
+  ctx_.sel.pinned = ctx_.sel.token >= 0;
+}
+
+// Every plot as CSV (its data) and PNG. png_via_gl: the widgets' own offscreen capture (what is on
+// screen, next frame, only for plots being drawn); else engine/plot_png renders them right away.
+void StudioApp::export_plots(const std::string& dir, bool png_via_gl) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  std::vector<std::pair<std::string, Plot*>> plots = {{"dilution", &dilution_->plot()},
+                                                      {"pvm_gate", &pvm_->gate_plot()},
+                                                      {"pvm_injection_ratio", &pvm_->ratio_plot()},
+                                                      {"pvm_entropy", &pvm_->entropy_plot()},
+                                                      {"logit_lens", &pvm_->lens_plot()}};
+  dilution_->rebuild(true);
+  pvm_->rebuild();
+  int n = 0;
+  for (auto& [name, p] : plots) {
+    if (p->series_count() == 0) continue;
+    const std::string base = (fs::path(dir) / name).string();
+    std::string err;
+    if (!p->save_csv(base + ".csv", &err)) log_error("%s", err.c_str());
+    if (png_via_gl) {
+      p->request_png(base + ".png");
+    } else {
+      pvm::PlotSpec spec;
+      spec.title = name;
+      spec.width = 1000, spec.height = 600;
+      spec.logx = p->x_scale() == AxisScale::Log10;
+      spec.logy = p->y_scale() == AxisScale::Log10;
+      for (size_t i = 0; i < p->series_count() && i < 64; ++i) {
+        const PlotSeries& s = p->series(i);
+        pvm::PlotSeries ps;
+        ps.label = s.name;
+        ps.x.assign(s.x.begin(), s.x.end());
+        ps.y.assign(s.y.begin(), s.y.end());
+        const ImU32 c = s.color ? s.color : plot_palette(int(i));
+        ps.color = {uint8_t(c & 255), uint8_t((c >> 8) & 255), uint8_t((c >> 16) & 255)};
+        ps.dashed = s.dashed;
+        ps.thickness = s.thickness >= 2 ? 2 : 1;
+        spec.series.push_back(std::move(ps));
+      }
+      try {
+        pvm::write_line_plot(base + ".png", spec);
+      } catch (const std::exception& e) {
+        log_error("%s", e.what());
+      }
+    }
+    ++n;
+  }
+  log_info("%d plots exported to %s (CSV%s)", n, dir.c_str(), png_via_gl ? ", PNG as they are drawn" : " + PNG");
+}
+
+bool StudioApp::save_session_to(const std::string& dir, std::string* err) {
+  try {
+    save_session(dir, ui_, prompt_->preset, view_options());
+    export_plots((fs::path(dir) / "plots").string(), false);
+  } catch (const std::exception& e) {
+    *err = e.what();
+    return false;
+  }
+  log_info("session saved to %s", dir.c_str());
+  return true;
+}
+
+bool StudioApp::open_session(const std::string& dir, std::string* err) {
+  LoadedSession s;
+  try {
+    s = load_session(dir);
+  } catch (const std::exception& e) {
+    *err = e.what();
+    return false;
+  }
+  const ModelInfo model = ui_.model;  // the loaded model stays; the session only says what it used
+  ui_.side[0] = std::move(s.ui.side[0]);
+  ui_.side[1] = std::move(s.ui.side[1]);
+  ui_.grid = s.ui.grid;
+  ui_.settings = s.ui.settings;
+  // A run id no engine run will have: views see new data; the engine's next run replaces it.
+  ui_.run_id = (uint64_t(1) << 40) + ++restores_;
+  ui_.restored = true;
+  ctx_.draft = ui_.settings;
+  if (ui_.settings.image.valid()) image_->set_image(ui_.settings.image);
+  prompt_->preset = s.preset;
+  apply_view_options(s.views);
+  if (ui_.model.layers == 0) ui_.model.layers = s.ui.model.layers;
+  log_info("session %s: %zu + %zu tokens, generated with %s%s", dir.c_str(), ui_.side[0].tokens.size(),
+           ui_.side[1].tokens.size(), s.ui.model.dir.c_str(),
+           s.ui.model.adapter.empty() ? "" : (" + " + s.ui.model.adapter).c_str());
+  (void)model;
+  return true;
 }
 
 // ---- UI ----
@@ -253,26 +463,73 @@ void StudioApp::register_ini_handler() {
 void StudioApp::draw_menu() {
   if (!ImGui::BeginMainMenuBar()) return;
   if (ImGui::BeginMenu("File")) {
-    if (ImGui::MenuItem("Open image...", "Ctrl+O"))
-      prompt_.open("Open image", "Image file (PNG, JPEG, BMP, ...):", image_path_,
-                   [this](const std::string& p, std::string* e) { return open_image(p, e); });
-    if (ImGui::MenuItem("Open model..."))
-      prompt_.open("Open model", "Model directory (config.json + *.safetensors):", model_path_,
-                   [this](const std::string& p, std::string* e) { return open_model(p, e); });
-    if (ImGui::MenuItem("Export session..."))
-      prompt_.open("Export session", "Write the session (JSON) to:", "pvm-session.json",
-                   [this](const std::string& p, std::string* e) { return export_session(p, e); });
+    if (ImGui::MenuItem("Open image...", "Ctrl+O")) image_->focus(), image_->browse();
+    if (ImGui::MenuItem("Open model folder...")) {
+      model_->focus();
+      browser_.open("Open model folder", FileBrowser::Mode::OpenDir, PVM_SOURCE_DIR "/assets", {},
+                    [this](const std::string& p, std::string* e) {
+                      std::string why;
+                      if (!model_->load(p)) {
+                        *e = "cannot load: see the log";
+                        return false;
+                      }
+                      return true;
+                    });
+    }
+    if (ImGui::MenuItem("Load PVM adapter...")) {
+      browser_.open("Load PVM adapter", FileBrowser::Mode::OpenDir, PVM_SOURCE_DIR, {},
+                    [this](const std::string& p, std::string* e) {
+                      if (!model_->load_adapter(p)) {
+                        *e = "cannot load: see the log";
+                        return false;
+                      }
+                      return true;
+                    });
+    }
+    ImGui::Separator();
+    if (ImGui::MenuItem("Save session...", "Ctrl+S"))
+      browser_.open("Save session", FileBrowser::Mode::Save, "pvm-session", {},
+                    [this](const std::string& p, std::string* e) { return save_session_to(p, e); });
+    if (ImGui::MenuItem("Open session..."))
+      browser_.open("Open session", FileBrowser::Mode::OpenDir, ".", {},
+                    [this](const std::string& p, std::string* e) { return open_session(p, e); });
+    if (ImGui::MenuItem("Export all plots..."))
+      browser_.open("Export plots to folder", FileBrowser::Mode::Save, "pvm-plots", {},
+                    [this](const std::string& p, std::string*) {
+                      export_plots(p, false);
+                      return true;
+                    });
     ImGui::Separator();
     if (ImGui::MenuItem("Quit", "Ctrl+Q")) quit_ = true;
     ImGui::EndMenu();
   }
   if (ImGui::BeginMenu("View")) {
     for (View* v : view_ptrs_) {
-      if (v->slot() == Slot::Floating) continue;
-      if (ImGui::MenuItem(v->name().c_str(), nullptr, v->open_ptr())) ImGui::MarkIniSettingsDirty();
+      if (v->home_slot() == Slot::Floating) continue;
+      if (ImGui::MenuItem(v->name().c_str(), nullptr, v->open_ptr())) {
+        if (v->is_open()) v->focus();
+        ImGui::MarkIniSettingsDirty();
+      }
     }
     ImGui::Separator();
-    if (ImGui::MenuItem("Reset layout")) placer_.reset();
+    if (ImGui::BeginMenu("Pop out")) {
+      for (View* v : view_ptrs_) {
+        if (v->home_slot() == Slot::Floating) continue;
+        bool fl = v->slot() == Slot::Floating;
+        if (ImGui::MenuItem(v->name().c_str(), nullptr, &fl)) {
+          v->set_slot(fl ? Slot::Floating : v->home_slot());
+          v->set_open(true);
+          ImGui::MarkIniSettingsDirty();
+        }
+      }
+      ImGui::EndMenu();
+    }
+    if (ImGui::MenuItem("Reset layout")) {
+      fractions_ = LayoutFractions{};
+      for (View* v : view_ptrs_)
+        if (v->home_slot() != Slot::Floating) v->set_slot(v->home_slot()), v->set_open(true);
+      ImGui::MarkIniSettingsDirty();
+    }
     ImGui::EndMenu();
   }
   if (ImGui::BeginMenu("Help")) {
@@ -289,95 +546,243 @@ void StudioApp::draw_status() {
   // A side bar shrinks the viewport's work area, so the layout never hides under it.
   if (ImGui::BeginViewportSideBar("##status", ImGui::GetMainViewport(), ImGuiDir_Down, h, flags)) {
     if (ImGui::BeginMenuBar()) {
+      const EngineStatus& es = ui_.status;
       LogLine last = LogSink::instance().last(LogLevel::Info);
-      const ImVec4 col = last.level == LogLevel::Error  ? ImVec4(1.0f, 0.45f, 0.42f, 1.0f)
-                         : last.level == LogLevel::Warn ? ImVec4(0.98f, 0.78f, 0.30f, 1.0f)
-                                                        : ImGui::GetStyleColorVec4(ImGuiCol_Text);
-      char right[256];
-      std::snprintf(right, sizeof right, "image: %s  |  model: %s  |  %.1f ms/frame",
-                    image_path_.empty() ? "-" : fs::path(image_path_).filename().c_str(),
-                    model_path_.empty() ? "-" : fs::path(model_path_).filename().c_str(), frame_ms());
+      // The engine's state while it works; otherwise the latest log line (errors stand out).
+      std::string text = es.state != EngineStatus::Idle ? es.message : last.seq ? last.text : "ready";
+      ImVec4 col = ImGui::GetStyleColorVec4(ImGuiCol_Text);
+      if (es.state == EngineStatus::Idle && last.level == LogLevel::Error) col = ImVec4(1.0f, 0.45f, 0.42f, 1.0f);
+      if (es.state == EngineStatus::Idle && last.level == LogLevel::Warn) col = ImVec4(0.98f, 0.78f, 0.30f, 1.0f);
+      char right[320];
+      const std::string model = ui_.model.loaded ? fs::path(ui_.model.dir).filename().string() : "-";
+      std::snprintf(right, sizeof right, "%s%s  |  %.1f ms/frame", ui_.model.note.empty() ? "model: " : "RANDOM model: ",
+                    model.c_str(), frame_ms());
       const float rw = ImGui::CalcTextSize(right).x;
-      const float avail = ImGui::GetContentRegionAvail().x - rw - ImGui::GetFontSize();
-      // The latest log line, clipped so it never runs into the right-hand block.
+      float avail = ImGui::GetContentRegionAvail().x - rw - ImGui::GetFontSize();
+      if (es.state != EngineStatus::Idle && es.progress >= 0) {
+        const float pw = ImGui::GetFontSize() * 8;
+        ImGui::ProgressBar(es.progress, ImVec2(pw, h * 0.7f), "");
+        ImGui::SameLine();
+        avail -= pw + ImGui::GetStyle().ItemSpacing.x;
+      }
       ImVec2 p = ImGui::GetCursorScreenPos();
       ImGui::PushClipRect(p, ImVec2(p.x + std::max(0.0f, avail), p.y + h), true);
-      ImGui::TextColored(col, "%s", last.seq ? last.text.c_str() : "ready");
+      ImGui::TextColored(col, "%s", text.c_str());
       ImGui::PopClipRect();
       ImGui::SameLine(std::max(ImGui::GetCursorPosX(), ImGui::GetWindowWidth() - rw - ImGui::GetFontSize()));
-      ImGui::TextDisabled("%s", right);
+      if (!ui_.model.note.empty())
+        ImGui::TextColored(ImVec4(0.98f, 0.78f, 0.30f, 1.0f), "%s", right);
+      else
+        ImGui::TextDisabled("%s", right);
+      if (ImGui::IsItemHovered() && !ui_.model.note.empty()) ImGui::SetTooltip("%s", ui_.model.note.c_str());
       ImGui::EndMenuBar();
     }
   }
   ImGui::End();
 }
 
+void StudioApp::draw_hosts() {
+  const ImGuiViewport* vp = ImGui::GetMainViewport();
+  const LayoutRects rects = compute_layout(vp->WorkPos, vp->WorkSize, fractions_, ImGui::GetFontSize());
+  const ImGuiWindowFlags host = ImGuiWindowFlags_NoTitleBar | ImGuiWindowFlags_NoMove | ImGuiWindowFlags_NoResize |
+                                ImGuiWindowFlags_NoCollapse | ImGuiWindowFlags_NoSavedSettings |
+                                ImGuiWindowFlags_NoBringToFrontOnFocus | ImGuiWindowFlags_NoScrollbar |
+                                ImGuiWindowFlags_NoScrollWithMouse;
+  for (int s = 0; s < kTiledSlots; ++s) {
+    std::vector<View*> vs;
+    for (View* v : view_ptrs_)
+      if (v->is_open() && v->slot() == Slot(s)) vs.push_back(v);
+    if (vs.empty()) continue;
+    ImGui::SetNextWindowPos(rects.slot[s].pos);
+    ImGui::SetNextWindowSize(rects.slot[s].size);
+    ImGui::SetNextWindowBgAlpha(0.0f);  // glClear paints it (software GL pays per background pixel)
+    char id[32];
+    std::snprintf(id, sizeof id, "##host%d", s);
+    ImGui::PushStyleVar(ImGuiStyleVar_WindowPadding, ImVec2(6, 4));
+    ImGui::Begin(id, nullptr, host);
+    ImGui::PopStyleVar();
+    if (ImGui::BeginTabBar("##tabs", ImGuiTabBarFlags_FittingPolicyScroll | ImGuiTabBarFlags_NoCloseWithMiddleMouseButton)) {
+      for (View* v : vs) {
+        const ImGuiTabItemFlags f = v->take_focus_request() ? ImGuiTabItemFlags_SetSelected : 0;
+        const bool open = ImGui::BeginTabItem(v->name().c_str(), nullptr, f);
+        if (ImGui::BeginPopupContextItem()) {
+          if (ImGui::MenuItem("Pop out")) v->set_slot(Slot::Floating), ImGui::MarkIniSettingsDirty();
+          if (ImGui::MenuItem("Close")) v->set_open(false), ImGui::MarkIniSettingsDirty();
+          ImGui::EndPopup();
+        }
+        if (open) {
+          if (selected_[s] != v->name()) selected_[s] = v->name(), ImGui::MarkIniSettingsDirty();
+          ImGui::BeginChild("##body", ImVec2(0, 0), false);
+          v->draw();
+          ImGui::EndChild();
+          ImGui::EndTabItem();
+        }
+      }
+      ImGui::EndTabBar();
+    }
+    ImGui::End();
+  }
+  if (layout_splitters(rects, vp->WorkPos, vp->WorkSize, &fractions_)) ImGui::MarkIniSettingsDirty();
+  // Popped-out views and dialogs.
+  for (View* v : view_ptrs_) {
+    if (!v->is_open() || v->slot() != Slot::Floating) continue;
+    if (v->owns_window()) {
+      v->draw();
+      continue;
+    }
+    ImGui::SetNextWindowSize(ImVec2(ImGui::GetFontSize() * 40, ImGui::GetFontSize() * 28), ImGuiCond_FirstUseEver);
+    bool open = true;
+    if (ImGui::Begin(v->name().c_str(), &open, v->window_flags())) {
+      if (ImGui::BeginPopupContextItem("##float_ctx")) {
+        if (ImGui::MenuItem("Dock back")) v->set_slot(v->home_slot()), v->focus();
+        ImGui::EndPopup();
+      }
+      v->draw();
+    }
+    ImGui::End();
+    if (!open) v->set_slot(v->home_slot()), v->focus();  // closing a popped-out view docks it back
+  }
+}
+
 void StudioApp::build_ui() {
   ImGuiIO& io = ImGui::GetIO();
   if (io.KeyCtrl && ImGui::IsKeyPressed(GLFW_KEY_Q)) quit_ = true;
-  if (io.KeyCtrl && ImGui::IsKeyPressed(GLFW_KEY_O))
-    prompt_.open("Open image", "Image file (PNG, JPEG, BMP, ...):", image_path_,
-                 [this](const std::string& p, std::string* e) { return open_image(p, e); });
+  if (io.KeyCtrl && ImGui::IsKeyPressed(GLFW_KEY_S) && !browser_.is_open())
+    browser_.open("Save session", FileBrowser::Mode::Save, "pvm-session", {},
+                  [this](const std::string& p, std::string* e) { return save_session_to(p, e); });
+  if (io.KeyCtrl && ImGui::IsKeyPressed(GLFW_KEY_O)) image_->focus(), image_->browse();
+  for (const std::string& f : dropped_) {
+    std::error_code ec;
+    if (fs::is_directory(f, ec) && fs::exists(fs::path(f) / "session.json", ec)) {
+      std::string err;
+      if (!open_session(f, &err)) log_error("%s", err.c_str());
+    } else if (fs::is_directory(f, ec) && fs::exists(fs::path(f) / "adapter_config.json", ec)) {
+      model_->load_adapter(f);
+    } else if (image_->open_file(f)) {
+      image_->focus();
+    }
+  }
+  dropped_.clear();
   draw_menu();
   draw_status();
-  placer_.begin_frame(view_ptrs_);
-  for (View* v : view_ptrs_) {
-    placer_.before_draw(*v);
-    if (v->is_open() && placer_.tiled(*v)) ImGui::SetNextWindowBgAlpha(0.0f);  // glClear paints it
-    v->draw();
-  }
-  placer_.end_frame(view_ptrs_);
-  prompt_.draw();
+  draw_hosts();
+  browser_.draw();
 }
 
-// ---- actions (placeholders until the engine session exists) ----
+// ---- start-up, demo, bench ----
 
-bool StudioApp::open_image(const std::string& path, std::string* err) {
-  int w = 0, h = 0, c = 0;
-  if (!stbi_info(path.c_str(), &w, &h, &c)) {
-    *err = path + ": " + (fs::exists(path) ? "not an image stb_image can read" : "no such file");
+void StudioApp::start_up() {
+  if (opt_.bench_frames > 0) {
+    fill_bench_trace();
+    return;
+  }
+  model_->load(opt_.model, opt_.pvm);  // "" = default model (random tiny one when absent)
+  if (!opt_.open.empty()) {
+    std::string err;
+    if (!open_session(opt_.open, &err)) {
+      log_error("%s", err.c_str());
+      std::fprintf(stderr, "pvm-studio: error: %s\n", err.c_str());
+      if (headless()) startup_failed_ = true;  // the screenshot is still taken, the exit code says it
+    }
+    return;
+  }
+  if (!opt_.image.empty()) {
+    image_->open_file(opt_.image);
+  } else if (!(ctx_.scenes_available && image_->new_scene(7))) {
+    image_->open_file(PVM_SOURCE_DIR "/assets/samples/shapes.png");
+  }
+  if (opt_.demo) {
+    ctx_.draft.max_new_tokens = opt_.demo_tokens;
+    demo_t0_ = Clock::now();
+    demo_state_ = 1;
+  }
+}
+
+// Scripted demo: wait for the model, generate both sides, pin a token, then let the frame counter
+// run out. Returns false when something failed (the caller exits 1).
+bool StudioApp::demo_step(int frame) {
+  const double el = std::chrono::duration<double>(Clock::now() - demo_t0_).count();
+  if (demo_state_ > 0 && demo_state_ < 3 && el > opt_.demo_timeout_s) {
+    std::fprintf(stderr, "pvm-studio: error: demo did not finish within %d s (%s)\n", opt_.demo_timeout_s,
+                 ui_.status.message.c_str());
     return false;
   }
-  image_path_ = path, image_w_ = w, image_h_ = h;
-  log_info("image %s: %dx%d, %d channels (shown once the image view lands)", path.c_str(), w, h, c);
+  if (demo_state_ == 1 && !session_->busy()) {
+    if (!ui_.model.loaded) {
+      std::fprintf(stderr, "pvm-studio: error: demo: the model did not load: %s\n", ui_.status.error.c_str());
+      return false;
+    }
+    if (!prompt_->generate()) {
+      std::fprintf(stderr, "pvm-studio: error: demo: generation refused (see the log)\n");
+      return false;
+    }
+    demo_state_ = 2;
+  } else if (demo_state_ == 2 && !session_->busy() && ui_.status.state == EngineStatus::Idle &&
+             !ui_.side[1].running && !ui_.side[0].running) {
+    if (!ui_.status.error.empty()) {
+      std::fprintf(stderr, "pvm-studio: error: demo: %s\n", ui_.status.error.c_str());
+      return false;
+    }
+    // Pin a token in the middle of the PVM answer: overlays and cursors show in the screenshot.
+    const int n = int(ui_.side[1].tokens.size() ? ui_.side[1].tokens.size() : ui_.side[0].tokens.size());
+    ctx_.sel.side = ui_.side[1].tokens.empty() ? Side::Baseline : Side::Pvm;
+    ctx_.sel.token = n / 2;
+    ctx_.sel.pinned = n > 0;
+    demo_state_ = 3;
+    demo_done_frame_ = frame;
+    std::printf("demo: baseline %zu tokens, PVM %zu tokens in %.1f s\n", ui_.side[0].tokens.size(),
+                ui_.side[1].tokens.size(), el);
+  }
   return true;
 }
 
-bool StudioApp::open_model(const std::string& path, std::string* err) {
-  std::error_code ec;
-  if (!fs::exists(path, ec)) {
-    *err = path + ": no such file or directory";
-    return false;
+// 16384 tokens x 36 layers on both sides, PVM probes on 3 layers: what a long run looks like to
+// the views (the frame-time budget is measured on this).
+void StudioApp::fill_bench_trace() {
+  const int L = 36, N = 16384;
+  ui_.model.loaded = true;
+  ui_.model.dir = "synthetic-trace";
+  ui_.model.note = "benchmark: synthetic 16k-token trace";
+  ui_.model.layers = L;
+  ui_.model.heads = 32;
+  ui_.model.pvm_layers = {8, 16, 24};
+  const char* words[] = {"The ", "image ", "shows ", "a ", "red ", "circle ", "in ", "the ", "upper ", "left ",
+                         "corner, ", "next ", "to ", "blue ", "square.\n"};
+  for (int s = 0; s < 2; ++s) {
+    SideData& sd = ui_.side[s];
+    sd.tokens.resize(N);
+    for (int i = 0; i < N; ++i) {
+      TokenRec& t = sd.tokens[i];
+      t.id = i % 1000;
+      t.piece = words[i % 15];
+      t.mass.resize(L);
+      t.mass_nosink.resize(L);
+      for (int l = 0; l < L; ++l) {
+        const double t0 = 12.0 * std::pow(1.14, l) * (s ? 3.0 : 1.0);
+        const double c = t0 * (0.92 - 0.018 * l);
+        const double noise = 1.0 + 0.05 * std::sin(i * 0.37 + l * 1.7);
+        t.mass[l] = float(c / (i + 1 + t0) * noise);
+        t.mass_nosink[l] = t.mass[l] * 0.8f;
+      }
+      if (s) {
+        for (int j = 0; j < 3; ++j) {
+          t.pvm_gate.push_back(0.2f + 0.1f * j);
+          t.pvm_ratio.push_back(float(0.05 + 0.02 * j + 0.01 * std::sin(i * 0.01 + j)));
+          t.pvm_entropy.push_back(float(3.5 + 0.3 * std::sin(i * 0.003 + j)));
+        }
+      }
+      t.lens_first = 20 + int(8 * std::sin(i * 0.05 + s));
+      sd.text += t.piece;
+    }
+    sd.finish = "length";
   }
-  fs::path cfg = fs::is_directory(path, ec) ? fs::path(path) / "config.json" : fs::path(path);
-  if (!fs::exists(cfg, ec)) {
-    *err = path + ": no config.json in this directory";
-    return false;
-  }
-  model_path_ = path;
-  log_info("model %s selected; loading arrives with the engine session (use 'pvm' meanwhile)", path.c_str());
-  return true;
-}
-
-bool StudioApp::export_session(const std::string& path, std::string* err) {
-  nlohmann::json j;
-  j["pvm_studio_version"] = pvm::version();
-  j["image"] = image_path_.empty() ? nlohmann::json() : nlohmann::json{{"path", image_path_}, {"width", image_w_}, {"height", image_h_}};
-  j["model"] = model_path_.empty() ? nlohmann::json() : nlohmann::json(model_path_);
-  for (View* v : view_ptrs_) j["views"][v->name()] = v->is_open();
-  double x0, x1, y0, y1;
-  demo_->plot().view(&x0, &x1, &y0, &y1);
-  j["dilution_demo"] = {{"view", {x0, x1, y0, y1}},
-                        {"log_x", demo_->plot().x_scale() == AxisScale::Log10},
-                        {"log_y", demo_->plot().y_scale() == AxisScale::Log10}};
-  std::ofstream f(path);
-  f << j.dump(2) << "\n";
-  if (!f) {
-    *err = path + ": cannot write";
-    return false;
-  }
-  log_info("session written to %s", path.c_str());
-  return true;
+  ui_.run_id = uint64_t(1) << 40;
+  ui_.restored = true;
+  dilution_->layer_mode = DilutionView::All;  // worst case: 72 curves of 16k points + means + fits
+  ctx_.sel.token = N / 2;
+  ctx_.sel.side = Side::Pvm;
+  ctx_.sel.pinned = true;
+  log_info("bench: synthetic trace of %d tokens x %d layers on both sides", N, L);
 }
 
 // ---- loop ----
@@ -386,47 +791,52 @@ int StudioApp::run() {
   LogSink::instance().set_echo_stderr(opt_.verbose);
   if (int rc = init_window()) return rc;
   init_imgui();
-
-  auto about = std::make_unique<AboutView>();
-  auto demo = std::make_unique<DilutionDemoView>();
-  about_ = about.get();
-  demo_ = demo.get();
+  session_ = std::make_unique<Session>();
+  create_views();
   about_->gl_renderer = reinterpret_cast<const char*>(glGetString(GL_RENDERER));
   about_->gl_version = reinterpret_cast<const char*>(glGetString(GL_VERSION));
   about_->glfw_version = glfwGetVersionString();
-  if (opt_.vector_plots) demo_->plot().set_raster(false);
-  views_.push_back(std::move(demo));
-  views_.push_back(std::make_unique<LogView>());
-  views_.push_back(std::move(about));
-  for (auto& v : views_) view_ptrs_.push_back(v.get());
   register_ini_handler();
+  g_app = this;
+  glfwSetDropCallback(win_, [](GLFWwindow*, int n, const char** paths) {
+    if (g_app)
+      for (int i = 0; i < n; ++i) g_app->dropped_.push_back(paths[i]);
+  });
 
   log_info("PVM Studio %s, OpenGL %s (%s)", pvm::version().c_str(), about_->gl_version.c_str(), about_->gl_renderer.c_str());
   if (!(ImGui::GetIO().BackendFlags & ImGuiBackendFlags_RendererHasVtxOffset))
     log_warn("renderer lacks large-mesh support (GL < 3.2): very dense plots may draw incompletely");
   if (!ini_path_.empty()) log_debug("layout file %s", ini_path_.c_str());
-  if (opt_.bench_frames > 0) demo_->set_open(true);  // the benchmark is the demo plot
-  if (opt_.demo) {
-    demo_->set_open(true);
-    demo_->set_demo_cursor(1200.0);
-    log_info("demo: %d layers x %d positions of synthetic c/(t+t0)", DilutionDemoView::kLayers, DilutionDemoView::kPoints);
-    log_warn("demo data only: no model is loaded");
-  }
+  start_up();
 
   const int warmup = 5;
+  const bool demo = opt_.demo;
   const int total_frames = opt_.bench_frames > 0 ? warmup + opt_.bench_frames : opt_.frames;
   FrameStats bench;
   int rc = 0, frame = 0, idle_frames = 0;
+  int shot_frame = demo ? -1 : total_frames;  // the demo knows its last frame once it has finished
   std::signal(SIGINT, on_quit_signal);
   std::signal(SIGTERM, on_quit_signal);
   while (!quit_ && !g_quit_signal && !glfwWindowShouldClose(win_)) {
-    // Interactive and idle: sleep until input (or 0.5 s, so log lines from workers still show).
-    if (!headless() && idle_frames > 30)
-      glfwWaitEventsTimeout(0.5);
+    // Interactive and idle: sleep until input (or 0.25 s, so streaming tokens and log lines show).
+    const bool working = session_->busy();
+    if (!headless() && idle_frames > 30 && !working)
+      glfwWaitEventsTimeout(0.25);
+    else if (!headless() && working)
+      glfwWaitEventsTimeout(1.0 / 30);  // streaming: 30 fps is plenty, leave the CPU to the model
     else
       glfwPollEvents();
     const auto t0 = Clock::now();
     const double cpu0 = process_cpu_ms();
+    if (!bench_data_ && opt_.bench_frames == 0) session_->sync(ui_);
+    if (demo) {
+      if (!demo_step(frame)) {
+        rc = 1;
+        break;
+      }
+      if (demo_done_frame_ >= 0 && shot_frame < 0) shot_frame = demo_done_frame_ + std::max(opt_.frames, 4);
+      if (headless() && opt_.screenshot.empty() && demo_state_ == 3) break;
+    }
     ImGui_ImplOpenGL3_NewFrame();
     ImGui_ImplGlfw_NewFrame();
     ImGuiIO& io = ImGui::GetIO();
@@ -437,9 +847,9 @@ int StudioApp::run() {
       io.MousePos = ImVec2(-FLT_MAX, -FLT_MAX);
     if (opt_.bench_pan && frame >= 1) {  // slide the view so every frame re-decimates
       double x0, x1, y0, y1;
-      demo_->plot().view(&x0, &x1, &y0, &y1);
-      double f = std::pow(1.0015, (frame / 100) % 2 ? -1.0 : 1.0);
-      demo_->plot().set_view(x0 * f, x1 * f, y0, y1);
+      dilution_->plot().view(&x0, &x1, &y0, &y1);
+      const double d = (x1 - x0) * 0.002 * ((frame / 100) % 2 ? -1.0 : 1.0);
+      dilution_->plot().set_view(x0 + d, x1 + d, y0, y1);
     }
     ImGui::NewFrame();
     build_ui();
@@ -454,17 +864,28 @@ int StudioApp::run() {
     ImGui_ImplOpenGL3_RenderDrawData(ImGui::GetDrawData());
     run_captures();
     ++frame;
-    if (!opt_.export_plot.empty() && frame == std::max(1, total_frames - 2)) {
-      // Queued now, drawn and read back during the next frame.
-      demo_->plot().request_png(opt_.export_plot + ".png");
-      std::string err;
-      if (!demo_->plot().save_csv(opt_.export_plot + ".csv", &err)) {
-        std::fprintf(stderr, "pvm-studio: error: %s\n", err.c_str());
-        rc = 1;
+    if (shot_frame > 0 && frame == std::max(1, shot_frame - 2)) {
+      if (!opt_.export_plot.empty()) {
+        // Queued now, drawn and read back during the next frame.
+        dilution_->plot().request_png(opt_.export_plot + ".png");
+        std::string err;
+        if (!dilution_->plot().save_csv(opt_.export_plot + ".csv", &err)) {
+          std::fprintf(stderr, "pvm-studio: error: %s\n", err.c_str());
+          rc = 1;
+        }
+      }
+      if (!opt_.save_session.empty()) {
+        std::string err;
+        if (save_session_to(opt_.save_session, &err)) {
+          std::printf("session: %s\n", opt_.save_session.c_str());
+        } else {
+          std::fprintf(stderr, "pvm-studio: error: %s\n", err.c_str());
+          rc = 1;
+        }
       }
     }
 
-    if (!opt_.screenshot.empty() && frame == total_frames) {
+    if (!opt_.screenshot.empty() && frame == shot_frame) {
       std::string err;
       if (save_framebuffer_png(0, 0, fb_w, fb_h, opt_.screenshot, &err)) {
         std::printf("screenshot: %s (%dx%d)\n", opt_.screenshot.c_str(), fb_w, fb_h);
@@ -490,32 +911,32 @@ int StudioApp::run() {
       bench.total.push_back(total_ms);
       bench.ui.push_back(ui_ms);
       bench.cpu.push_back(process_cpu_ms() - cpu0);
-      const PlotStats& ps = demo_->plot().stats();
+      const PlotStats& ps = dilution_->plot().stats();
       if (ps.recomputed) bench.decimate.push_back(ps.decimate_ms), bench.raster.push_back(ps.raster_ms);
     }
     const bool input = io.MouseDelta.x != 0 || io.MouseDelta.y != 0 || io.MouseWheel != 0 || ImGui::IsAnyMouseDown() ||
                        io.InputQueueCharacters.Size > 0 || io.KeyCtrl || io.KeyShift || io.KeyAlt;
     idle_frames = input ? 0 : idle_frames + 1;
-    if (headless() && frame >= total_frames) break;
+    if (headless() && shot_frame > 0 && frame >= shot_frame && (opt_.bench_frames == 0 || frame >= total_frames)) break;
   }
 
   if (opt_.bench_frames > 0) {
-    const PlotStats& ps = demo_->plot().stats();
+    const PlotStats& ps = dilution_->plot().stats();
     int fb_w, fb_h;
     glfwGetFramebufferSize(win_, &fb_w, &fb_h);
     std::printf(
         "bench: %zu frames at %dx%d on %s%s%s: frame mean %.2f ms, p95 %.2f ms, max %.2f ms | ui build mean %.2f ms, "
-        "p95 %.2f ms | process cpu mean %.2f ms, p95 %.2f ms | %zu series points -> %zu drawn (%s)\n"
+        "p95 %.2f ms | process cpu mean %.2f ms, p95 %.2f ms | dilution plot: %zu series points -> %zu drawn (%s)\n"
         "bench: plot re-drawn in %zu of those frames: decimation mean %.2f ms, rasterization+upload mean %.2f ms\n",
         bench.total.size(), fb_w, fb_h, about_->gl_renderer.c_str(), opt_.bench_pan ? ", panning" : "",
         opt_.hover ? ", hover" : "", FrameStats::mean(bench.total), FrameStats::pct(bench.total, 0.95),
         FrameStats::pct(bench.total, 1.0), FrameStats::mean(bench.ui), FrameStats::pct(bench.ui, 0.95), FrameStats::mean(bench.cpu),
         FrameStats::pct(bench.cpu, 0.95), ps.points_total, ps.points_drawn,
-        demo_->plot().raster() ? "raster layer" : "ImDrawList polylines", bench.decimate.size(),
+        dilution_->plot().raster() ? "raster layer" : "ImDrawList polylines", bench.decimate.size(),
         FrameStats::mean(bench.decimate), FrameStats::mean(bench.raster));
   }
   shutdown();
-  return rc;
+  return rc ? rc : startup_failed_ ? 1 : 0;
 }
 
 }  // namespace

@@ -46,19 +46,32 @@ TEST(LogSink, SinceAfterClearReturnsOnlyNewLines) {
 TEST(Layout, SlotsTileTheWorkArea) {
   ImGui::CreateContext();
   ImGui::GetIO().Fonts->Build();
-  for (ImVec2 ws : {ImVec2(1280, 760), ImVec2(1920, 1040), ImVec2(640, 400)}) {
-    const ImVec2 wp(0, 20);
-    LayoutRects r = compute_layout(wp, ws, true, true);
-    const float area = r.main.size.x * r.main.size.y + r.side.size.x * r.side.size.y +
-                       r.bottom.size.x * r.bottom.size.y;
-    EXPECT_FLOAT_EQ(area, ws.x * ws.y);
-    EXPECT_FLOAT_EQ(r.main.pos.x + r.main.size.x, r.side.pos.x);
-    EXPECT_FLOAT_EQ(r.main.pos.y + r.main.size.y, r.bottom.pos.y);
-    EXPECT_FLOAT_EQ(r.bottom.pos.y + r.bottom.size.y, wp.y + ws.y);
-    EXPECT_GT(r.main.size.x, ws.x * 0.5f);  // helpers never eat the main view
-    EXPECT_GT(r.main.size.y, ws.y * 0.5f);
-    LayoutRects no_side = compute_layout(wp, ws, false, true);
-    EXPECT_FLOAT_EQ(no_side.main.size.x, ws.x);
+  const float fs = 15.0f;
+  for (ImVec2 ws : {ImVec2(1280, 760), ImVec2(1920, 1040), ImVec2(640, 400), ImVec2(3840, 2100)}) {
+    for (LayoutFractions f : {LayoutFractions{}, LayoutFractions{0.9f, 0.0f, 1.0f}, LayoutFractions{0.05f, 0.5f, 0.1f}}) {
+      const ImVec2 wp(0, 20);
+      LayoutRects r = compute_layout(wp, ws, f, fs);
+      float area = 0;
+      for (const SlotRect& s : r.slot) {
+        area += s.size.x * s.size.y;
+        EXPECT_GT(s.size.x, 0);
+        EXPECT_GT(s.size.y, 0);
+      }
+      EXPECT_FLOAT_EQ(area, ws.x * ws.y);  // with the adjacency below: an exact tiling
+      const SlotRect &lt = r[Slot::LeftTop], &lb = r[Slot::LeftBottom], &ct = r[Slot::CenterTop],
+                     &cb = r[Slot::CenterBottom];
+      EXPECT_FLOAT_EQ(lt.pos.x, wp.x);
+      EXPECT_FLOAT_EQ(lt.pos.y, wp.y);
+      EXPECT_FLOAT_EQ(lt.pos.y + lt.size.y, lb.pos.y);
+      EXPECT_FLOAT_EQ(lb.pos.y + lb.size.y, wp.y + ws.y);
+      EXPECT_FLOAT_EQ(lt.pos.x + lt.size.x, ct.pos.x);
+      EXPECT_FLOAT_EQ(ct.pos.y + ct.size.y, cb.pos.y);
+      EXPECT_FLOAT_EQ(cb.pos.x + cb.size.x, wp.x + ws.x);
+      EXPECT_FLOAT_EQ(cb.pos.y + cb.size.y, wp.y + ws.y);
+      EXPECT_LE(lt.size.x, ws.x * 0.45f + 0.5f);   // the left column never eats the centre
+      EXPECT_LE(lt.size.x, 40 * fs + 0.5f);
+      EXPECT_GE(std::min(lt.size.y, lb.size.y), std::min(6 * fs, ws.y * 0.3f) - 0.5f);  // no slot collapses
+    }
   }
   ImGui::DestroyContext();
 }

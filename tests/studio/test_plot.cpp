@@ -78,7 +78,9 @@ TEST(PlotTicks, SmallAndHugeLinearLabels) {
   EXPECT_TRUE(saw);
   auto big = compute_ticks(AxisScale::Linear, 0.0, 3e7, 300.0f, 100.0f);
   for (auto& k : big)
-    if (k.major && k.t > 0) EXPECT_NE(k.label.find('e'), std::string::npos) << k.label;
+    if (k.major && k.t > 0) {
+      EXPECT_NE(k.label.find('e'), std::string::npos) << k.label;
+    }
 }
 
 TEST(PlotTicks, LogDecadesAndMinors) {

@@ -1,0 +1,545 @@
+#include "app/studio/session.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <exception>
+#include <fstream>
+
+#include "engine/base/error.h"
+#include "engine/device.h"
+#include "engine/image.h"
+#include "engine/pipeline.h"
+#include "engine/probes.h"
+#include "engine/pvm.h"
+#include "views/view_log.h"
+
+namespace pvm::studio {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+int64_t rss_bytes() {
+  long pages = 0, resident = 0;
+  if (FILE* f = std::fopen("/proc/self/statm", "r")) {
+    if (std::fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = 0;
+    std::fclose(f);
+  }
+  return int64_t(resident) * sysconf(_SC_PAGESIZE);
+}
+
+// U+FFFD at the end: the token stream stopped inside a UTF-8 character.
+bool ends_incomplete(const std::string& s) {
+  return s.size() >= 3 && (unsigned char)s[s.size() - 3] == 0xEF && (unsigned char)s[s.size() - 2] == 0xBF &&
+         (unsigned char)s[s.size() - 1] == 0xBD;
+}
+
+// Alternates two generations on one model token by token: a side holds the baton from its
+// forward pass until its on_token, then hands it over. Forward passes never overlap, so the
+// shared modules are never used by two threads at once.
+class Baton {
+ public:
+  void acquire(int me) {
+    std::unique_lock<std::mutex> l(mu_);
+    cv_.wait(l, [&] { return turn_ == me || !active_[1 - me]; });
+  }
+  void pass(int me) {
+    std::unique_lock<std::mutex> l(mu_);
+    if (!active_[1 - me]) return;
+    turn_ = 1 - me;
+    cv_.notify_all();
+    cv_.wait(l, [&] { return turn_ == me || !active_[1 - me]; });
+  }
+  void finish(int me) {
+    std::lock_guard<std::mutex> l(mu_);
+    active_[me] = false;
+    turn_ = 1 - me;
+    cv_.notify_all();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int turn_ = 0;
+  bool active_[2] = {true, true};
+};
+
+}  // namespace
+
+Session::Session() {
+  PreprocessorConfig d;
+  proc_ = {d.patch_size, d.merge_size, d.min_pixels, d.max_pixels};
+  worker_ = std::thread([this] { worker_loop(); });
+}
+
+Session::~Session() {
+  cancel_ = true;
+  {
+    std::lock_guard<std::mutex> l(qmu_);
+    quit_ = true;
+    queue_.clear();
+  }
+  qcv_.notify_all();
+  if (worker_.joinable()) worker_.join();
+}
+
+bool Session::post(const char* what, std::function<void()> job, std::string* why) {
+  std::lock_guard<std::mutex> l(qmu_);
+  if (busy_.load() || !queue_.empty()) {
+    if (why) *why = std::string("busy: ") + what + " waits until the current job ends (Stop cancels a generation)";
+    return false;
+  }
+  busy_ = true;  // set here, so busy() is true from the moment a request is accepted
+  queue_.push_back(std::move(job));
+  qcv_.notify_all();
+  return true;
+}
+
+void Session::worker_loop() {
+  for (;;) {
+    std::function<void()> job;
+    {
+      std::unique_lock<std::mutex> l(qmu_);
+      qcv_.wait(l, [&] { return quit_ || !queue_.empty(); });
+      if (quit_) return;
+      job = std::move(queue_.front());
+      queue_.pop_front();
+    }
+    cancel_ = false;
+    // Every job reports its own errors; this is the last line of defence so the UI never dies.
+    try {
+      job();
+    } catch (const std::exception& e) {
+      fail(e.what());
+    } catch (...) {
+      fail("unknown error in the engine worker");
+    }
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      ++sh_.status.jobs_done;
+    }
+    {
+      std::lock_guard<std::mutex> l(qmu_);
+      busy_ = !queue_.empty();
+    }
+    idle_cv_.notify_all();
+  }
+}
+
+void Session::wait_idle() {
+  std::unique_lock<std::mutex> l(qmu_);
+  idle_cv_.wait(l, [&] { return !busy_.load() && queue_.empty(); });
+}
+
+void Session::set_status(EngineStatus::State st, const std::string& msg, float progress) {
+  std::lock_guard<std::mutex> l(mu_);
+  sh_.status.state = st;
+  sh_.status.message = msg;
+  sh_.status.progress = progress;
+}
+
+void Session::fail(const std::string& msg) {
+  log_error("%s", msg.c_str());
+  std::lock_guard<std::mutex> l(mu_);
+  sh_.status.state = EngineStatus::Idle;
+  sh_.status.message = "error: " + msg;
+  sh_.status.error = msg;
+  sh_.status.progress = -1;
+  for (auto& s : sh_.side)
+    if (s.running) s.running = false, s.finish = "error";
+}
+
+// ---- requests (UI thread) ----
+
+bool Session::load_model(const LoadRequest& r, std::string* why) {
+  if (r.dir.size() && r.dir != kRandomModel && !std::ifstream(r.dir + "/config.json")) {
+    if (why) *why = r.dir + ": no config.json in this folder (not a model checkpoint)";
+    return false;
+  }
+  return post("loading", [this, r] { do_load(r); }, why);
+}
+
+bool Session::load_adapter(const std::string& dir, std::string* why) {
+  if (dir.size() && !std::ifstream(dir + "/adapter_config.json")) {
+    if (why) *why = dir + ": no adapter_config.json in this folder (not a PVM adapter)";
+    return false;
+  }
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (!sh_.model.loaded) {
+      if (why) *why = "load a model before an adapter";
+      return false;
+    }
+  }
+  return post("the adapter", [this, dir] { do_load_adapter(dir); }, why);
+}
+
+bool Session::generate(const GenerateSettings& s, std::string* why) {
+  auto bad = [&](const std::string& m) {
+    if (why) *why = m;
+    return false;
+  };
+  if (s.max_new_tokens < 1 || s.max_new_tokens > 16384) return bad("max new tokens must be in 1..16384");
+  if (!s.baseline && !s.pvm) return bad("pick at least one of baseline and PVM");
+  if (s.prompt.empty()) return bad("the prompt is empty");
+  if (!(s.sampling.temperature >= 0)) return bad("temperature must be >= 0");
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (!sh_.model.loaded) return bad("no model loaded (Model view: Load)");
+  }
+  uint64_t id;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    id = sh_.run_id + 1;
+  }
+  return post("generation", [this, s, id] { do_generate(s, id); }, why);
+}
+
+void Session::stop() {
+  if (busy_.load()) {
+    cancel_ = true;
+    log_info("stop requested");
+  }
+}
+
+// ---- worker jobs ----
+
+void Session::do_load(const LoadRequest& r) {
+  const auto t0 = Clock::now();
+  std::string dir = r.dir.empty() ? pvm::default_model_dir() : r.dir == kRandomModel ? "" : r.dir;
+  set_status(EngineStatus::Loading, "loading " + (dir.empty() ? std::string("random demo model") : dir) + " ...", 0);
+  pipe_.reset();  // free the old model first: two 8B models do not fit
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    sh_.model = ModelInfo{};
+    sh_.status.error.clear();
+  }
+  LoadOptions lo;
+  lo.device = parse_device(r.device);
+  lo.dtype = parse_dtype(r.dtype, lo.device);
+  lo.progress = [this](int64_t done, int64_t total, const std::string&) {
+    std::lock_guard<std::mutex> l(mu_);
+    sh_.status.progress = total > 0 ? float(double(done) / double(total)) : -1.0f;
+  };
+  std::string note;
+  std::unique_ptr<Pipeline> p;
+  if (dir.empty()) {
+    // No trained default model yet: a random model of the tiny preset with two PVM layers, built
+    // in memory (deterministic, nothing to clean up). Gates are set to 0.5 so PVM changes the answer.
+    ModelConfig c = preset_config("qwen3-vl-tiny");
+    auto m = make_random_model(c, 0, lo.dtype, lo.device);
+    TextConfig pf = c.text;
+    pf.pvm_layers = {1, 3};
+    pf.pvm_hidden_size = 64;
+    attach_pvm(*m, pf, 1);
+    {
+      torch::NoGradGuard ng;
+      for (auto& layer : m->model->language_model->layer_list)
+        if (layer->pvm_block) layer->pvm_block->gate_alpha.fill_(0.5);
+    }
+    auto tp = default_tokenizer_path();
+    if (!std::ifstream(tp)) throw file_error(tp, "tokenizer.json not found (run scripts/setup.sh)");
+    p = std::make_unique<Pipeline>(Tokenizer::load(tp));
+    p->tokenizer_path = tp;
+    p->model.config = m->config();
+    p->model.model = m;
+    p->model.dir = kRandomModel;
+    note = r.dir == kRandomModel ? "random qwen3-vl-tiny (words are noise, PVM gates 0.5)"
+                                 : "no default model in assets/default-model: random qwen3-vl-tiny (words are "
+                                   "noise, PVM gates 0.5)";
+    log_warn("%s", note.c_str());
+  } else {
+    p = std::make_unique<Pipeline>(Pipeline::open(dir, lo));
+  }
+  if (!r.adapter.empty()) load_pvm_adapter(*p->model.model, r.adapter);
+  pipe_ = std::move(p);
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    const auto& pp = pipe_->preprocessor;
+    proc_ = {pp.patch_size, pp.merge_size, pp.min_pixels, pp.max_pixels};
+    sh_.model.adapter = r.adapter;
+    sh_.model.note = note;
+    sh_.model.device = lo.device.str();
+    sh_.model.dtype = dtype_name(lo.dtype);
+  }
+  refresh_model_info();
+  const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+  char msg[512];
+  std::snprintf(msg, sizeof msg, "model loaded: %s (%.1f s)%s", pipe_->model.dir.c_str(), s,
+                note.empty() ? "" : " - random weights, see the Model view");
+  log_info("%s", msg);
+  set_status(EngineStatus::Idle, msg);
+}
+
+void Session::do_load_adapter(const std::string& dir) {
+  if (!pipe_) throw Error("no model loaded");
+  set_status(EngineStatus::Loading, dir.empty() ? "removing PVM blocks" : "loading adapter " + dir + " ...");
+  if (dir.empty())
+    detach_pvm(*pipe_->model.model);
+  else
+    load_pvm_adapter(*pipe_->model.model, dir);
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    sh_.model.adapter = dir;
+  }
+  refresh_model_info();
+  const std::string msg = dir.empty() ? "PVM blocks removed" : "adapter loaded: " + dir;
+  log_info("%s", msg.c_str());
+  set_status(EngineStatus::Idle, msg);
+}
+
+void Session::refresh_model_info() {
+  auto& m = pipe_->model.model;
+  const auto& c = m->config();
+  std::map<std::string, int64_t> params;
+  int64_t bytes = 0;
+  for (const auto& p : m->named_parameters()) {
+    const std::string& n = p.key();
+    const char* part = n.find(".pvm_block.") != std::string::npos ? "pvm"
+                       : n.rfind("model.visual.", 0) == 0     ? "vision"
+                       : n.rfind("lm_head", 0) == 0           ? "lm_head"
+                                                              : "text";
+    params[part] += p.value().numel();
+    params["total"] += p.value().numel();
+    bytes += p.value().numel() * int64_t(p.value().element_size());
+  }
+  std::lock_guard<std::mutex> l(mu_);
+  ModelInfo& i = sh_.model;
+  i.loaded = true;
+  i.dir = pipe_->model.dir;
+  i.layers = int(c.text.num_hidden_layers);
+  i.heads = int(c.text.num_attention_heads);
+  i.hidden = int(c.text.hidden_size);
+  i.pvm_layers.assign(c.text.pvm_layers.begin(), c.text.pvm_layers.end());
+  i.params = params;
+  i.weight_bytes = bytes;
+  i.rss_bytes = rss_bytes();
+}
+
+void Session::do_generate(const GenerateSettings& s, uint64_t run_id) {
+  if (!pipe_) throw Error("no model loaded");
+  auto& model = pipe_->model.model;
+  const auto& mc = model->config();
+  const bool has_pvm = !mc.text.pvm_layers.empty();
+  std::vector<int> sides;
+  if (s.baseline) sides.push_back(0);
+  if (s.pvm) {
+    if (has_pvm)
+      sides.push_back(1);
+    else
+      log_warn("PVM side skipped: the model has no PVM blocks (load an adapter in the Model view)");
+  }
+  if (sides.empty()) throw Error("nothing to generate: the model has no PVM blocks and baseline is off");
+
+  set_status(EngineStatus::Generating, "preparing the prompt ...");
+  PromptSpec spec;
+  spec.system = s.system;
+  spec.text = s.prompt;
+  if (s.image.valid()) {
+    ImageRGB im;
+    im.width = s.image.width, im.height = s.image.height, im.rgb = s.image.rgb, im.source = s.image.source;
+    spec.images.push_back(std::move(im));
+  }
+  PreparedPrompt prep = pipe_->prepare(spec);
+  const int64_t merge = mc.vision.spatial_merge_size;
+  GridInfo grid;
+  if (!prep.images.empty()) {
+    const auto& pi = prep.images[0];
+    grid.rows = int(pi.grid_t * pi.grid_h / merge), grid.cols = int(pi.grid_w / merge);
+    grid.resized_w = int(pi.resized_w), grid.resized_h = int(pi.resized_h);
+  }
+  ProbeOptions po;
+  po.per_head = s.per_head;
+  po.logit_lens = s.logit_lens;
+  po.heatmap = s.heatmap && grid.valid();
+  const int64_t nv = int64_t(grid.rows) * grid.cols;
+  // Probes keep [layers + PVM layers][Nv] floats per token, twice (recorder + our copy).
+  const int64_t heat_bytes = int64_t(sides.size()) * s.max_new_tokens *
+                             (mc.text.num_hidden_layers + int64_t(mc.text.pvm_layers.size())) * nv * 4 * 2;
+  if (po.heatmap && heat_bytes > kHeatmapBudgetBytes) {
+    po.heatmap = false;
+    log_warn("heatmaps off for this run: %lld MB would exceed the %lld MB budget (fewer tokens keep them)",
+             (long long)(heat_bytes >> 20), (long long)(kHeatmapBudgetBytes >> 20));
+  }
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    sh_.run_id = run_id;
+    sh_.grid = grid;
+    sh_.settings = s;
+    for (auto& sd : sh_.side) sd = SideData{};
+    for (int sd : sides) sh_.side[sd].running = true, sh_.side[sd].prompt_tokens = int64_t(prep.request.prompt_ids.size());
+    sh_.status.error.clear();
+  }
+  log_info("generating %d tokens (%s%s%s), prompt %zu tokens, %lld visual", s.max_new_tokens,
+           s.baseline ? "baseline" : "", s.baseline && sides.size() > 1 ? " + " : "", has_pvm && s.pvm ? "PVM" : "",
+           prep.request.prompt_ids.size(), (long long)nv);
+
+  const auto visual = visual_positions(prep.request.prompt_ids, mc.image_token_id);
+  const auto t_start = Clock::now();
+  const bool interleave = s.interleave && sides.size() == 2;
+  Baton baton;
+  std::string errors[2];
+
+  auto run_side = [&](int side) {
+    try {
+      GenerationRequest req = prep.request;
+      req.max_new_tokens = s.max_new_tokens;
+      req.sampling.do_sample = s.sampling.temperature > 0;
+      req.sampling.temperature = s.sampling.temperature > 0 ? s.sampling.temperature : 1.0;
+      req.sampling.top_p = s.sampling.top_p;
+      req.sampling.top_k = s.sampling.top_k;
+      req.sampling.min_p = s.sampling.min_p;
+      req.sampling.repetition_penalty = s.sampling.repetition_penalty;
+      req.sampling.seed = uint64_t(s.sampling.seed);  // the same seed on both sides
+      req.sampling.validate();
+      req.pvm = side == 1;
+      req.cancel = &cancel_;
+      ProbeOptions o = po;
+      o.pvm = side == 1;
+      ProbeRecorder rec(model, visual, o, prep.request.grids, merge);
+      std::vector<int32_t> pending;  // ids of an unfinished UTF-8 character
+      auto t_first = Clock::now();
+      req.on_token = [&](int64_t seq, int64_t tok, int64_t step) {
+        if (seq != 0) return true;
+        TokenRec r;
+        r.id = tok;
+        if (step == 0) t_first = Clock::now();
+        pending.push_back(int32_t(tok));
+        std::string piece = pipe_->decode(std::vector<int64_t>(pending.begin(), pending.end()), false);
+        if (!ends_incomplete(piece) || pending.size() >= 4) {
+          r.piece = piece;
+          r.special = pending.size() == 1 && pipe_->tokenizer.is_special(int32_t(tok));
+          pending.clear();
+        }
+        const auto& probes = rec.tokens();
+        if (!probes.empty() && probes.back().step == step) {
+          const TokenProbe& tp = probes.back();
+          r.mass = tp.mass;
+          r.mass_nosink = tp.mass_nosink;
+          r.mass_heads = tp.mass_heads;
+          r.lens_first = int(tp.lens_first_layer);
+          r.heat = tp.visual_attn;
+          for (const auto& p : tp.pvm) {
+            r.pvm_gate.push_back(p.gate);
+            r.pvm_ratio.push_back(p.ratio);
+            r.pvm_entropy.push_back(p.entropy);
+            if (!p.attn.empty()) r.pvm_heat.push_back(p.attn);
+          }
+        }
+        {
+          std::lock_guard<std::mutex> l(mu_);
+          SideData& sd = sh_.side[side];
+          if (!r.special) sd.text += r.piece;
+          sd.tokens.push_back(std::move(r));
+          const double el = std::chrono::duration<double>(Clock::now() - t_first).count();
+          sd.tokens_per_s = el > 0 ? (sd.tokens.size() - 1) / el : 0;
+          size_t done = 0;
+          for (int x : sides) done += sh_.side[x].tokens.size();
+          sh_.status.progress = float(double(done) / (double(sides.size()) * s.max_new_tokens));
+          char msg[160];
+          std::snprintf(msg, sizeof msg, "generating: baseline %zu, PVM %zu of %d tokens (%.1f tokens/s)",
+                        sh_.side[0].tokens.size(), sh_.side[1].tokens.size(), s.max_new_tokens, sd.tokens_per_s);
+          sh_.status.message = msg;
+        }
+        if (interleave) baton.pass(side);
+        return true;
+      };
+      rec.attach(req);
+      if (interleave) baton.acquire(side);
+      GenerationResult res = pvm::generate(model, req);
+      if (interleave) baton.finish(side);
+      std::lock_guard<std::mutex> l(mu_);
+      SideData& sd = sh_.side[side];
+      sd.running = false;
+      sd.finish = res.finish.empty() ? "length" : res.finish[0];
+      sd.prefill_ms = res.prefill_ms;
+      sd.tokens_per_s = res.decode_tokens_per_s();
+    } catch (const std::exception& e) {
+      if (interleave) baton.finish(side);
+      errors[side] = e.what();
+      std::lock_guard<std::mutex> l(mu_);
+      sh_.side[side].running = false;
+      sh_.side[side].finish = "error";
+    }
+  };
+
+  if (interleave) {
+    // Baseline on a helper thread, PVM here; the baton makes them take turns.
+    std::thread other([&] { run_side(0); });
+    run_side(1);
+    other.join();
+  } else {
+    for (int sd : sides) run_side(sd);
+  }
+  for (int sd : sides)
+    if (!errors[sd].empty()) throw Error(std::string(sd ? "PVM" : "baseline") + " generation: " + errors[sd]);
+  const double secs = std::chrono::duration<double>(Clock::now() - t_start).count();
+  std::string msg;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    char b[256];
+    std::snprintf(b, sizeof b, "done in %.1f s: baseline %zu tokens (%s), PVM %zu tokens (%s)", secs,
+                  sh_.side[0].tokens.size(), sh_.side[0].finish.empty() ? "-" : sh_.side[0].finish.c_str(),
+                  sh_.side[1].tokens.size(), sh_.side[1].finish.empty() ? "-" : sh_.side[1].finish.c_str());
+    msg = b;
+  }
+  log_info("%s", msg.c_str());
+  set_status(EngineStatus::Idle, msg);
+}
+
+// ---- UI side ----
+
+void Session::sync(UiState& ui) {
+  std::lock_guard<std::mutex> l(mu_);
+  ui.status = sh_.status;
+  ui.model = sh_.model;
+  // A new generation replaces what the views show (also a restored session).
+  if (sh_.run_id != ui.run_id && sh_.run_id > last_synced_run_) {
+    last_synced_run_ = sh_.run_id;
+    ui.run_id = sh_.run_id;
+    ui.restored = false;
+    ui.grid = sh_.grid;
+    ui.settings = sh_.settings;
+    for (auto& s : ui.side) s = SideData{};
+  }
+  if (ui.run_id != sh_.run_id) return;
+  for (int k = 0; k < 2; ++k) {
+    const SideData& src = sh_.side[k];
+    SideData& dst = ui.side[k];
+    if (dst.tokens.size() > src.tokens.size()) dst.tokens.clear();
+    dst.tokens.insert(dst.tokens.end(), src.tokens.begin() + dst.tokens.size(), src.tokens.end());
+    if (dst.text.size() != src.text.size()) dst.text = src.text;
+    dst.finish = src.finish;
+    dst.running = src.running;
+    dst.tokens_per_s = src.tokens_per_s;
+    dst.prefill_ms = src.prefill_ms;
+    dst.prompt_tokens = src.prompt_tokens;
+  }
+}
+
+GridInfo Session::grid_for(int width, int height) const {
+  GridInfo g;
+  std::vector<int64_t> p;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    p = proc_;
+  }
+  try {
+    auto [h, w] = smart_resize(height, width, p[0] * p[1], p[2], p[3]);
+    g.resized_h = int(h), g.resized_w = int(w);
+    g.rows = int(h / (p[0] * p[1])), g.cols = int(w / (p[0] * p[1]));
+  } catch (const std::exception&) {
+    g = GridInfo{};
+  }
+  return g;
+}
+
+HypFit Session::fit_hyperbolic(const std::vector<double>& t, const std::vector<double>& y) const {
+  auto f = pvm::fit_hyperbolic(t, y);
+  return HypFit{f.c, f.t0, f.r2, f.n};
+}
+
+}  // namespace pvm::studio

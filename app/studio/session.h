@@ -1,0 +1,76 @@
+// The studio's session: the one object between the UI and the engine. It owns the Pipeline (model,
+// tokenizer, processor) and runs all model work (loading, adapters, baseline + PVM generation with
+// probes) on its own worker thread. The UI thread only posts requests and, once per frame, copies
+// what changed into its UiState mirror (sync); nothing here ever blocks the UI for model work.
+// Errors become one-line status messages and log lines, never exceptions on the UI thread.
+#pragma once
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "views/studio_state.h"
+
+namespace pvm {
+class Pipeline;
+}
+
+namespace pvm::studio {
+
+class Session : public Engine {
+ public:
+  Session();
+  ~Session() override;  // cancels a running generation and joins the worker
+
+  bool load_model(const LoadRequest& r, std::string* why) override;
+  bool load_adapter(const std::string& dir, std::string* why) override;
+  bool generate(const GenerateSettings& s, std::string* why) override;
+  void stop() override;
+  bool busy() const override { return busy_.load(); }
+  void sync(UiState& ui) override;
+  GridInfo grid_for(int width, int height) const override;
+  HypFit fit_hyperbolic(const std::vector<double>& t, const std::vector<double>& y) const override;
+
+  // Blocks until the worker is idle (tests and the scripted demo; never from a frame).
+  void wait_idle();
+  // Heatmaps are recorded only while they fit this budget (both sides, all tokens).
+  static constexpr int64_t kHeatmapBudgetBytes = int64_t(1) << 30;
+
+ private:
+  struct Shared {
+    EngineStatus status;
+    ModelInfo model;
+    GridInfo grid;
+    SideData side[2];
+    GenerateSettings settings;
+    uint64_t run_id = 0;
+  };
+  bool post(const char* what, std::function<void()> job, std::string* why);
+  void worker_loop();
+  void do_load(const LoadRequest& r);
+  void do_load_adapter(const std::string& dir);
+  void do_generate(const GenerateSettings& s, uint64_t run_id);
+  void refresh_model_info();  // worker: sh_.model from pipe_
+  void set_status(EngineStatus::State st, const std::string& msg, float progress = -1);
+  void fail(const std::string& msg);
+
+  std::unique_ptr<Pipeline> pipe_;  // worker thread only (plus grid_for, which reads the processor)
+  mutable std::mutex mu_;           // guards sh_ and processor_ copy
+  Shared sh_;
+  std::vector<int64_t> proc_;       // patch, merge, min_pixels, max_pixels of the loaded processor
+  uint64_t last_synced_run_ = 0;    // UI thread only
+
+  std::thread worker_;
+  std::mutex qmu_;
+  std::condition_variable qcv_, idle_cv_;
+  std::deque<std::function<void()>> queue_;
+  bool quit_ = false;
+  std::atomic<bool> busy_{false};
+  std::atomic<bool> cancel_{false};
+};
+
+}  // namespace pvm::studio

@@ -1,0 +1,154 @@
+// What the views see of the engine, without torch: plain data (UiState, a UI-thread mirror the app
+// refreshes once per frame through Engine::sync) and the Engine interface the views call to start
+// work. app/studio/session.cpp implements Engine on top of LibTorch; tests use fakes.
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace pvm::studio {
+
+// The two answers compared everywhere: the backbone alone, and the backbone with its PVM blocks.
+enum class Side { Baseline = 0, Pvm = 1 };
+inline const char* side_name(Side s) { return s == Side::Baseline ? "baseline" : "PVM"; }
+
+// Probes of one generated token (engine/probes.h TokenProbe, flattened to floats).
+struct TokenRec {
+  int64_t id = -1;
+  std::string piece;                           // text this token adds to the answer (may be empty)
+  bool special = false;                        // a special token (<|im_end|>, ...)
+  std::vector<float> mass, mass_nosink;        // [layers] visual attention mass
+  std::vector<std::vector<float>> mass_heads;  // [layers][heads] when per-head probes are on
+  std::vector<float> pvm_gate, pvm_ratio, pvm_entropy;  // [PVM layers], PVM side only
+  int lens_first = -1;                         // logit-lens first agreeing layer, -1 when off
+  std::vector<std::vector<float>> heat;        // [layers][Nv] attention on each visual token (heatmaps on)
+  std::vector<std::vector<float>> pvm_heat;    // [PVM layers][Nv]
+};
+
+struct SideData {
+  std::vector<TokenRec> tokens;
+  std::string text;     // the answer so far (pieces of non-special tokens)
+  std::string finish;   // "" while running or never run; "stop" | "length" | "cancelled" | "error"
+  bool running = false;
+  double tokens_per_s = 0, prefill_ms = 0;
+  int64_t prompt_tokens = 0;
+};
+
+// The merged patch grid of an image as the model sees it (one cell = one visual token).
+struct GridInfo {
+  int rows = 0, cols = 0;        // merged grid (grid_h / merge, grid_w / merge)
+  int resized_w = 0, resized_h = 0;
+  bool valid() const { return rows > 0 && cols > 0; }
+};
+
+struct ModelInfo {
+  bool loaded = false;
+  std::string dir;                 // folder, or "random:<preset>" for an in-memory demo model
+  std::string note;                // e.g. "random weights: words are noise"
+  std::string device, dtype;
+  int layers = 0, heads = 0, hidden = 0;
+  std::vector<int> pvm_layers;     // decoder layers that carry a PVM block (empty: none)
+  std::string adapter;             // adapter folder loaded on top, "" when none
+  std::map<std::string, int64_t> params;  // by part ("vision", "text", "lm_head", "pvm", "total")
+  int64_t weight_bytes = 0;        // parameters as loaded (dtype size included)
+  int64_t rss_bytes = 0;           // process resident memory after loading
+};
+
+struct SamplingSettings {
+  float temperature = 0.0f;  // 0 = greedy
+  float top_p = 1.0f, min_p = 0.0f, repetition_penalty = 1.0f;
+  int top_k = 0;
+  int64_t seed = 0;
+};
+
+struct ImageData {
+  int width = 0, height = 0;
+  std::vector<uint8_t> rgb;  // height * width * 3
+  std::string source;        // file path, "scene:<seed>" or a label
+  bool valid() const { return width > 0 && height > 0 && rgb.size() == size_t(width) * height * 3; }
+};
+
+struct GenerateSettings {
+  std::string system, prompt;
+  ImageData image;
+  SamplingSettings sampling;
+  int max_new_tokens = 256;  // 1 .. 16384
+  bool baseline = true, pvm = true;
+  bool interleave = true;    // alternate token by token (else baseline first, then PVM)
+  bool per_head = false, heatmap = true, logit_lens = false;
+};
+
+struct EngineStatus {
+  enum State { Idle, Loading, Generating } state = Idle;
+  std::string message;   // one line for the status bar
+  float progress = -1;   // 0..1, or -1 when unknown
+  std::string error;     // last error (one line), "" when the last job succeeded
+  uint64_t jobs_done = 0;
+};
+
+// The UI thread's copy. Views read it freely; only Engine::sync writes it (once per frame).
+struct UiState {
+  EngineStatus status;
+  ModelInfo model;
+  GridInfo grid;                // of the image in the last generation
+  SideData side[2];
+  GenerateSettings settings;    // what the current answers were generated with
+  uint64_t run_id = 0;          // engine generation the sides belong to (0: none; >= 2^40: restored)
+  bool restored = false;        // sides came from a saved session, not the engine
+  const SideData& of(Side s) const { return side[int(s)]; }
+};
+
+// The token under the mouse (Compare view), read by the image overlay and plot cursors.
+struct Selection {
+  int token = -1;               // index into the generated tokens, -1 none
+  Side side = Side::Pvm;
+  bool pinned = false;          // clicked: stays when the mouse leaves
+};
+
+// LoadRequest::dir naming the in-memory random model of the qwen3-vl-tiny preset.
+inline constexpr const char* kRandomModel = "random:qwen3-vl-tiny";
+
+struct LoadRequest {
+  std::string dir;              // "" = the default model (the random one when absent), or kRandomModel
+  std::string device = "cpu", dtype = "auto";
+  std::string adapter;          // optional PVM adapter folder loaded after the model
+};
+
+struct HypFit {
+  double c = 0, t0 = 0, r2 = 0;
+  int64_t n = 0;
+};
+
+class Engine {
+ public:
+  virtual ~Engine() = default;
+  // All start work on the engine's worker and return at once; false (with *why) when busy or the
+  // request is invalid. Progress, results and errors arrive through sync().
+  virtual bool load_model(const LoadRequest& r, std::string* why) = 0;
+  virtual bool load_adapter(const std::string& dir, std::string* why) = 0;  // "" detaches PVM blocks
+  virtual bool generate(const GenerateSettings& s, std::string* why) = 0;
+  virtual void stop() = 0;  // cancels a generation (loading runs to the end)
+  virtual bool busy() const = 0;
+  // Copies what changed since the last call into `ui` (tokens are appended, never re-copied).
+  virtual void sync(UiState& ui) = 0;
+  // Merged patch grid the loaded (or default) processor gives an image of this size.
+  virtual GridInfo grid_for(int width, int height) const = 0;
+  // y ~ c / (t + t0) by least squares (engine/probes.h fit_hyperbolic).
+  virtual HypFit fit_hyperbolic(const std::vector<double>& t, const std::vector<double>& y) const = 0;
+};
+
+// Everything a view may need, handed to every view at construction.
+struct StudioContext {
+  Engine* engine = nullptr;
+  UiState* ui = nullptr;
+  Selection sel;
+  GenerateSettings draft;       // the Prompt view's form (image from the Image view)
+  // Set by views to ask the app for cross-view actions.
+  std::function<void(const std::string& adapter_dir)> request_load_adapter;
+  bool scenes_available = false;
+};
+
+}  // namespace pvm::studio

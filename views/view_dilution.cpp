@@ -1,0 +1,196 @@
+#include "views/view_dilution.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+
+#include "views/ui_util.h"
+
+namespace pvm::studio {
+
+DilutionView::DilutionView(StudioContext& ctx) : View("Dilution", Slot::CenterBottom, true), ctx_(ctx), plot_("dilution") {
+  plot_.set_title("Visual attention mass vs generated position");
+  plot_.set_axis_labels("generated token t", "attention mass on image tokens");
+}
+
+void DilutionView::rebuild(bool with_fit) {
+  const UiState& ui = *ctx_.ui;
+  plot_.clear_series();
+  const int L = ui.model.layers > 0 ? ui.model.layers
+                : !ui.side[0].tokens.empty() ? int(ui.side[0].tokens[0].mass.size())
+                : !ui.side[1].tokens.empty() ? int(ui.side[1].tokens[0].mass.size())
+                                             : 0;
+  if (int(picked.size()) != L) {
+    picked.assign(L, false);
+    for (int l = 0; l < L; l += std::max(1, L / 4)) picked[l] = true;
+  }
+  for (int s = 0; s < 2; ++s) {
+    const SideData& sd = ui.side[s];
+    built_n_[s] = sd.tokens.size();
+    if (!show_side[s] || sd.tokens.empty()) continue;
+    const size_t n = sd.tokens.size();
+    std::vector<float> x(n);
+    for (size_t i = 0; i < n; ++i) x[i] = float(i + 1);
+    auto layer_series = [&](int l) {
+      std::vector<float> y(n, NAN);
+      for (size_t i = 0; i < n; ++i) {
+        const auto& m = nosink ? sd.tokens[i].mass_nosink : sd.tokens[i].mass;
+        if (l < int(m.size())) y[i] = m[l];
+      }
+      return y;
+    };
+    const char* sn = s ? "PVM" : "baseline";
+    // The mean of layers: drawn thick, and what the fit uses.
+    std::vector<float> mean(n, NAN);
+    for (size_t i = 0; i < n; ++i) {
+      const auto& m = nosink ? sd.tokens[i].mass_nosink : sd.tokens[i].mass;
+      if (m.empty()) continue;
+      double a = 0;
+      for (float v : m) a += v;
+      mean[i] = float(a / m.size());
+    }
+    if (head_layer >= 0) {
+      int H = 0;
+      for (const auto& t : sd.tokens)
+        if (head_layer < int(t.mass_heads.size())) H = std::max(H, int(t.mass_heads[head_layer].size()));
+      for (int h = 0; h < H; ++h) {
+        PlotSeries ps;
+        ps.name = std::string(sn) + " L" + std::to_string(head_layer) + " h" + std::to_string(h);
+        ps.x = x;
+        ps.y.assign(n, NAN);
+        for (size_t i = 0; i < n; ++i) {
+          const auto& mh = sd.tokens[i].mass_heads;
+          if (head_layer < int(mh.size()) && h < int(mh[head_layer].size())) ps.y[i] = mh[head_layer][h];
+        }
+        ps.y = smooth(ps.y, smoothing);
+        ps.color = plot_ramp(H > 1 ? float(h) / (H - 1) : 0.5f);
+        ps.dashed = s == 0;
+        ps.legend = H <= 6;
+        plot_.add_series(std::move(ps));
+      }
+    } else if (layer_mode != Mean) {
+      int count = 0;
+      for (int l = 0; l < L; ++l) count += layer_mode == All || picked[l];
+      for (int l = 0; l < L; ++l) {
+        if (layer_mode == Picked && !picked[l]) continue;
+        PlotSeries ps;
+        ps.name = std::string(sn) + " L" + std::to_string(l);
+        ps.x = x;
+        ps.y = smooth(layer_series(l), smoothing);
+        ps.color = plot_ramp(L > 1 ? float(l) / (L - 1) : 0.5f);
+        ps.dashed = s == 0;  // baseline dashed, PVM solid
+        ps.legend = count <= 6;  // more: explained by the colour note above the plot
+        plot_.add_series(std::move(ps));
+      }
+    }
+    PlotSeries ms;
+    ms.name = std::string(sn) + " mean of layers";
+    ms.x = x;
+    ms.y = smooth(mean, smoothing);
+    ms.color = side_color(s);
+    ms.thickness = 2.5f;
+    plot_.add_series(std::move(ms));
+    if (with_fit && n >= 3) {
+      // At most ~4k points: the fit is a 1-D search, and this runs on the UI thread.
+      const size_t stride = std::max<size_t>(1, n / 4096);
+      std::vector<double> t, y;
+      for (size_t i = 0; i < n; i += stride)
+        if (std::isfinite(mean[i])) t.push_back(double(i + 1)), y.push_back(mean[i]);
+      fit_[s] = ctx_.engine ? ctx_.engine->fit_hyperbolic(t, y) : HypFit{};
+    } else if (n < 3) {
+      fit_[s] = HypFit{};
+    }
+    if (show_fit && fit_[s].n >= 3) {
+      PlotSeries fs;
+      char b[128];
+      std::snprintf(b, sizeof b, "%s fit %.3g/(t+%.3g), R2 %.2f", sn, fit_[s].c, fit_[s].t0, fit_[s].r2);
+      fs.name = b;
+      fs.x = x;
+      fs.y.resize(n);
+      for (size_t i = 0; i < n; ++i) fs.y[i] = float(fit_[s].c / (double(i + 1) + fit_[s].t0));
+      fs.color = side_color(s);
+      fs.dashed = true;
+      fs.thickness = 1.5f;
+      plot_.add_series(std::move(fs));
+    }
+  }
+  built_run_ = ui.run_id;
+}
+
+void DilutionView::draw() {
+  const UiState& ui = *ctx_.ui;
+  const float fs = ImGui::GetFontSize();
+  bool changed = false;
+  const char* modes[] = {"mean of layers", "all layers", "picked layers"};
+  ImGui::SetNextItemWidth(fs * 8.5f);
+  changed |= ImGui::Combo("##layers", &layer_mode, modes, 3);
+  if (layer_mode == Picked) {
+    ImGui::SameLine();
+    if (ImGui::Button("Pick...")) ImGui::OpenPopup("##pick");
+    if (ImGui::BeginPopup("##pick")) {
+      for (int l = 0; l < int(picked.size()); ++l) {
+        bool v = picked[l];
+        if (ImGui::Checkbox(("layer " + std::to_string(l)).c_str(), &v)) picked[l] = v, changed = true;
+        if ((l + 1) % 6 != 0 && l + 1 < int(picked.size())) ImGui::SameLine(float((l + 1) % 6) * fs * 6.5f);
+      }
+      ImGui::EndPopup();
+    }
+  }
+  ImGui::SameLine();
+  ImGui::SetNextItemWidth(fs * 7);
+  std::string hl = head_layer < 0 ? "heads: off" : "heads of L" + std::to_string(head_layer);
+  if (ImGui::BeginCombo("##heads", hl.c_str())) {
+    if (ImGui::Selectable("heads: off", head_layer < 0)) head_layer = -1, changed = true;
+    for (int l = 0; l < ui.model.layers; ++l)
+      if (ImGui::Selectable(("heads of L" + std::to_string(l)).c_str(), head_layer == l)) head_layer = l, changed = true;
+    ImGui::EndCombo();
+  }
+  item_tooltip("Per-head curves of one layer. Needs 'per head' probes (Prompt tab, Probes) in the generation.");
+  ImGui::SameLine();
+  changed |= ImGui::Checkbox("no sinks", &nosink);
+  item_tooltip("Mass without the few visual tokens that soak up attention regardless of content (sink tokens).");
+  ImGui::SameLine();
+  changed |= ImGui::Checkbox("fit", &show_fit);
+  item_tooltip("Least-squares fit of c/(t+t0) to each side's mean of layers (dashed).");
+  ImGui::SameLine();
+  if (ImGui::Checkbox("log x", &log_x)) plot_.set_x_scale(log_x ? AxisScale::Log10 : AxisScale::Linear);
+  ImGui::SameLine();
+  if (ImGui::Checkbox("log y", &log_y)) plot_.set_y_scale(log_y ? AxisScale::Log10 : AxisScale::Linear);
+  ImGui::SameLine();
+  ImGui::SetNextItemWidth(fs * 6.5f);
+  changed |= ImGui::SliderInt("##smooth", &smoothing, 1, 257, smoothing > 1 ? "smooth %d" : "no smoothing",
+                              ImGuiSliderFlags_Logarithmic | ImGuiSliderFlags_AlwaysClamp);
+  ImGui::SameLine();
+  changed |= ImGui::Checkbox("base", &show_side[0]);
+  ImGui::SameLine();
+  changed |= ImGui::Checkbox("PVM", &show_side[1]);
+  ImGui::SameLine();
+  plot_export_buttons(plot_, "dilution", "dil");
+
+  // Rebuild on new data (throttled while streaming) or changed options.
+  const double now = ImGui::GetTime();
+  const bool running = ui.side[0].running || ui.side[1].running;
+  const bool grown = ui.side[0].tokens.size() != built_n_[0] || ui.side[1].tokens.size() != built_n_[1];
+  if (changed || ui.run_id != built_run_ || (grown && (!running || now - built_time_ > 0.25))) {
+    const bool fit_now = !running || now - fit_time_ > 1.0 || ui.run_id != built_run_ || changed;
+    rebuild(fit_now);
+    built_time_ = now;
+    if (fit_now) fit_time_ = now;
+  }
+  plot_.set_cursor_x(ctx_.sel.token >= 0 ? std::optional<double>(ctx_.sel.token + 1) : std::nullopt);
+  if (plot_.series_count() == 0) {
+    ImGui::TextDisabled("No answers yet: generate in the Prompt tab (or open a saved session).");
+  } else if (head_layer >= 0 || layer_mode != Mean) {
+    ImGui::TextDisabled("%s coloured blue (first) to red (last); baseline dashed, PVM solid; thick: mean of layers",
+                        head_layer >= 0 ? "heads" : "layers");
+  }
+  plot_.draw();
+  // Hovering the plot moves the shared token cursor too (unless a token is pinned).
+  if (auto hx = plot_.hovered_x(); hx && !ctx_.sel.pinned) {
+    const int n = int(std::max(ui.side[0].tokens.size(), ui.side[1].tokens.size()));
+    const int t = int(std::lround(*hx)) - 1;
+    if (t >= 0 && t < n) ctx_.sel.token = t;
+  }
+}
+
+}  // namespace pvm::studio

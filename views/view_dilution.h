@@ -1,0 +1,43 @@
+// Dilution view: visual attention mass against the generated position, baseline and PVM overlaid:
+// the mean of layers, every layer, or picked layers; per head of one layer on demand; with or
+// without sink tokens; smoothing; linear or log axes; the c/(t+t0) least-squares fit of each side's
+// mean. Grows live while tokens stream (rebuilt at most every 0.25 s, the fit every second).
+#pragma once
+#include <string>
+#include <vector>
+
+#include "views/plot.h"
+#include "views/studio_state.h"
+#include "views/view.h"
+
+namespace pvm::studio {
+
+class DilutionView : public View {
+ public:
+  explicit DilutionView(StudioContext& ctx);
+  void draw() override;
+  Plot& plot() { return plot_; }
+  // Rebuilds the series from the UI state now (the bench and tests call it directly).
+  void rebuild(bool with_fit);
+  HypFit fit(int side) const { return fit_[side]; }
+
+  enum LayerMode { Mean = 0, All = 1, Picked = 2 };
+  int layer_mode = Mean;
+  std::vector<bool> picked;   // per layer, for Picked
+  int head_layer = -1;        // >= 0: per-head curves of this layer (needs per-head probes)
+  bool nosink = false, show_fit = true, log_x = false, log_y = false;
+  bool show_side[2] = {true, true};
+  int smoothing = 1;          // moving-average window in tokens (1 = none)
+
+ private:
+  StudioContext& ctx_;
+  Plot plot_;
+  HypFit fit_[2];
+  // What the series were built from: rebuild when any of it changes.
+  uint64_t built_run_ = ~0ull;
+  size_t built_n_[2] = {0, 0};
+  std::string built_key_;
+  double built_time_ = -1e9, fit_time_ = -1e9;
+};
+
+}  // namespace pvm::studio

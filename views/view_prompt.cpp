@@ -1,0 +1,152 @@
+#include "views/view_prompt.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "imgui_stdlib.h"
+#ifdef PVM_HAVE_SCENES
+#include "engine/base/scenes.h"
+#endif
+#include "views/ui_util.h"
+#include "views/view_log.h"
+
+namespace pvm::studio {
+namespace fs = std::filesystem;
+
+std::vector<std::string> list_presets(const std::string& dir) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec); !ec && it != fs::directory_iterator(); it.increment(ec))
+    if (it->path().extension() == ".txt") out.push_back(it->path().stem().string());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+bool read_preset(const std::string& dir, const std::string& name, std::string* text, std::string* error) {
+  const std::string path = dir + "/" + name + ".txt";
+  std::ifstream f(path);
+  if (!f) {
+    *error = path + ": cannot read the prompt preset";
+    return false;
+  }
+  std::stringstream ss;
+  ss << f.rdbuf();
+  *text = ss.str();
+  while (!text->empty() && (text->back() == '\n' || text->back() == '\r' || text->back() == ' ')) text->pop_back();
+  return true;
+}
+
+PromptView::PromptView(StudioContext& ctx)
+    : View("Prompt", Slot::LeftBottom, true), ctx_(ctx), dir_(PVM_SOURCE_DIR "/assets/prompts") {
+  presets_ = list_presets(dir_);
+  if (std::find(presets_.begin(), presets_.end(), "blind_painter") != presets_.end()) use_preset("blind_painter");
+}
+
+bool PromptView::use_preset(const std::string& name) {
+  std::string text, err;
+  if (name == "scene_description") {
+#ifdef PVM_HAVE_SCENES
+    ctx_.draft.prompt = scenes::describe_prompt();
+    preset = name;
+    return true;
+#else
+    log_error("scene prompts need the scenes world (engine/base/scenes.cpp)");
+    return false;
+#endif
+  }
+  if (!read_preset(dir_, name, &text, &err)) {
+    log_error("%s", err.c_str());
+    return false;
+  }
+  ctx_.draft.prompt = text;
+  preset = name;
+  return true;
+}
+
+bool PromptView::generate() {
+  std::string why;
+  if (!ctx_.engine->generate(ctx_.draft, &why)) {
+    log_error("%s", why.c_str());
+    return false;
+  }
+  ctx_.sel = Selection{};
+  return true;
+}
+
+void PromptView::draw() {
+  GenerateSettings& d = ctx_.draft;
+  const float fs = ImGui::GetFontSize();
+  const bool busy = ctx_.engine->busy();
+  const bool generating = ctx_.ui->status.state == EngineStatus::Generating;
+
+  // Generate / Stop first: always visible, even in a short panel.
+  ImGui::BeginDisabled(busy || !ctx_.ui->model.loaded);
+  if (ImGui::Button("Generate", ImVec2(fs * 6.5f, 0))) generate();
+  ImGui::EndDisabled();
+  item_tooltip(!ctx_.ui->model.loaded ? "Load a model first (Model tab)."
+                                      : "Generate baseline and PVM answers with the same seed (Ctrl+Enter).");
+  ImGui::SameLine();
+  ImGui::BeginDisabled(!generating);
+  if (ImGui::Button("Stop", ImVec2(fs * 4.5f, 0))) ctx_.engine->stop();
+  ImGui::EndDisabled();
+  ImGui::SameLine();
+  ImGui::SetNextItemWidth(-fs * 7.5f);
+  ImGui::DragInt("max new tokens", &d.max_new_tokens, 4.0f, 1, 16384, "%d", ImGuiSliderFlags_AlwaysClamp);
+  if (ImGui::GetIO().KeyCtrl && ImGui::IsKeyPressed(ImGui::GetKeyIndex(ImGuiKey_Enter)) && !busy && ctx_.ui->model.loaded)
+    generate();
+
+  ImGui::SetNextItemWidth(fs * 12);
+  if (ImGui::BeginCombo("preset", preset.empty() ? "(free text)" : preset.c_str())) {
+    for (const std::string& p : presets_)
+      if (ImGui::Selectable(p.c_str(), p == preset)) use_preset(p);
+#ifdef PVM_HAVE_SCENES
+    if (ImGui::Selectable("scene_description", preset == "scene_description")) use_preset("scene_description");
+#endif
+    ImGui::EndCombo();
+  }
+  help_marker("Presets are the text files in assets/prompts. Editing the text keeps it as free text.");
+  ImGui::TextDisabled("Prompt");
+  if (ImGui::InputTextMultiline("##prompt", &d.prompt, ImVec2(-1, ImGui::GetTextLineHeight() * 6)))
+    preset.clear();
+  ImGui::TextDisabled("System prompt (optional)");
+  ImGui::InputTextMultiline("##system", &d.system, ImVec2(-1, ImGui::GetTextLineHeight() * 2.5f));
+
+  if (ImGui::CollapsingHeader("Sampling", ImGuiTreeNodeFlags_DefaultOpen)) {
+    const float w = fs * 6;
+    ImGui::SetNextItemWidth(w);
+    ImGui::DragFloat("temperature", &d.sampling.temperature, 0.01f, 0.0f, 5.0f, "%.2f", ImGuiSliderFlags_AlwaysClamp);
+    item_tooltip("0 = greedy. Above 0 the two sides sample with the same seed.");
+    ImGui::SameLine();
+    ImGui::SetNextItemWidth(w);
+    ImGui::InputScalar("seed", ImGuiDataType_S64, &d.sampling.seed);
+    ImGui::SetNextItemWidth(w);
+    ImGui::DragFloat("top-p", &d.sampling.top_p, 0.005f, 0.01f, 1.0f, "%.3f", ImGuiSliderFlags_AlwaysClamp);
+    ImGui::SameLine();
+    ImGui::SetNextItemWidth(w);
+    ImGui::DragInt("top-k", &d.sampling.top_k, 1.0f, 0, 1000, "%d", ImGuiSliderFlags_AlwaysClamp);
+    ImGui::SetNextItemWidth(w);
+    ImGui::DragFloat("min-p", &d.sampling.min_p, 0.005f, 0.0f, 1.0f, "%.3f", ImGuiSliderFlags_AlwaysClamp);
+    ImGui::SameLine();
+    ImGui::SetNextItemWidth(w);
+    ImGui::DragFloat("rep. penalty", &d.sampling.repetition_penalty, 0.005f, 0.5f, 2.0f, "%.3f",
+                     ImGuiSliderFlags_AlwaysClamp);
+  }
+  if (ImGui::CollapsingHeader("Probes and order")) {
+    ImGui::Checkbox("interleave sides", &d.interleave);
+    item_tooltip("On: baseline and PVM take turns token by token, so both grow together. Off: baseline first.");
+    ImGui::Checkbox("heatmaps", &d.heatmap);
+    item_tooltip("Record each token's attention on every visual token (Image view overlay). Turned off "
+                 "automatically when it would not fit in memory.");
+    ImGui::SameLine();
+    ImGui::Checkbox("per head", &d.per_head);
+    item_tooltip("Record the visual mass of every head (Dilution view: per-head curves).");
+    ImGui::SameLine();
+    ImGui::Checkbox("logit lens", &d.logit_lens);
+    item_tooltip("Project every layer's hidden state to the vocabulary (PVM activity view: convergence layer). "
+                 "Costs one vocabulary projection per layer and token.");
+  }
+}
+
+}  // namespace pvm::studio
