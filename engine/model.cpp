@@ -34,8 +34,10 @@ torch::Device Qwen3VLForConditionalGenerationImpl::device() {
   return model->language_model->embed_tokens->weight.device();
 }
 
-torch::Tensor Qwen3VLForConditionalGenerationImpl::embed(const torch::Tensor& ids, const torch::Tensor& image_embeds) {
+torch::Tensor Qwen3VLForConditionalGenerationImpl::embed(const torch::Tensor& ids, const torch::Tensor& image_embeds, bool strict) {
   auto e = model->language_model->embed_tokens(ids);  // [B, S, H]
+  // A continuation step without pixels (decode): HF embeds a sampled <|image_pad|> as plain text.
+  if (!strict && !image_embeds.defined()) return e;
   auto mask = ids == cfg.image_token_id;
   int64_t n = mask.sum().item<int64_t>();
   int64_t have = image_embeds.defined() ? image_embeds.size(0) : 0;
@@ -63,7 +65,7 @@ ForwardOutput Qwen3VLForConditionalGenerationImpl::forward(const ForwardInput& i
     st.deepstack = vis.deepstack;
     st.visual_mask = ids == cfg.image_token_id;
   }
-  auto x = embed(ids, image_embeds);
+  auto x = embed(ids, image_embeds, /*strict=*/!in.position_ids.defined());
   st.image_embeds = image_embeds;
   torch::Tensor pos = in.position_ids;
   if (!pos.defined()) {

@@ -41,7 +41,8 @@ class Qwen3VLForConditionalGenerationImpl : public torch::nn::Module {
   explicit Qwen3VLForConditionalGenerationImpl(const ModelConfig& c);
   ForwardOutput forward(const ForwardInput& in, ForwardState& st);
   // Embedding lookup with image rows scattered into the <|image_pad|> positions.
-  torch::Tensor embed(const torch::Tensor& input_ids, const torch::Tensor& image_embeds);
+  // strict: every <|image_pad|> needs an image feature row (a fresh prompt); else (decode) they embed as text.
+  torch::Tensor embed(const torch::Tensor& input_ids, const torch::Tensor& image_embeds, bool strict = true);
   torch::Tensor lm_head_weight();  // tied or not
   const ModelConfig& config() const { return cfg; }
   torch::ScalarType dtype();

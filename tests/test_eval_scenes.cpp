@@ -14,6 +14,7 @@
 #include "engine/base/error.h"
 #include "engine/base/scenes.h"
 #include "engine/loader.h"
+#include "cli_util.h"
 #include "test_util.h"
 
 namespace {
@@ -53,35 +54,8 @@ void write_byte_tokenizer(const std::string& path) {
   std::ofstream(path) << j.dump();
 }
 
-// The pvm CLI: $PVM_BIN, else the `pvm` next to this test binary (same build directory).
-std::string pvm_bin() {
-  if (const char* b = std::getenv("PVM_BIN"); b && *b) return b;
-  char buf[4096];
-  ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
-  if (n <= 0) return "";
-  std::string self(buf, size_t(n));
-  std::string p = self.substr(0, self.find_last_of('/') + 1) + "pvm";
-  return ::access(p.c_str(), X_OK) == 0 ? p : "";
-}
-
-struct CliResult {
-  int rc = -1;
-  std::string out, err;
-};
-
-// Runs `pvm <args>` (arguments must not need shell quoting), capturing stdout and stderr.
-CliResult run_pvm(const std::string& args, const std::string& dir) {
-  CliResult r;
-  const std::string o = dir + "/stdout.txt", e = dir + "/stderr.txt";
-  int st = std::system((pvm_bin() + " " + args + " >" + o + " 2>" + e).c_str());
-  r.rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  auto slurp = [](const std::string& p) {
-    std::ifstream in(p);
-    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  };
-  r.out = slurp(o), r.err = slurp(e);
-  return r;
-}
+using pvm::testing::pvm_bin;
+using pvm::testing::run_pvm;
 
 }  // namespace
 
@@ -94,7 +68,7 @@ TEST(ScenesEval, RunsEndToEndOnATinyModelAndReports) {
   write_byte_tokenizer(dir + "/tokenizer.json");
   const std::string out = dir + "/records.jsonl";
   auto r = run_pvm("eval --task scenes --model " + dir + " --count 2 --seed 4 --objects 4-6 --max-new-tokens 12 "
-                   "--qa-per-scene 1 --qa-max-new-tokens 4 --json --quiet --out " + out, dir);
+                   "--qa-per-scene 1 --qa-max-new-tokens 4 --json --quiet --out " + out + " --csv " + dir + "/pos.csv", dir);
   ASSERT_EQ(r.rc, 0) << r.err;
   auto rep = nlohmann::json::parse(r.out);
   EXPECT_EQ(rep["task"], "scenes");
@@ -118,6 +92,22 @@ TEST(ScenesEval, RunsEndToEndOnATinyModelAndReports) {
   EXPECT_LE(acc, 1.0);
   EXPECT_EQ(rep["qa"]["total"], 2);
   EXPECT_LE(rep["mean_generated_tokens"].get<double>(), 12.0);
+
+  // --csv: one row per position, the same numbers as the JSON report.
+  {
+    std::ifstream csv(dir + "/pos.csv");
+    std::string header, row;
+    std::getline(csv, header);
+    EXPECT_EQ(header, "position,objects,described,attributes_total,attributes_correct,accuracy");
+    size_t rows = 0;
+    while (std::getline(csv, row)) {
+      auto& bp = rep["by_position"][rows];
+      EXPECT_EQ(row.substr(0, row.find(',')), std::to_string(bp["position"].get<int>())) << row;
+      EXPECT_NEAR(std::stod(row.substr(row.rfind(',') + 1)), bp["accuracy"].get<double>(), 1e-6) << row;
+      ++rows;
+    }
+    EXPECT_EQ(rows, rep["by_position"].size());
+  }
 
   // One record per scene with the generated text and its grade.
   std::ifstream in(out);

@@ -154,6 +154,31 @@ TEST_F(TinyModel, CachedDecodeEqualsFullRecomputeAtEveryStep) {
   }
 }
 
+// A sampled <|image_pad|> is fed back as a plain text token (HF passes pixels only with the
+// prompt); a prompt whose image tokens do not match its images stays an error.
+TEST_F(TinyModel, SampledImagePadTokenDecodesAsText) {
+  GenerationRequest req;
+  req.prompt_ids = ids;
+  req.pixel_values = pix;
+  req.grids = grids;
+  req.max_new_tokens = 3;
+  req.stop_ids = {9999};
+  int calls = 0;
+  req.after_forward = [&](const ForwardOutput& o, bool) {
+    if (calls++ == 0) o.logits.index_put_({torch::indexing::Ellipsis, cfg.image_token_id}, 1e9);  // force it once
+  };
+  GenerationResult res;
+  ASSERT_NO_THROW(res = generate(m, req));
+  ASSERT_EQ(res.tokens[0].size(), 3u);
+  EXPECT_EQ(res.tokens[0][0], cfg.image_token_id);
+  EXPECT_NE(res.tokens[0][1], cfg.image_token_id);
+  // Without pixels, the token is its row of the text embedding; with a fresh prompt it must have pixels.
+  torch::NoGradGuard ng;
+  auto e = m->embed(torch::tensor({cfg.image_token_id}, torch::kLong).view({1, 1}), torch::Tensor(), false);
+  EXPECT_TRUE(torch::equal(e[0][0], m->model->language_model->embed_tokens->weight[cfg.image_token_id]));
+  EXPECT_THROW(m->embed(torch::tensor({cfg.image_token_id}, torch::kLong).view({1, 1}), torch::Tensor()), Error);
+}
+
 TEST_F(TinyModel, BatchedGroupEqualsOneByOneAndSeedsReproduce) {
   GenerationRequest req;
   req.prompt_ids = ids;

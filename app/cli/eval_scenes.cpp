@@ -47,7 +47,7 @@ std::string greedy(const Pipeline& pipe, Qwen3VLForConditionalGeneration& model,
 int run_scenes_eval(const std::vector<std::string>& argv) {
   Args a(argv,
          {"--task", "--model", "--pvm", "--count", "--seed", "--objects", "--max-new-tokens", "--qa-per-scene",
-          "--qa-max-new-tokens", "--out", "--device", "--dtype", "--tokenizer"},
+          "--qa-max-new-tokens", "--out", "--csv", "--device", "--dtype", "--tokenizer"},
          {"--json", "--no-pvm", "--textures", "--digits", "--quiet"});
   if (a.has("--task") && a.get("--task") != "scenes") throw Error("--task: expected 'scenes', got '" + a.get("--task") + "'");
   const std::string model_dir = a.get("--model", default_model_dir());
@@ -186,6 +186,14 @@ int run_scenes_eval(const std::vector<std::string>& argv) {
     qk[k] = {{"correct", v.first}, {"total", v.second}, {"accuracy", v.second ? double(v.first) / v.second : 0.0}};
   rep["qa"] = {{"correct", qa_c}, {"total", qa_t}, {"accuracy", qa_t ? double(qa_c) / qa_t : 0.0}, {"by_kind", qk}};
 
+  if (a.has("--csv")) {  // accuracy by object position, for plots (experiments/dilution)
+    std::string csv = "position,objects,described,attributes_total,attributes_correct,accuracy\n";
+    for (auto& [p, st] : by_pos)
+      csv += std::to_string(p) + "," + std::to_string(st.objects) + "," + std::to_string(st.matched) + "," +
+             std::to_string(st.attributes_total) + "," + std::to_string(st.attributes_correct) + "," +
+             std::to_string(st.accuracy()) + "\n";
+    atomic_write_file(a.get("--csv"), csv);
+  }
   if (json_out) {
     std::printf("%s\n", rep.dump().c_str());
     return 0;

@@ -5,7 +5,7 @@
 //   pvm eval --task scenes [--model DIR] [--pvm ADAPTER] [--no-pvm] [--count N] [--seed S]
 //            [--objects MIN-MAX] [--textures] [--digits] [--max-new-tokens N] [--qa-per-scene K]
 //            [--qa-max-new-tokens N] [--device D] [--dtype T] [--tokenizer FILE] [--json]
-//            [--out FILE.jsonl] [--quiet]
+//            [--out FILE.jsonl] [--csv FILE.csv (accuracy by object position)] [--quiet]
 //
 // Scene i has seed scenes::scene_seed(S, 1, i): the held-out split of `pvm scenes --seed S`.
 #pragma once

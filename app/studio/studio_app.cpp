@@ -21,7 +21,6 @@
 #include <vector>
 
 #include "app/studio/layout.h"
-#include "app/studio/path_prompt.h"
 #include "app/studio/session.h"
 #include "engine/base/error.h"
 #include "engine/base/version.h"
