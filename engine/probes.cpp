@@ -66,26 +66,35 @@ void ProbeRecorder::configure(ForwardState& st, bool prefill) {
   if (prefill) {
     sinks_.assign(L, {});
     sink_t_.assign(L, torch::Tensor());
+    sel_.assign(L, torch::Tensor());
   }
   if (mass || opt_.heatmap) {
     st.observer = [this, prefill, mass, Nv](int64_t layer, const torch::Tensor& probs) {
       torch::NoGradGuard ng;
-      auto p = probs[0];  // [Hq, T]
-      f_keys_ = p.size(1);
-      auto vis = p.index_select(1, vis_idx_t_);  // [Hq, Nv]
-      if (mass) f_mass_heads_[layer] = vis.sum(1);
-      if (opt_.sink_excluded && Nv > 0) {
-        if (prefill) {
-          int64_t k = opt_.sink_k > 0 ? opt_.sink_k : std::max<int64_t>(1, (int64_t)std::ceil(0.01 * Nv));
-          k = std::min(k, Nv);
-          auto idx = std::get<1>(vis.mean(0).topk(k));
-          sink_t_[layer] = vis_idx_t_.index_select(0, idx);
-          auto c = sink_t_[layer].to(torch::kCPU).contiguous();
-          sinks_[layer].assign(c.data_ptr<int64_t>(), c.data_ptr<int64_t>() + c.numel());
-        }
-        if (sink_t_[layer].defined()) f_sink_heads_[layer] = p.index_select(1, sink_t_[layer]).sum(1);
+      auto p = probs[0].to(torch::kFloat);  // [Hq, T]
+      const int64_t T = p.size(1);
+      f_keys_ = T;
+      torch::Tensor vis;  // [Hq, Nv], only where needed
+      if (opt_.sink_excluded && Nv > 0 && prefill) {
+        vis = p.index_select(1, vis_idx_t_);
+        int64_t k = opt_.sink_k > 0 ? opt_.sink_k : std::max<int64_t>(1, (int64_t)std::ceil(0.01 * Nv));
+        k = std::min(k, Nv);
+        auto idx = std::get<1>(vis.mean(0).topk(k));
+        sink_t_[layer] = vis_idx_t_.index_select(0, idx);
+        auto c = sink_t_[layer].to(torch::kCPU).contiguous();
+        sinks_[layer].assign(c.data_ptr<int64_t>(), c.data_ptr<int64_t>() + c.numel());
+        sel_[layer] = torch::Tensor();  // rebuilt below with the sink column
       }
-      if (opt_.heatmap) f_vis_attn_[layer] = vis.mean(0);
+      if (mass) {
+        auto& sel = sel_[layer];
+        if (!sel.defined() || sel.size(0) < T) {
+          sel = torch::zeros({std::max<int64_t>(2 * T, 256), 2}, p.options());
+          if (Nv > 0) sel.select(1, 0).index_fill_(0, vis_idx_t_, 1.0);
+          if (opt_.sink_excluded && sink_t_[layer].defined()) sel.select(1, 1).index_fill_(0, sink_t_[layer], 1.0);
+        }
+        f_mass_heads_[layer] = torch::mm(p, sel.narrow(0, 0, T));  // [Hq, 2]: visual, sink
+      }
+      if (opt_.heatmap && Nv > 0) f_vis_attn_[layer] = p.mean(0);  // [T]; visual columns picked once per token
     };
   }
   if (opt_.pvm) st.pvm_probes = &f_pvm_;
@@ -109,37 +118,54 @@ void ProbeRecorder::after_forward(const ForwardOutput& out, bool) {
   };
   const bool mass = opt_.visual_mass || opt_.per_head || opt_.sink_excluded;
   if (mass && f_mass_heads_[0].defined()) {
-    auto heads = torch::stack(f_mass_heads_).to(torch::kCPU, torch::kFloat);  // [L, Hq]
-    t->mass = to_vec(heads.mean(1));
-    if (opt_.per_head)
-      for (int64_t l = 0; l < L; ++l) t->mass_heads.push_back(to_vec(heads[l]));
-    if (opt_.sink_excluded) {
-      if (f_sink_heads_[0].defined()) {
-        auto sink = torch::stack(f_sink_heads_).to(torch::kCPU, torch::kFloat);
-        t->mass_nosink = to_vec((heads - sink).clamp_min(0).mean(1));
-      } else {
-        t->mass_nosink = t->mass;  // no visual tokens
+    // one copy of [L, Hq, 2] (visual, sink mass per head); the means are taken here
+    auto all = torch::stack(f_mass_heads_).to(torch::kCPU, torch::kFloat).contiguous();
+    const int64_t Hq = all.size(1);
+    const float* a = all.data_ptr<float>();
+    const bool sinks = opt_.sink_excluded && sink_t_.size() == (size_t)L && sink_t_[0].defined();
+    t->mass.assign(L, 0.f);
+    if (opt_.sink_excluded) t->mass_nosink.assign(L, 0.f);
+    if (opt_.per_head) t->mass_heads.assign(L, std::vector<float>(Hq));
+    for (int64_t l = 0; l < L; ++l) {
+      double m = 0, ns = 0;
+      for (int64_t h = 0; h < Hq; ++h) {
+        const float v = a[(l * Hq + h) * 2], sk = a[(l * Hq + h) * 2 + 1];
+        m += v;
+        ns += sinks ? std::max(0.f, v - sk) : v;
+        if (opt_.per_head) t->mass_heads[l][h] = v;
       }
+      t->mass[l] = float(m / Hq);
+      if (opt_.sink_excluded) t->mass_nosink[l] = float(ns / Hq);
     }
   }
-  if (opt_.heatmap && f_vis_attn_[0].defined())
-    for (int64_t l = 0; l < L; ++l) t->visual_attn.push_back(to_vec(f_vis_attn_[l]));
+  if (opt_.heatmap && f_vis_attn_[0].defined()) {
+    auto va = torch::stack(f_vis_attn_).index_select(1, vis_idx_t_).to(torch::kCPU, torch::kFloat).contiguous();  // [L, Nv]
+    const float* v = va.data_ptr<float>();
+    const int64_t nv = va.size(1);
+    for (int64_t l = 0; l < L; ++l) t->visual_attn.emplace_back(v + l * nv, v + (l + 1) * nv);
+  }
   for (auto& [layer, p] : f_pvm_) {
     if (!p.attn.defined()) continue;
     PvmLayerProbe q;
     q.layer = layer;
     q.gate = std::abs(p.gate);
-    q.injection_norm = p.injection_norm[0].item<float>();
-    q.residual_norm = p.residual_norm[0].item<float>();
+    // one copy per PVM layer: [injection norm, residual norm, head-mean attention over Nv]
+    auto v = to_vec(torch::cat({p.injection_norm.narrow(0, 0, 1).to(torch::kFloat),
+                                p.residual_norm.narrow(0, 0, 1).to(torch::kFloat), p.attn[0].to(torch::kFloat).mean(0)}));
+    q.injection_norm = v[0];
+    q.residual_norm = v[1];
     q.ratio = q.residual_norm > 0 ? q.injection_norm / q.residual_norm : 0.f;
-    auto a = p.attn[0].to(torch::kFloat).mean(0);  // [Nv]
-    q.entropy = std::max(0.f, -(a * a.clamp_min(1e-30).log()).sum().item<float>());
-    int64_t k = std::min<int64_t>(opt_.pvm_top, a.numel());
-    auto [v, i] = a.topk(k);
-    q.top_p = to_vec(v);
-    auto ic = i.to(torch::kCPU).contiguous();
-    q.top.assign(ic.data_ptr<int64_t>(), ic.data_ptr<int64_t>() + ic.numel());
-    if (opt_.heatmap) q.attn = to_vec(a);
+    std::vector<float> att(v.begin() + 2, v.end());
+    double ent = 0;
+    for (float x : att) ent -= double(x) * std::log(std::max(double(x), 1e-30));
+    q.entropy = std::max(0.f, float(ent));
+    const int64_t k = std::min<int64_t>(opt_.pvm_top, (int64_t)att.size());
+    std::vector<int64_t> order(att.size());
+    for (size_t j = 0; j < order.size(); ++j) order[j] = (int64_t)j;
+    std::partial_sort(order.begin(), order.begin() + k, order.end(),
+                      [&](int64_t x, int64_t y) { return att[x] > att[y] || (att[x] == att[y] && x < y); });
+    for (int64_t j = 0; j < k; ++j) q.top.push_back(order[j]), q.top_p.push_back(att[order[j]]);
+    if (opt_.heatmap) q.attn = std::move(att);
     t->pvm.push_back(std::move(q));
   }
   if (opt_.logit_lens && f_lens_logp_[0].defined()) {
@@ -150,9 +176,10 @@ void ProbeRecorder::after_forward(const ForwardOutput& out, bool) {
     auto kl = (fin.exp().unsqueeze(0) * (fin.unsqueeze(0) - layers)).sum(1).clamp_min(0);
     t->lens_kl = to_vec(kl);
     auto top = layers.argmax(1).to(torch::kCPU).contiguous();
+    const int64_t* tp = top.data_ptr<int64_t>();
     int64_t ftop = fin.argmax().item<int64_t>();
     for (int64_t l = 0; l < L; ++l)
-      if (top[l].item<int64_t>() == ftop) {
+      if (tp[l] == ftop) {
         t->lens_first_layer = l;
         break;
       }

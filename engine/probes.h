@@ -115,6 +115,9 @@ class ProbeRecorder {
   torch::Tensor vis_idx_t_;  // on the model's device
   std::vector<std::vector<int64_t>> sinks_;
   std::vector<torch::Tensor> sink_t_;  // per layer, key positions (device)
+  // per layer [capacity, 2] f32: column 0 marks visual keys, column 1 that layer's sink keys, so one
+  // mm of the last query's probabilities [Hq, T] gives both masses per head (few ops per layer).
+  std::vector<torch::Tensor> sel_;
   // per forward
   std::vector<torch::Tensor> f_mass_heads_, f_sink_heads_, f_vis_attn_, f_lens_logp_;
   std::map<int64_t, PvmProbe> f_pvm_;

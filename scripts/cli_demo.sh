@@ -1,21 +1,30 @@
 #!/usr/bin/env bash
-# CLI demo: what the engine does today, on a sample image.
+# CLI demo (what `scripts/run.sh` does without a display): a new scene, the default model describes
+# it with and without its PVM adapter, a short dilution measurement, and a small graded evaluation.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${PVM_BUILD_DIR:-$(pwd)/build}
 PVM="$BUILD/pvm"
-IMG=assets/samples/shapes.png
+OUT="$BUILD/demo"
 step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
 
 step "$PVM" inspect --preset qwen3-vl-8b --pvm-layers 8,16,24
-step "$PVM" preprocess --image "$IMG"
-step "$PVM" tokenize --text "A red circle left of a blue square."
-MODEL=assets/default-model
-if [ ! -f "$MODEL/config.json" ]; then
-  # Until the project's trained default model lands: a random-weight model of the Qwen3-VL
-  # architecture (real tokenizer and processor, tiny widths). Its words are noise; the point is
-  # the pipeline and its speed.
+if [ ! -f assets/default-model/config.json ]; then
+  # Without the trained default model: a random-weight model of the Qwen3-VL architecture; its words
+  # are noise, the pipeline is real.
   MODEL="$BUILD/demo-random-model"
   [ -f "$MODEL/config.json" ] || step "$PVM" init --preset qwen3-vl-tiny --dtype f32 --out "$MODEL"
+  step "$PVM" generate --model "$MODEL" --image assets/samples/shapes.png --prompt "Describe every object." --max-new-tokens 32
+  exit 0
 fi
-step "$PVM" generate --model "$MODEL" --image "$IMG" --prompt "Describe every object in this image." --max-new-tokens 32
+rm -rf "$OUT" && mkdir -p "$OUT"
+step "$PVM" scenes --out "$OUT/scenes" --count 1 --heldout 0 --objects 12-14 --seed "$(date +%s)" --quiet
+IMG=$(ls "$OUT"/scenes/images/*.png | head -1)
+PROMPT=$(head -1 "$OUT/scenes/sft.jsonl" | python3 -c 'import json,sys; print(json.load(sys.stdin)["messages"][0]["content"].replace("<image>",""))')
+echo "ground truth: $(head -1 "$OUT/scenes/scenes.jsonl" | python3 -c 'import json,sys; print(json.load(sys.stdin)["description"][:400])') ..."
+step "$PVM" generate --image "$IMG" --prompt "$PROMPT" --max-new-tokens 160 --no-pvm
+step "$PVM" generate --image "$IMG" --prompt "$PROMPT" --max-new-tokens 160 --pvm assets/default-pvm
+step "$PVM" dilution --pvm assets/default-pvm --images "$IMG" --prompt "$PROMPT" --max-new-tokens 128 --out "$OUT/dilution" --quiet
+step "$PVM" eval --task scenes --count 5 --seed 3 --qa-per-scene 1 --quiet
+echo
+echo "plots: $OUT/dilution/*.png   studio: bash scripts/run.sh (needs a display)"

@@ -165,7 +165,8 @@ TEST_F(TinyModel, SampledImagePadTokenDecodesAsText) {
   req.stop_ids = {9999};
   int calls = 0;
   req.after_forward = [&](const ForwardOutput& o, bool) {
-    if (calls++ == 0) o.logits.index_put_({torch::indexing::Ellipsis, cfg.image_token_id}, 1e9);  // force it once
+    torch::Tensor l = o.logits;  // shares storage: sampling reads the edited logits
+    if (calls++ == 0) l.index_put_({torch::indexing::Ellipsis, cfg.image_token_id}, 1e9);  // force it once
   };
   GenerationResult res;
   ASSERT_NO_THROW(res = generate(m, req));

@@ -91,7 +91,7 @@ int run(const std::vector<std::string>& argv) {
   pvm::cli::Args a(argv,
                    {"--model", "--pvm", "--images", "--prompt-preset", "--prompt", "--max-new-tokens", "--out",
                     "--dtype", "--device", "--tokenizer", "--sink-k"},
-                   {"--stop-at-eos", "--quiet", "--heatmaps"});
+                   {"--stop-at-eos", "--quiet", "--heatmaps", "--logit-lens"});
   std::string model_dir = a.get("--model", pvm::default_model_dir());
   if (model_dir.empty()) throw pvm::Error("no --model given and the default model (assets/default-model) is not present");
   const std::string out_dir = a.require("--out");
@@ -104,6 +104,7 @@ int run(const std::vector<std::string>& argv) {
   if (sink_k < 0 || sink_k > 1 << 20) throw pvm::Error("--sink-k must be >= 0 (0 = 1% of the visual tokens)");
   const bool quiet = a.has("--quiet");
   const bool heatmaps = a.has("--heatmaps");
+  const bool lens = a.has("--logit-lens");
   std::string prompt = a.has("--prompt") ? a.get("--prompt") : pvm::load_prompt_preset(a.get("--prompt-preset", "blind-painter"));
 
   auto dev = pvm::parse_device(a.get("--device", "auto"));
@@ -121,6 +122,9 @@ int run(const std::vector<std::string>& argv) {
 
   const int64_t L = m->config().text.num_hidden_layers;
   std::map<std::string, std::vector<Row>> rows;
+  // logit lens per run: "image,step,first_layer,kl_0..kl_{L-1}" lines, and sums per step
+  std::map<std::string, std::string> lens_csv;
+  std::map<std::string, std::vector<double>> lens_sum, lens_cnt;
   const int64_t total = (int64_t)(runs.size() * images.size()) * max_new;
   int64_t done_tokens = 0;
   auto t_start = std::chrono::steady_clock::now();
@@ -140,6 +144,7 @@ int run(const std::vector<std::string>& argv) {
       opt.pvm = req.pvm;
       opt.sink_k = (int)sink_k;
       opt.heatmap = heatmaps;
+      opt.logit_lens = lens;
       pvm::ProbeRecorder rec(m, pvm::visual_positions(req.prompt_ids, m->config().image_token_id), opt, req.grids,
                              m->config().vision.spatial_merge_size);
       auto t_run = std::chrono::steady_clock::now();
@@ -159,6 +164,18 @@ int run(const std::vector<std::string>& argv) {
       for (auto& t : rec.tokens())
         for (int64_t l = 0; l < (int64_t)t.mass.size(); ++l)
           rows[run_name].push_back({ii, t.step, l, t.mass[l], t.mass_nosink.empty() ? t.mass[l] : t.mass_nosink[l]});
+      if (lens) {
+        auto& sum = lens_sum[run_name];
+        auto& cnt = lens_cnt[run_name];
+        sum.resize(max_new, 0.0), cnt.resize(max_new, 0.0);
+        for (auto& t : rec.tokens()) {
+          std::string line = fs::path(images[ii]).filename().string() + "," + std::to_string(t.step) + "," +
+                             std::to_string(t.lens_first_layer);
+          for (float k : t.lens_kl) line += "," + fmt(k);
+          lens_csv[run_name] += line + "\n";
+          if (t.step < max_new && t.lens_first_layer >= 0) sum[t.step] += (double)t.lens_first_layer, cnt[t.step] += 1;
+        }
+      }
       rec.write_jsonl((fs::path(out_dir) / ("probes_" + run_name + "_" + std::to_string(ii) + ".jsonl")).string());
       if (heatmaps && !rec.tokens().empty()) write_heatmaps(rec, pvm::load_image(images[ii]), out_dir, run_name, ii);
     }
@@ -263,6 +280,36 @@ int run(const std::vector<std::string>& argv) {
     ps.height = std::max(560, 60 + 16 * (int)L + 120);  // room for the legend
     pvm::write_line_plot((fs::path(out_dir) / ("mass_by_layer_" + runs[r] + ".png")).string(), ps);
   }
+  if (lens) {
+    // First layer whose top-1 equals the model's own (lower = earlier convergence), in bins of 16 tokens.
+    ps.title = "logit lens: first agreeing layer vs position";
+    ps.ylabel = "first layer agreeing with the output (mean, 16-token bins)";
+    ps.height = 560;
+    ps.series.clear();
+    std::string summary = "run,tokens,mean_first_layer\n";
+    for (size_t r = 0; r < runs.size(); ++r) {
+      std::string head = "image,step,first_layer";
+      for (int64_t l = 0; l < L; ++l) head += ",kl_" + std::to_string(l);
+      pvm::atomic_write_file((fs::path(out_dir) / ("lens_" + runs[r] + ".csv")).string(), head + "\n" + lens_csv[runs[r]]);
+      auto& sum = lens_sum[runs[r]];
+      auto& cnt = lens_cnt[runs[r]];
+      pvm::PlotSeries s;
+      s.label = runs[r];
+      s.color = colors[r % 2];
+      double all = 0, n_all = 0;
+      for (int64_t b = 0; b * 16 < (int64_t)sum.size(); ++b) {
+        double bs = 0, bn = 0;
+        for (int64_t k = b * 16; k < std::min<int64_t>((b + 1) * 16, (int64_t)sum.size()); ++k) bs += sum[k], bn += cnt[k];
+        if (bn > 0) s.x.push_back((double)b * 16 + 8), s.y.push_back(bs / bn);
+        all += bs, n_all += bn;
+      }
+      summary += runs[r] + "," + fmt(n_all) + "," + fmt(n_all > 0 ? all / n_all : NAN) + "\n";
+      ps.series.push_back(s);
+    }
+    pvm::atomic_write_file((fs::path(out_dir) / "lens_summary.csv").string(), summary);
+    pvm::write_line_plot((fs::path(out_dir) / "lens_first_layer.png").string(), ps);
+    std::printf("%s", summary.c_str());
+  }
   if (!quiet)
     std::fprintf(stderr, "wrote %s/{mass_%s.csv,fits.csv,mass_vs_position.png,mass_nosink_vs_position.png,mass_loglog.png,mass_by_layer_*.png} (%zu image(s), %lld tokens per run)\n",
                  out_dir.c_str(), runs.size() > 1 ? "{baseline,pvm}" : "baseline", images.size(), (long long)max_new);
@@ -275,5 +322,5 @@ int run(const std::vector<std::string>& argv) {
 PVM_COMMAND("dilution", "visual attention mass vs generated position, baseline vs PVM, with fits and plots",
             "[--model DIR] [--pvm ADAPTER] --images DIR|FILE... --out DIR [--prompt-preset blind-painter | --prompt TEXT] "
             "[--max-new-tokens N] [--sink-k K] [--stop-at-eos] [--dtype f32|bf16|f16|auto] [--device cpu|cuda|auto] "
-            "[--tokenizer FILE] [--heatmaps] [--quiet]",
+            "[--tokenizer FILE] [--heatmaps] [--logit-lens] [--quiet]",
             run);

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <cmath>
 #include <cstdio>
 #include <exception>
@@ -254,13 +255,20 @@ void Session::do_load(const LoadRequest& r) {
   } else {
     p = std::make_unique<Pipeline>(Pipeline::open(dir, lo));
   }
-  if (!r.adapter.empty()) load_pvm_adapter(*p->model.model, r.adapter);
+  // The default model comes with its PVM adapter, so baseline and PVM can be compared at once.
+  std::string adapter = r.adapter;
+  if (adapter.empty() && r.dir.empty() && !dir.empty()) {
+    std::error_code ec;
+    auto d = std::filesystem::path(dir).parent_path() / "default-pvm";  // assets/default-pvm
+    if (std::filesystem::exists(d / "adapter_config.json", ec)) adapter = d.string();
+  }
+  if (!adapter.empty()) load_pvm_adapter(*p->model.model, adapter);
   pipe_ = std::move(p);
   {
     std::lock_guard<std::mutex> l(mu_);
     const auto& pp = pipe_->preprocessor;
     proc_ = {pp.patch_size, pp.merge_size, pp.min_pixels, pp.max_pixels};
-    sh_.model.adapter = r.adapter;
+    sh_.model.adapter = adapter;
     sh_.model.note = note;
     sh_.model.device = lo.device.str();
     sh_.model.dtype = dtype_name(lo.dtype);

@@ -676,6 +676,10 @@ void StudioApp::start_up() {
     return;
   }
   model_->load(opt_.model, opt_.pvm);  // "" = default model (random tiny one when absent)
+  // The default model was trained on the scenes world: open on its instruction, not the generic preset.
+  if (opt_.model.empty() && std::filesystem::exists(PVM_SOURCE_DIR "/assets/default-model/config.json") &&
+      ctx_.scenes_available)
+    prompt_->use_preset("scene_description");
   if (!opt_.open.empty()) {
     std::string err;
     if (!open_session(opt_.open, &err)) {
