@@ -101,8 +101,8 @@ void ProbeRecorder::configure(ForwardState& st, bool prefill) {
   if (opt_.logit_lens) {
     st.layer_output_hook = [this](int64_t layer, const torch::Tensor& h) {
       torch::NoGradGuard ng;
-      auto last = h.narrow(0, 0, 1).narrow(1, h.size(1) - 1, 1);  // [1, 1, H]
-      f_lens_logp_[layer] = model_->model->language_model->norm(last).view({1, -1});  // [1, H]
+      // the last position of sequence 0, [1, H]; the final norm is applied to all layers at once
+      f_lens_logp_[layer] = h.select(0, 0).select(0, h.size(1) - 1).unsqueeze(0).clone();
     };
   }
 }
@@ -171,7 +171,7 @@ void ProbeRecorder::after_forward(const ForwardOutput& out, bool) {
   if (opt_.logit_lens && f_lens_logp_[0].defined()) {
     auto fin = torch::log_softmax(out.logits[0][-1].to(torch::kFloat), 0);  // [V]
     // one GEMM for all layers: the lm_head weight is read once, not once per layer
-    auto normed = torch::cat(f_lens_logp_, 0);  // [L, H]
+    auto normed = model_->model->language_model->norm(torch::cat(f_lens_logp_, 0));  // [L, H]
     auto layers = torch::log_softmax(torch::mm(model_->lm_head_weight(), normed.t()).t().to(torch::kFloat), 1);  // [L, V]
     auto kl = (fin.exp().unsqueeze(0) * (fin.unsqueeze(0) - layers)).sum(1).clamp_min(0);
     t->lens_kl = to_vec(kl);

@@ -14,7 +14,7 @@
 # `pvm dilution --logit-lens` (experiments/dilution), SFT vs SFT+GRPO from experiments/default_model.
 # Outputs: results/<name>.json (full report), results/accuracy_<name>.csv (by object position),
 # results/summary.csv and results/accuracy_by_position.png.
-# Environment: PVM (binary), STEPS (PVM steps per variant, 400), EVAL_COUNT (100), SEED (1),
+# Environment: PVM (binary), STEPS (PVM steps per variant, 250), EVAL_COUNT (80), SEED (1),
 # VARIANTS (default "pvm mlp hidden strided consec"), DATA (SFT JSONL; default: the train.sh data set).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -22,8 +22,8 @@ root=$(cd "$here/../.." && pwd)
 PVM=${PVM:-$root/build/pvm}
 MODEL=${MODEL:-$root/assets/default-model}
 DATA=${DATA:-$root/out/default_model/scenes/sft.jsonl}
-STEPS=${STEPS:-400}
-COUNT=${EVAL_COUNT:-100}
+STEPS=${STEPS:-250}
+COUNT=${EVAL_COUNT:-80}
 SEED=${SEED:-1}
 VARIANTS=${VARIANTS:-"pvm mlp hidden strided consec"}
 work=$root/out/ablations

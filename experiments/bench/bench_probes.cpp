@@ -78,8 +78,8 @@ int main(int argc, char** argv) try {
       }
     return best;
   };
-  std::printf("preset %s (%lld layers, vocab %lld), %s %s, %d threads; prompt %zu tokens (%lld visual), decode %lld\n",
-              a.get("--preset", "qwen3-vl-tiny").c_str(), (long long)c.text.num_hidden_layers,
+  std::printf("%s (%lld layers, vocab %lld), %s %s, %d threads; prompt %zu tokens (%lld visual), decode %lld\n",
+              (a.has("--config") ? a.get("--config") : "preset " + a.get("--preset", "qwen3-vl-tiny")).c_str(), (long long)c.text.num_hidden_layers,
               (long long)c.text.vocab_size, dev.str().c_str(), pvm::dtype_name(dtype).c_str(), torch::get_num_threads(),
               req.prompt_ids.size(), (long long)nv, (long long)n_decode);
   pvm::ProbeOptions all{true, true, true, true, true, true};
