@@ -169,20 +169,58 @@ void ProbeRecorder::after_forward(const ForwardOutput& out, bool) {
     t->pvm.push_back(std::move(q));
   }
   if (opt_.logit_lens && f_lens_logp_[0].defined()) {
-    auto fin = torch::log_softmax(out.logits[0][-1].to(torch::kFloat), 0);  // [V]
     // one GEMM for all layers: the lm_head weight is read once, not once per layer
     auto normed = model_->model->language_model->norm(torch::cat(f_lens_logp_, 0));  // [L, H]
-    auto layers = torch::log_softmax(torch::mm(model_->lm_head_weight(), normed.t()).t().to(torch::kFloat), 1);  // [L, V]
-    auto kl = (fin.exp().unsqueeze(0) * (fin.unsqueeze(0) - layers)).sum(1).clamp_min(0);
-    t->lens_kl = to_vec(kl);
-    auto top = layers.argmax(1).to(torch::kCPU).contiguous();
-    const int64_t* tp = top.data_ptr<int64_t>();
-    int64_t ftop = fin.argmax().item<int64_t>();
-    for (int64_t l = 0; l < L; ++l)
-      if (tp[l] == ftop) {
-        t->lens_first_layer = l;
-        break;
+    auto layer_logits = torch::mm(normed, model_->lm_head_weight().t());                // [L, V]
+    auto fin_logits = out.logits[0][-1].unsqueeze(0).to(layer_logits.scalar_type());  // [1, V]
+    const int64_t V = layer_logits.size(1);
+    if (layer_logits.is_cpu() && (L + 1) * V <= (int64_t)1 << 22) {
+      // Small vocabularies on the CPU: one copy, then log-softmax, KL and argmax on the host
+      // (a dozen tensor ops per token would cost more than the arithmetic).
+      auto all = torch::cat({layer_logits, fin_logits}, 0).to(torch::kFloat).contiguous();  // [L+1, V]
+      const float* a = all.data_ptr<float>();
+      std::vector<double> lse(L + 1);
+      std::vector<int64_t> top(L + 1);
+      for (int64_t r = 0; r <= L; ++r) {
+        const float* x = a + r * V;
+        int64_t best = 0;
+        for (int64_t v = 1; v < V; ++v)
+          if (x[v] > x[best]) best = v;
+        double s = 0;
+        for (int64_t v = 0; v < V; ++v) s += std::exp(double(x[v]) - x[best]);
+        lse[r] = x[best] + std::log(s);
+        top[r] = best;
       }
+      const float* f = a + L * V;
+      t->lens_kl.assign(L, 0.f);
+      for (int64_t l = 0; l < L; ++l) {
+        const float* x = a + l * V;
+        double kl = 0;
+        for (int64_t v = 0; v < V; ++v) {
+          const double lf = f[v] - lse[L];
+          kl += std::exp(lf) * (lf - (x[v] - lse[l]));
+        }
+        t->lens_kl[l] = float(std::max(0.0, kl));
+      }
+      for (int64_t l = 0; l < L; ++l)
+        if (top[l] == top[L]) {
+          t->lens_first_layer = l;
+          break;
+        }
+    } else {
+      auto fin = torch::log_softmax(fin_logits[0].to(torch::kFloat), 0);  // [V]
+      auto layers = torch::log_softmax(layer_logits.to(torch::kFloat), 1);  // [L, V]
+      auto kl = (fin.exp().unsqueeze(0) * (fin.unsqueeze(0) - layers)).sum(1).clamp_min(0);
+      t->lens_kl = to_vec(kl);
+      auto top = layers.argmax(1).to(torch::kCPU).contiguous();
+      const int64_t* tp = top.data_ptr<int64_t>();
+      int64_t ftop = fin.argmax().item<int64_t>();
+      for (int64_t l = 0; l < L; ++l)
+        if (tp[l] == ftop) {
+          t->lens_first_layer = l;
+          break;
+        }
+    }
   }
   pending_ = std::move(t);
 }
