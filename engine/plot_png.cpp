@@ -203,7 +203,12 @@ ImageRGB render_line_plot(const PlotSpec& s) {
   }
   line(img, L, T, L, B, black, 1, 0, ph);
   line(img, L, B, R, B, black, 1, 0, ph);
-  if (!s.title.empty()) draw_text(img, (s.width - text_width(s.title, 3)) / 2, 12, s.title, black, 3);
+  if (!s.title.empty()) {
+    // the largest glyph scale that fits the width (a long title must not run off the image)
+    int scale = 3;
+    while (scale > 1 && text_width(s.title, scale) > s.width - 8) --scale;
+    draw_text(img, std::max(4, (s.width - text_width(s.title, scale)) / 2), 12 + (3 - scale) * 3, s.title, black, scale);
+  }
   if (!s.xlabel.empty()) draw_text(img, (L + R - text_width(s.xlabel, sc)) / 2, B + 28, s.xlabel, black, sc);
   if (!s.ylabel.empty()) draw_text(img, 8, T - 18, s.ylabel, black, sc);
   // series (clipped to the plot area by dropping points outside it vertically)

@@ -70,7 +70,7 @@ done
 series=(--series "$out/accuracy_baseline.csv:position:accuracy:baseline")
 for v in $VARIANTS; do series+=(--series "$out/accuracy_$v.csv:position:accuracy:$v"); done
 "$PVM" plot "${series[@]}" --out "$out/accuracy_by_position.png" --ymin 0 --ymax 1 \
-  --title "attribute accuracy by object position, PVM variants ($COUNT held-out scenes)" \
+  --title "accuracy by object position, PVM variants ($COUNT scenes)" --width 960 \
   --xlabel "object position in the description" --ylabel "attribute accuracy"
 python3 - "$out" baseline $VARIANTS <<'PY'
 import json, sys
