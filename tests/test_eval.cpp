@@ -19,6 +19,8 @@
 #include "engine/loader.h"
 #include "test_util.h"
 
+#include "cli_util.h"
+
 namespace {
 
 namespace ev = pvm::eval;
@@ -267,15 +269,7 @@ void write_byte_tokenizer(const std::string& path) {
   write_file(path, j.dump());
 }
 
-std::string pvm_bin() {
-  if (const char* b = std::getenv("PVM_BIN"); b && *b) return b;
-  char buf[4096];
-  ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
-  if (n <= 0) return "";
-  std::string self(buf, size_t(n));
-  std::string p = self.substr(0, self.find_last_of('/') + 1) + "pvm";
-  return ::access(p.c_str(), X_OK) == 0 ? p : "";
-}
+using pvm::testing::pvm_bin;  // tests/cli_util.h
 
 // Runs a command; returns (exit status, stdout); stderr goes to `err_file`.
 std::pair<int, std::string> run(const std::string& cmd, const std::string& err_file) {

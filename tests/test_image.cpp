@@ -21,6 +21,8 @@
 #include "engine/image.h"
 #include "engine/image_write.h"
 
+#include "cli_util.h"
+
 namespace {
 
 std::string tmpdir() {
@@ -69,16 +71,7 @@ std::pair<int, std::string> run_cmd(const std::string& cmd) {
   return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
 }
 
-// The pvm CLI: $PVM_BIN, else the `pvm` next to this test binary (same build directory).
-std::string pvm_bin() {
-  if (const char* b = std::getenv("PVM_BIN"); b && *b) return b;
-  char buf[4096];
-  ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
-  if (n <= 0) return "";
-  std::string self(buf, size_t(n));
-  std::string p = self.substr(0, self.find_last_of('/') + 1) + "pvm";
-  return ::access(p.c_str(), X_OK) == 0 ? p : "";
-}
+using pvm::testing::pvm_bin;  // tests/cli_util.h
 
 template <typename F>
 std::string error_of(F&& f) {
