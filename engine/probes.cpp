@@ -59,7 +59,6 @@ void ProbeRecorder::configure(ForwardState& st, bool prefill) {
   const int64_t Nv = (int64_t)vis_idx_.size();
   const bool mass = opt_.visual_mass || opt_.per_head || opt_.sink_excluded;
   f_mass_heads_.assign(L, torch::Tensor());
-  f_sink_heads_.assign(L, torch::Tensor());
   f_vis_attn_.assign(L, torch::Tensor());
   f_lens_logp_.assign(L, torch::Tensor());
   f_pvm_.clear();

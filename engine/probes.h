@@ -119,7 +119,7 @@ class ProbeRecorder {
   // mm of the last query's probabilities [Hq, T] gives both masses per head (few ops per layer).
   std::vector<torch::Tensor> sel_;
   // per forward
-  std::vector<torch::Tensor> f_mass_heads_, f_sink_heads_, f_vis_attn_, f_lens_logp_;
+  std::vector<torch::Tensor> f_mass_heads_, f_vis_attn_, f_lens_logp_;  // f_mass_heads_[l]: [Hq, 2]
   std::map<int64_t, PvmProbe> f_pvm_;
   int64_t f_keys_ = 0;
   std::unique_ptr<TokenProbe> pending_;
