@@ -54,6 +54,40 @@ void ProbeRecorder::attach(GenerationRequest& req) {
   };
 }
 
+bool ProbeRecorder::pvm_probe_on_host(const PvmProbe& p) {
+  for (auto* t : {&p.attn, &p.injection, &p.residual})
+    if (!t->defined() || !t->is_cpu() || t->scalar_type() != torch::kFloat) return false;
+  return true;
+}
+
+void ProbeRecorder::host_observe(int64_t layer, const torch::Tensor& p, bool mass) {
+  // p: [Hq, T] f32 on the CPU, unit stride along T. Same sums as the selection-matrix GEMM.
+  const int64_t Hq = p.size(0), rs = p.stride(0);
+  const float* d = p.data_ptr<float>();
+  const bool sinks = opt_.sink_excluded && (size_t)layer < sinks_.size();
+  if (mass) {
+    auto& m = h_mass_[layer];
+    m.assign(Hq * 2, 0.f);
+    for (int64_t h = 0; h < Hq; ++h) {
+      const float* row = d + h * rs;
+      double v = 0, sk = 0;
+      for (int64_t j : vis_idx_) v += row[j];
+      if (sinks)
+        for (int64_t j : sinks_[layer]) sk += row[j];
+      m[h * 2] = float(v), m[h * 2 + 1] = float(sk);
+    }
+  }
+  if (opt_.heatmap && !vis_idx_.empty()) {
+    auto& v = h_vis_[layer];
+    v.assign(vis_idx_.size(), 0.f);
+    for (int64_t h = 0; h < Hq; ++h) {
+      const float* row = d + h * rs;
+      for (size_t j = 0; j < vis_idx_.size(); ++j) v[j] += row[vis_idx_[j]];
+    }
+    for (auto& x : v) x /= Hq;
+  }
+}
+
 void ProbeRecorder::configure(ForwardState& st, bool prefill) {
   const int64_t L = model_->config().text.num_hidden_layers;
   const int64_t Nv = (int64_t)vis_idx_.size();
@@ -62,6 +96,8 @@ void ProbeRecorder::configure(ForwardState& st, bool prefill) {
   f_vis_attn_.assign(L, torch::Tensor());
   f_lens_logp_.assign(L, torch::Tensor());
   f_pvm_.clear();
+  h_mass_.assign(L, {});
+  h_vis_.assign(L, {});
   if (prefill) {
     sinks_.assign(L, {});
     sink_t_.assign(L, torch::Tensor());
@@ -73,6 +109,10 @@ void ProbeRecorder::configure(ForwardState& st, bool prefill) {
       auto p = probs[0].to(torch::kFloat);  // [Hq, T]
       const int64_t T = p.size(1);
       f_keys_ = T;
+      if (opt_.host && !prefill && p.is_cpu() && p.stride(1) == 1) {
+        host_observe(layer, p, mass);
+        return;
+      }
       torch::Tensor vis;  // [Hq, Nv], only where needed
       if (opt_.sink_excluded && Nv > 0 && prefill) {
         vis = p.index_select(1, vis_idx_t_);
@@ -98,8 +138,20 @@ void ProbeRecorder::configure(ForwardState& st, bool prefill) {
   }
   if (opt_.pvm) st.pvm_probes = &f_pvm_;
   if (opt_.logit_lens) {
-    st.layer_output_hook = [this](int64_t layer, const torch::Tensor& h) {
+    st.layer_output_hook = [this, L](int64_t layer, const torch::Tensor& h) {
       torch::NoGradGuard ng;
+      auto last = h.select(0, 0).select(0, h.size(1) - 1);  // [H], a view
+      if (opt_.host && last.is_cpu() && last.scalar_type() == torch::kFloat) {
+        // one memcpy into a reused [L, H] buffer instead of a clone per layer and a cat
+        const int64_t H = last.size(0);
+        if (!h_lens_.defined() || h_lens_.size(0) != L || h_lens_.size(1) != H) h_lens_ = torch::empty({L, H}, torch::kFloat);
+        float* dst = h_lens_.data_ptr<float>() + layer * H;
+        const float* src = last.data_ptr<float>();
+        const int64_t st1 = last.stride(0);
+        for (int64_t i = 0; i < H; ++i) dst[i] = src[i * st1];
+        f_lens_logp_[layer] = h_lens_.narrow(0, layer, 1);  // [1, H]
+        return;
+      }
       // the last position of sequence 0, [1, H]; the final norm is applied to all layers at once
       f_lens_logp_[layer] = h.select(0, 0).select(0, h.size(1) - 1).unsqueeze(0).clone();
     };
@@ -116,11 +168,22 @@ void ProbeRecorder::after_forward(const ForwardOutput& out, bool) {
     return std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
   };
   const bool mass = opt_.visual_mass || opt_.per_head || opt_.sink_excluded;
-  if (mass && f_mass_heads_[0].defined()) {
-    // one copy of [L, Hq, 2] (visual, sink mass per head); the means are taken here
-    auto all = torch::stack(f_mass_heads_).to(torch::kCPU, torch::kFloat).contiguous();
-    const int64_t Hq = all.size(1);
-    const float* a = all.data_ptr<float>();
+  const bool host_mass = mass && !h_mass_.empty() && !h_mass_[0].empty();
+  if (host_mass || (mass && f_mass_heads_[0].defined())) {
+    // one copy of [L, Hq, 2] (visual, sink mass per head), or the host sums; the means are taken here
+    torch::Tensor all;
+    std::vector<float> flat;
+    const float* a = nullptr;
+    int64_t Hq = 0;
+    if (host_mass) {
+      Hq = (int64_t)h_mass_[0].size() / 2;
+      for (auto& m : h_mass_) flat.insert(flat.end(), m.begin(), m.end());
+      a = flat.data();
+    } else {
+      all = torch::stack(f_mass_heads_).to(torch::kCPU, torch::kFloat).contiguous();
+      Hq = all.size(1);
+      a = all.data_ptr<float>();
+    }
     const bool sinks = opt_.sink_excluded && sink_t_.size() == (size_t)L && sink_t_[0].defined();
     t->mass.assign(L, 0.f);
     if (opt_.sink_excluded) t->mass_nosink.assign(L, 0.f);
@@ -137,7 +200,9 @@ void ProbeRecorder::after_forward(const ForwardOutput& out, bool) {
       if (opt_.sink_excluded) t->mass_nosink[l] = float(ns / Hq);
     }
   }
-  if (opt_.heatmap && f_vis_attn_[0].defined()) {
+  if (opt_.heatmap && !h_vis_.empty() && !h_vis_[0].empty()) {
+    t->visual_attn = h_vis_;
+  } else if (opt_.heatmap && f_vis_attn_[0].defined()) {
     auto va = torch::stack(f_vis_attn_).index_select(1, vis_idx_t_).to(torch::kCPU, torch::kFloat).contiguous();  // [L, Nv]
     const float* v = va.data_ptr<float>();
     const int64_t nv = va.size(1);
@@ -147,10 +212,31 @@ void ProbeRecorder::after_forward(const ForwardOutput& out, bool) {
     if (!p.attn.defined()) continue;
     PvmLayerProbe q;
     q.layer = layer;
-    q.gate = std::abs(p.gate);
-    // one copy per PVM layer: [injection norm, residual norm, head-mean attention over Nv]
-    auto v = to_vec(torch::cat({p.injection_norm.narrow(0, 0, 1).to(torch::kFloat),
-                                p.residual_norm.narrow(0, 0, 1).to(torch::kFloat), p.attn[0].to(torch::kFloat).mean(0)}));
+    q.gate = std::abs(p.gate.is_cpu() && p.gate.scalar_type() == torch::kFloat ? *p.gate.data_ptr<float>()
+                                                                                 : p.gate.item<float>());
+    // [injection norm, residual norm, head-mean attention over Nv]: host sums for f32 CPU tensors,
+    // else one copy per PVM layer
+    std::vector<float> v;
+    if (opt_.host && pvm_probe_on_host(p)) {
+      auto norm = [](const torch::Tensor& x) {  // x: [B, H] f32 CPU, row 0
+        const float* d = x.data_ptr<float>();
+        double s2 = 0;
+        for (int64_t i = 0; i < x.size(1); ++i) s2 += double(d[i * x.stride(1)]) * d[i * x.stride(1)];
+        return float(std::sqrt(s2));
+      };
+      v.push_back(norm(p.injection));
+      v.push_back(norm(p.residual));
+      const auto& at = p.attn;  // [B, heads, Nv]
+      const int64_t heads = at.size(1), N = at.size(2);
+      const float* d = at.data_ptr<float>();
+      v.resize(2 + N, 0.f);
+      for (int64_t h = 0; h < heads; ++h)
+        for (int64_t j = 0; j < N; ++j) v[2 + j] += d[h * at.stride(1) + j * at.stride(2)] / heads;
+    } else {
+      auto inj = p.injection.narrow(0, 0, 1).to(torch::kFloat).norm(2, -1);
+      auto res = p.residual.narrow(0, 0, 1).to(torch::kFloat).norm(2, -1);
+      v = to_vec(torch::cat({inj, res, p.attn[0].to(torch::kFloat).mean(0)}));
+    }
     q.injection_norm = v[0];
     q.residual_norm = v[1];
     q.ratio = q.residual_norm > 0 ? q.injection_norm / q.residual_norm : 0.f;

@@ -44,6 +44,7 @@ struct ProbeOptions {
   bool logit_lens = false;
   int sink_k = 0;   // 0 = max(1, ceil(1% of the visual tokens))
   int pvm_top = 5;  // top patches reported per PVM layer
+  bool host = true;  // reduce f32 CPU tensors with host loops (false: the tensor path, as on CUDA)
   bool any() const { return visual_mass || per_head || sink_excluded || pvm || heatmap || logit_lens; }
 };
 
@@ -120,6 +121,13 @@ class ProbeRecorder {
   std::vector<torch::Tensor> sel_;
   // per forward
   std::vector<torch::Tensor> f_mass_heads_, f_vis_attn_, f_lens_logp_;  // f_mass_heads_[l]: [Hq, 2]
+  // Host path (f32 CPU tensors): the probabilities are already in host memory, so the sums are
+  // plain loops; on a small model each tensor op (~5 us) would cost more than its arithmetic.
+  // h_mass_[l]: [Hq * 2] (visual, sink per head), h_vis_[l]: [Nv] head-mean over the visual keys.
+  std::vector<std::vector<float>> h_mass_, h_vis_;
+  void host_observe(int64_t layer, const torch::Tensor& probs, bool mass);
+  static bool pvm_probe_on_host(const PvmProbe& p);
+  torch::Tensor h_lens_;  // [L, H] f32 CPU: the last position of each layer's output
   std::map<int64_t, PvmProbe> f_pvm_;
   int64_t f_keys_ = 0;
   std::unique_ptr<TokenProbe> pending_;

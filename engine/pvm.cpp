@@ -105,9 +105,9 @@ torch::Tensor PvmBlockImpl::forward(const torch::Tensor& h_mid, const PvmMemory&
   auto out = gate_alpha * normed;
   if (silence.defined()) out = out.masked_fill(silence.unsqueeze(-1), 0);  // visual silencing mask
   if (probe) {
-    probe->injection_norm = out.select(1, S - 1).to(torch::kFloat).norm(2, -1).detach();
-    probe->residual_norm = h_mid.select(1, S - 1).to(torch::kFloat).norm(2, -1).detach();
-    probe->gate = gate_alpha.item<float>();
+    probe->injection = out.select(1, S - 1).detach();
+    probe->residual = h_mid.select(1, S - 1).detach();
+    probe->gate = gate_alpha.detach();
   }
   return out;
 }

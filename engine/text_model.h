@@ -20,10 +20,12 @@ struct PvmMemory {
 
 // What a PVM block reports for the last position of a forward (probes); filled on request.
 struct PvmProbe {
-  torch::Tensor attn;            // [B, heads, Nv] f32 attention over the visual tokens
-  torch::Tensor injection_norm;  // [B] ||PVM output||
-  torch::Tensor residual_norm;   // [B] ||h_mid||
-  float gate = 0;                // gate_alpha
+  // Views of the last position (no work is done for the probe inside the block; the recorder
+  // reduces them, on the host when they are f32 CPU tensors).
+  torch::Tensor attn;       // [B, heads, Nv] f32 attention over the visual tokens
+  torch::Tensor injection;  // [B, H] the PVM output (norm = injection norm)
+  torch::Tensor residual;   // [B, H] h_mid, the residual it is added to
+  torch::Tensor gate;       // [1] gate_alpha
 };
 
 // Preallocated KV cache: one [B, Hkv, capacity, D] tensor pair per layer.

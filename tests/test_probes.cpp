@@ -211,6 +211,53 @@ TEST(Probes, PvmLogitLensHeatmapAndJsonl) {
   EXPECT_EQ(n, 4u);
 }
 
+// The host loops (f32 CPU) and the tensor path (what CUDA runs) record the same values.
+TEST(Probes, HostAndTensorPathsAgree) {
+  Fixture f;
+  f.attach_pvm_blocks(0.5);
+  std::vector<std::vector<TokenProbe>> runs;
+  for (bool host : {true, false}) {
+    ProbeOptions opt;
+    opt.per_head = opt.heatmap = opt.logit_lens = true;
+    opt.host = host;
+    ProbeRecorder rec(f.m, visual_positions(f.ids, f.cfg.image_token_id), opt, f.grids,
+                      f.cfg.vision.spatial_merge_size);
+    auto req = f.request(5);
+    rec.attach(req);
+    generate(f.m, req);
+    runs.push_back(rec.tokens());
+  }
+  ASSERT_EQ(runs[0].size(), 5u);
+  ASSERT_EQ(runs[1].size(), 5u);
+  auto near = [](const std::vector<float>& a, const std::vector<float>& b, const char* what) {
+    ASSERT_EQ(a.size(), b.size()) << what;
+    ASSERT_FALSE(a.empty()) << what;
+    for (size_t k = 0; k < a.size(); ++k) EXPECT_NEAR(a[k], b[k], 1e-5) << what << " " << k;
+  };
+  for (size_t i = 0; i < 5; ++i) {
+    const auto &a = runs[0][i], &b = runs[1][i];
+    EXPECT_EQ(a.token, b.token);
+    near(a.mass, b.mass, "mass");
+    near(a.mass_nosink, b.mass_nosink, "mass_nosink");
+    ASSERT_EQ(a.mass_heads.size(), b.mass_heads.size());
+    for (size_t l = 0; l < a.mass_heads.size(); ++l) near(a.mass_heads[l], b.mass_heads[l], "mass_heads");
+    ASSERT_EQ(a.visual_attn.size(), b.visual_attn.size());
+    for (size_t l = 0; l < a.visual_attn.size(); ++l) near(a.visual_attn[l], b.visual_attn[l], "visual_attn");
+    near(a.lens_kl, b.lens_kl, "lens_kl");
+    EXPECT_EQ(a.lens_first_layer, b.lens_first_layer);
+    ASSERT_EQ(a.pvm.size(), 2u);
+    ASSERT_EQ(b.pvm.size(), 2u);
+    for (size_t k = 0; k < 2; ++k) {
+      EXPECT_NEAR(a.pvm[k].gate, b.pvm[k].gate, 1e-7);
+      EXPECT_NEAR(a.pvm[k].injection_norm, b.pvm[k].injection_norm, 1e-4);
+      EXPECT_NEAR(a.pvm[k].residual_norm, b.pvm[k].residual_norm, 1e-4);
+      EXPECT_NEAR(a.pvm[k].entropy, b.pvm[k].entropy, 1e-5);
+      near(a.pvm[k].attn, b.pvm[k].attn, "pvm attn");
+      EXPECT_EQ(a.pvm[k].top, b.pvm[k].top);
+    }
+  }
+}
+
 TEST(Probes, AllOffAttachesNothingAndBaselineHasNoPvmProbes) {
   Fixture f;
   f.attach_pvm_blocks(0.5);

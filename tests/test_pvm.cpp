@@ -86,9 +86,9 @@ TEST(Pvm, AttentionSumsToOneAndSilencingZeroesVisualPositions) {
   for (auto& [l, p] : probes) {
     ASSERT_EQ(p.attn.sizes(), (std::vector<int64_t>{1, 2, 6}));
     EXPECT_LT((p.attn.sum(-1) - 1).abs().max().item<float>(), 1e-6);
-    EXPECT_NEAR(p.gate, 0.7f, 1e-7);
+    EXPECT_NEAR(p.gate.item<float>(), 0.7f, 1e-7);
     // each injected vector has RMS |gate| => norm = |gate| * sqrt(H)
-    EXPECT_NEAR(p.injection_norm[0].item<float>(), 0.7f * std::sqrt(64.f), 1e-3);
+    EXPECT_NEAR(p.injection[0].norm().item<float>(), 0.7f * std::sqrt(64.f), 1e-3);
   }
   // direct call: output is zero exactly on silenced (placeholder) positions, non-zero elsewhere
   auto& block = f.m->model->language_model->layer_list[1]->pvm_block;

@@ -213,9 +213,12 @@ Sentence parse_sentence(const std::vector<std::string>& w) {
   s.has_cell = true;
   s.row = index_of(kRows, w[ri - 1]);
   s.col = index_of(kCols, w[ci - 1]);
-  // Attributes: the words before the cell phrase ("... in the <row> row").
-  size_t end = ri - 1;
-  for (size_t i = 0; i < end; ++i) {
+  // Attributes: the words after "<col> column ," up to the next comma ("..., a large red star, left of ...").
+  size_t begin = ci + 1;
+  if (begin < w.size() && w[begin] == ",") ++begin;
+  size_t end = begin;
+  while (end < w.size() && w[end] != ",") ++end;
+  for (size_t i = begin; i < end; ++i) {
     const auto& x = w[i];
     int k;
     if (s.size < 0 && (k = index_of(kSizes, x)) >= 0) s.size = k;
@@ -227,8 +230,8 @@ Sentence parse_sentence(const std::vector<std::string>& w) {
         index_of(kShapes, x) >= 0 || (is_number(x) && i > 0 && w[i - 1] == "digit"))
       s.said += (s.said.empty() ? "" : " ") + x;
   }
-  // Relation: the words after the cell phrase, without punctuation.
-  for (size_t i = ci + 1; i < w.size(); ++i)
+  // Relation: the words after the attributes, without punctuation.
+  for (size_t i = end; i < w.size(); ++i)
     if (w[i] != ",") s.relation += (s.relation.empty() ? "" : " ") + w[i];
   return s;
 }
@@ -474,8 +477,11 @@ std::string describe(const Scene& scene) {
   std::string s = "The image shows " + std::to_string(n) + (n == 1 ? " object" : " objects") +
                   " on a dark gray background, in a grid of 4 rows and 4 columns.";
   for (size_t i = 0; i < n; ++i) {
-    s += " Object " + std::to_string(i + 1) + " is a " + attribute_phrase(objs[i], opt) + ", in " +
-         cell_phrase(objs[i].row, objs[i].col);
+    // Cell first, then what is there: the cell words act as the model's pointer, so the attributes
+    // become a lookup at a cell it has already named (a small decoder cannot find "the next object"
+    // and read its colour in the same token).
+    s += " Object " + std::to_string(i + 1) + " is in " + cell_phrase(objs[i].row, objs[i].col) + ", a " +
+         attribute_phrase(objs[i], opt);
     auto rel = relation_clause(objs, i);
     if (!rel.empty()) s += ", " + rel;
     s += ".";
@@ -710,8 +716,8 @@ std::vector<QAItem> questions(const Scene& scene, uint64_t seed, int n) {
       q.question = "What " + attr + " is " + nth + "?";
       q.answer = attr == "shape" ? o.shape : attr == "color" ? o.color : attr == "size" ? o.size : o.texture;
     }
-    q.reasoning = "Reading row by row from the top left, the " + kOrdinals[k] + " object is the " + attribute_phrase(o, opt) +
-                  " in " + where(o) + ".";
+    q.reasoning = "Reading row by row from the top left, the " + kOrdinals[k] + " object is in " + where(o) + ", the " +
+                  attribute_phrase(o, opt) + ".";
     return q;
   };
 

@@ -13,7 +13,7 @@
 //
 // Description grammar (one line; objects in reading order, i.e. row-major by cell):
 //   The image shows N objects on a dark gray background, in a grid of 4 rows and 4 columns.
-//   Object K is a SIZE COLOR [TEXTURE] SHAPE[ with the digit D], in the ROW row, COL column[, REL the
+//   Object K is in the ROW row, COL column, a SIZE COLOR [TEXTURE] SHAPE[ with the digit D][, REL the
 //   SIZE COLOR SHAPE].
 // ROW: top|second|third|bottom, COL: first|second|third|fourth, REL: left of|right of|above|below
 // (the nearest other object by cell distance, ties to the earlier one in reading order).

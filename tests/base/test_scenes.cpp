@@ -68,7 +68,7 @@ TEST(ScenesGenerate, DeterministicBySeed) {
   auto g = generate(1);
   EXPECT_EQ(g.objects.size(), 10u);
   EXPECT_EQ(fnv1a(render(g).rgb), 825707517074638649ULL) << "update only when the renderer is changed on purpose";
-  EXPECT_EQ(sentences(describe(g)).at(1), "Object 1 is a small red star, in the top row, first column, left of the small red triangle.");
+  EXPECT_EQ(sentences(describe(g)).at(1), "Object 1 is in the top row, first column, a small red star, left of the small red triangle.");
   EXPECT_EQ(g.objects[0].cx, 40.5f);
   EXPECT_EQ(g.objects[0].cy, 41.875f);
 }
@@ -239,9 +239,9 @@ TEST(ScenesDescribe, GrammarAndLength) {
   auto ss = sentences(d);
   ASSERT_EQ(ss.size(), 5u);
   std::regex obj_re(
-      "Object [1-4] is a (small|large) (red|orange|yellow|green|cyan|blue|purple|white) "
-      "(circle|square|triangle|diamond|star|cross), in the (top|second|third|bottom) row, "
-      "(first|second|third|fourth) column, (left of|right of|above|below) the (small|large) [a-z]+ [a-z]+\\.");
+      "Object [1-4] is in the (top|second|third|bottom) row, (first|second|third|fourth) column, a (small|large) "
+      "(red|orange|yellow|green|cyan|blue|purple|white) (circle|square|triangle|diamond|star|cross), "
+      "(left of|right of|above|below) the (small|large) [a-z]+ [a-z]+\\.");
   for (size_t i = 1; i < ss.size(); ++i) EXPECT_TRUE(std::regex_match(ss[i], obj_re)) << ss[i];
   // Length in words (a word of this closed vocabulary is about one BPE token; '.' and ',' count).
   size_t lo = 1 << 30, hi = 0;
@@ -291,7 +291,7 @@ TEST(ScenesGrade, PerfectCorruptedExtraDroppedGarbage) {
   int empty = 0;
   while (used.count(empty)) ++empty;
   auto extra = ss;
-  extra.push_back("Object 99 is a large red star, in the " + kRowWords[empty / 4] + " row, " + kColWords[empty % 4] + " column.");
+  extra.push_back("Object 99 is in the " + kRowWords[empty / 4] + " row, " + kColWords[empty % 4] + " column, a large red star.");
   g = grade(sc, join(extra));
   EXPECT_EQ(g.hallucinated, 1);
   EXPECT_EQ(g.missing, 0);
