@@ -142,7 +142,7 @@ void ProbeRecorder::configure(ForwardState& st, bool prefill) {
       torch::NoGradGuard ng;
       auto last = h.select(0, 0).select(0, h.size(1) - 1);  // [H], a view
       if (opt_.host && last.is_cpu() && last.scalar_type() == torch::kFloat) {
-        // one memcpy into a reused [L, H] buffer instead of a clone per layer and a cat
+        // a copy into a reused [L, H] buffer instead of a clone per layer and a cat
         const int64_t H = last.size(0);
         if (!h_lens_.defined() || h_lens_.size(0) != L || h_lens_.size(1) != H) h_lens_ = torch::empty({L, H}, torch::kFloat);
         float* dst = h_lens_.data_ptr<float>() + layer * H;
@@ -153,7 +153,7 @@ void ProbeRecorder::configure(ForwardState& st, bool prefill) {
         return;
       }
       // the last position of sequence 0, [1, H]; the final norm is applied to all layers at once
-      f_lens_logp_[layer] = h.select(0, 0).select(0, h.size(1) - 1).unsqueeze(0).clone();
+      f_lens_logp_[layer] = last.unsqueeze(0).clone();
     };
   }
 }
