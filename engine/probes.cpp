@@ -1,6 +1,7 @@
 #include "engine/probes.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <limits>
 #include <filesystem>
@@ -36,6 +37,18 @@ ProbeRecorder::ProbeRecorder(Qwen3VLForConditionalGeneration model, std::vector<
                   std::to_string(vis_idx_.size()));
   }
 }
+
+namespace {
+// Adds the scope's wall time to `ns` when `on` (decode steps only).
+struct ScopeTimer {
+  int64_t* ns;
+  std::chrono::steady_clock::time_point t0;
+  ScopeTimer(int64_t& acc, bool on) : ns(on ? &acc : nullptr), t0(on ? std::chrono::steady_clock::now() : t0) {}
+  ~ScopeTimer() {
+    if (ns) *ns += std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count();
+  }
+};
+}  // namespace
 
 void ProbeRecorder::attach(GenerationRequest& req) {
   if (!opt_.any()) return;
@@ -105,6 +118,7 @@ void ProbeRecorder::configure(ForwardState& st, bool prefill) {
   }
   if (mass || opt_.heatmap) {
     st.observer = [this, prefill, mass, Nv](int64_t layer, const torch::Tensor& probs) {
+      ScopeTimer timer(probe_ns_, !prefill);
       torch::NoGradGuard ng;
       auto p = probs[0].to(torch::kFloat);  // [Hq, T]
       const int64_t T = p.size(1);
@@ -138,7 +152,8 @@ void ProbeRecorder::configure(ForwardState& st, bool prefill) {
   }
   if (opt_.pvm) st.pvm_probes = &f_pvm_;
   if (opt_.logit_lens) {
-    st.layer_output_hook = [this, L](int64_t layer, const torch::Tensor& h) {
+    st.layer_output_hook = [this, L, prefill](int64_t layer, const torch::Tensor& h) {
+      ScopeTimer timer(probe_ns_, !prefill);
       torch::NoGradGuard ng;
       auto last = h.select(0, 0).select(0, h.size(1) - 1);  // [H], a view
       if (opt_.host && last.is_cpu() && last.scalar_type() == torch::kFloat) {
@@ -158,7 +173,8 @@ void ProbeRecorder::configure(ForwardState& st, bool prefill) {
   }
 }
 
-void ProbeRecorder::after_forward(const ForwardOutput& out, bool) {
+void ProbeRecorder::after_forward(const ForwardOutput& out, bool prefill) {
+  ScopeTimer timer(probe_ns_, !prefill);
   torch::NoGradGuard ng;
   const int64_t L = model_->config().text.num_hidden_layers;
   auto t = std::make_unique<TokenProbe>();
@@ -255,37 +271,77 @@ void ProbeRecorder::after_forward(const ForwardOutput& out, bool) {
   }
   if (opt_.logit_lens && f_lens_logp_[0].defined()) {
     // one GEMM for all layers: the lm_head weight is read once, not once per layer
-    auto normed = model_->model->language_model->norm(torch::cat(f_lens_logp_, 0));  // [L, H]
-    auto layer_logits = torch::mm(normed, model_->lm_head_weight().t());                // [L, V]
-    auto fin_logits = out.logits[0][-1].unsqueeze(0).to(layer_logits.scalar_type());  // [1, V]
+    auto& norm = model_->model->language_model->norm;
+    const auto w = model_->lm_head_weight();  // [V, H]
+    auto fin_row = out.logits[0][-1];         // [V]
+    const bool host = opt_.host && h_lens_.defined() && f_lens_logp_[0].data_ptr() == h_lens_.data_ptr() &&
+                      (L + 1) * w.size(0) <= (int64_t)1 << 22 && w.is_cpu() && w.scalar_type() == torch::kFloat && norm->weight.scalar_type() == torch::kFloat &&
+                      fin_row.is_cpu() && fin_row.scalar_type() == torch::kFloat;
+    torch::Tensor layer_logits;  // [L, V]
+    if (host) {
+      // f32 CPU: the final RMSNorm on the host into a reused buffer, one mm_out, then log-softmax,
+      // KL and argmax on the host (a dozen tensor ops per token would cost more than the arithmetic)
+      const int64_t H = h_lens_.size(1), V = w.size(0);
+      if (!n_lens_.defined() || n_lens_.sizes() != h_lens_.sizes()) n_lens_ = torch::empty_like(h_lens_);
+      if (!l_lens_.defined() || l_lens_.size(0) != L + 1 || l_lens_.size(1) != V) l_lens_ = torch::empty({L + 1, V}, torch::kFloat);
+      const auto nw = norm->weight.contiguous();
+      const float *src = h_lens_.data_ptr<float>(), *g = nw.data_ptr<float>();
+      float* dst = n_lens_.data_ptr<float>();
+      for (int64_t l = 0; l < L; ++l) {
+        double s2 = 0;
+        for (int64_t i = 0; i < H; ++i) s2 += double(src[l * H + i]) * src[l * H + i];
+        const float r = float(1.0 / std::sqrt(s2 / H + norm->eps));
+        for (int64_t i = 0; i < H; ++i) dst[l * H + i] = g[i] * (src[l * H + i] * r);
+      }
+      auto top_rows = l_lens_.narrow(0, 0, L);
+      torch::mm_out(top_rows, n_lens_, w.t());
+      float* fin = l_lens_.data_ptr<float>() + L * V;
+      const float* fr = fin_row.data_ptr<float>();
+      for (int64_t v = 0; v < V; ++v) fin[v] = fr[v * fin_row.stride(0)];
+      layer_logits = l_lens_;
+    } else {
+      auto normed = norm(torch::cat(f_lens_logp_, 0));                 // [L, H]
+      layer_logits = torch::mm(normed, w.t());                        // [L, V]
+    }
+    auto fin_logits = fin_row.unsqueeze(0).to(layer_logits.scalar_type());  // [1, V]
     const int64_t V = layer_logits.size(1);
-    if (layer_logits.is_cpu() && (L + 1) * V <= (int64_t)1 << 22) {
-      // Small vocabularies on the CPU: one copy, then log-softmax, KL and argmax on the host
-      // (a dozen tensor ops per token would cost more than the arithmetic).
-      auto all = torch::cat({layer_logits, fin_logits}, 0).to(torch::kFloat).contiguous();  // [L+1, V]
+    if (host || (layer_logits.is_cpu() && (L + 1) * V <= (int64_t)1 << 22)) {
+      // Small vocabularies on the CPU: one copy, then log-softmax, KL and argmax on the host.
+      auto all = host ? l_lens_ : torch::cat({layer_logits, fin_logits}, 0).to(torch::kFloat).contiguous();  // [L+1, V]
       const float* a = all.data_ptr<float>();
+      // KL(f || l) = sum_v p_f (log p_f - x_l + lse_l) = A - <p_f, x_l> + lse_l with A = <p_f, log p_f>:
+      // one exp per logit (for the log-sum-exps), the rest dot products.
       std::vector<double> lse(L + 1);
       std::vector<int64_t> top(L + 1);
+      std::vector<float> pf(V);
       for (int64_t r = 0; r <= L; ++r) {
         const float* x = a + r * V;
         int64_t best = 0;
         for (int64_t v = 1; v < V; ++v)
           if (x[v] > x[best]) best = v;
+        const float mx = x[best];
         double s = 0;
-        for (int64_t v = 0; v < V; ++v) s += std::exp(double(x[v]) - x[best]);
-        lse[r] = x[best] + std::log(s);
+        for (int64_t v = 0; v < V; ++v) {
+          const float e = std::exp(x[v] - mx);
+          if (r == L) pf[v] = e;
+          s += e;
+        }
+        lse[r] = mx + std::log(s);
         top[r] = best;
       }
       const float* f = a + L * V;
+      const double zf = std::exp(double(f[top[L]]) - lse[L]);  // 1 / sum of the final row's exps
+      double A = 0;
+      for (int64_t v = 0; v < V; ++v) {
+        pf[v] = float(pf[v] * zf);
+        A += pf[v] * (double(f[v]) - lse[L]);
+      }
       t->lens_kl.assign(L, 0.f);
       for (int64_t l = 0; l < L; ++l) {
         const float* x = a + l * V;
-        double kl = 0;
-        for (int64_t v = 0; v < V; ++v) {
-          const double lf = f[v] - lse[L];
-          kl += std::exp(lf) * (lf - (x[v] - lse[l]));
-        }
-        t->lens_kl[l] = float(std::max(0.0, kl));
+        double dot = 0;
+        for (int64_t v = 0; v < V; ++v) dot += double(pf[v]) * x[v];
+        t->lens_kl[l] = float(std::max(0.0, A - dot + lse[l]));
       }
       for (int64_t l = 0; l < L; ++l)
         if (top[l] == top[L]) {

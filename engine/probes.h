@@ -84,12 +84,15 @@ class ProbeRecorder {
   // Hooks configure / after_forward / on_token of `req` (an existing on_token is still called).
   // With every probe off nothing is attached. The recorder must outlive the generation.
   void attach(GenerationRequest& req);
-  void clear() { tokens_.clear(); pending_.reset(); sinks_.clear(); }
+  void clear() { tokens_.clear(); pending_.reset(); sinks_.clear(); probe_ns_ = 0; }
 
   const std::vector<TokenProbe>& tokens() const { return tokens_; }
   const ProbeOptions& options() const { return opt_; }
   int64_t num_visual() const { return (int64_t)vis_idx_.size(); }
   const std::vector<std::vector<int64_t>>& sinks() const { return sinks_; }  // per layer, key positions
+  // Wall time spent inside the probe hooks during decode steps (not prefill), for the benchmark's
+  // direct overhead figure: probe time / decode time.
+  double decode_probe_seconds() const { return probe_ns_ * 1e-9; }
   // Called once per recorded token (after it is complete).
   std::function<void(const TokenProbe&)> on_probe;
 
@@ -128,8 +131,10 @@ class ProbeRecorder {
   void host_observe(int64_t layer, const torch::Tensor& probs, bool mass);
   static bool pvm_probe_on_host(const PvmProbe& p);
   torch::Tensor h_lens_;  // [L, H] f32 CPU: the last position of each layer's output
+  torch::Tensor n_lens_, l_lens_;  // [L, H] normed, [L+1, V] layer logits + the model's own (host lens)
   std::map<int64_t, PvmProbe> f_pvm_;
   int64_t f_keys_ = 0;
+  int64_t probe_ns_ = 0;
   std::unique_ptr<TokenProbe> pending_;
   std::vector<TokenProbe> tokens_;
 };

@@ -57,26 +57,42 @@ int main(int argc, char** argv) try {
   req.stop_ids = {-1};
   auto vis = pvm::visual_positions(req.prompt_ids, c.image_token_id);
 
-  // One decode run, tokens/s.
-  auto once = [&](bool probes, pvm::ProbeOptions opt) {
+  // One decode run, tokens/s; `share` gets the fraction of the decode time spent inside the probe
+  // hooks (a direct measure of their cost, much less noisy on a shared VM than a ratio of speeds).
+  auto once = [&](bool probes, pvm::ProbeOptions opt, double* share) {
     auto q = req;
     pvm::ProbeRecorder rec(m, vis, opt, req.grids, merge);
     if (probes) rec.attach(q);
     auto res = pvm::generate(m, q);
-    if (probes && (int64_t)rec.tokens().size() != n_decode) throw pvm::Error("probes recorded too few tokens");
+    if (probes && opt.any() && (int64_t)rec.tokens().size() != n_decode) throw pvm::Error("probes recorded too few tokens");
+    *share = res.decode_ms > 0 ? rec.decode_probe_seconds() * 1000.0 / res.decode_ms : 0;
     return res.decode_tokens_per_s();
   };
   // The modes are interleaved within each repeat (off, default, all, off, ...) so that drift in a
-  // shared machine's speed hits them alike; best of `repeats` after one warm-up round.
+  // shared machine's speed hits them alike; one warm-up round first. Reported: best of `repeats` per
+  // mode, and the median over repeats of the paired ratio mode/off (robust to a noisy neighbour).
   std::vector<std::pair<bool, pvm::ProbeOptions>> modes;
+  std::vector<std::vector<double>> runs, shares;  // [mode][repeat] tokens/s, probe share of decode time
   auto measure_all = [&]() {
-    std::vector<double> best(modes.size(), 0.0);
+    runs.assign(modes.size(), {});
+    shares.assign(modes.size(), {});
     for (int64_t r = 0; r < repeats + 1; ++r)
       for (size_t i = 0; i < modes.size(); ++i) {
-        double v = once(modes[i].first, modes[i].second);
-        if (r > 0) best[i] = std::max(best[i], v);
+        double sh = 0, v = once(modes[i].first, modes[i].second, &sh);
+        if (r > 0) runs[i].push_back(v), shares[i].push_back(sh);
       }
+    std::vector<double> best;
+    for (auto& r : runs) best.push_back(*std::max_element(r.begin(), r.end()));
     return best;
+  };
+  auto median = [](std::vector<double> q) {
+    std::sort(q.begin(), q.end());
+    return q.size() % 2 ? q[q.size() / 2] : 0.5 * (q[q.size() / 2 - 1] + q[q.size() / 2]);
+  };
+  auto median_ratio = [&](size_t i) {
+    std::vector<double> q;
+    for (size_t r = 0; r < runs[i].size(); ++r) q.push_back(runs[i][r] / runs[0][r]);
+    return median(q);
   };
   std::printf("%s (%lld layers, vocab %lld), %s %s, %d threads; prompt %zu tokens (%lld visual), decode %lld\n",
               (a.has("--config") ? a.get("--config") : "preset " + a.get("--preset", "qwen3-vl-tiny")).c_str(), (long long)c.text.num_hidden_layers,
@@ -102,8 +118,16 @@ int main(int argc, char** argv) try {
   double off = best[0], def = best[1], on = best[2];
   std::printf("decode tokens/s: probes off %.2f, default (mass, sinks, PVM) %.2f, all on (+ per head, heatmap, logit lens) %.2f\n",
               off, def, on);
-  if (modes.size() > 3) std::printf("custom (%s) %.2f tokens/s, ratio %.3f\n", a.get("--probes").c_str(), best[3], best[3] / off);
+  if (modes.size() > 3)
+    std::printf("custom (%s) %.2f tokens/s, ratio %.3f (best), %.3f (median of paired)\n", a.get("--probes").c_str(), best[3],
+                best[3] / off, median_ratio(3));
   std::printf("ratio default/off %.3f, all on/off %.3f (best of %lld)\n", def / off, on / off, (long long)repeats);
+  std::printf("median of %lld paired ratios: default/off %.3f, all on/off %.3f\n", (long long)repeats, median_ratio(1),
+              median_ratio(2));
+  std::printf("time inside the probe hooks, median share of decode time: default %.1f%%, all on %.1f%%", 100 * median(shares[1]),
+              100 * median(shares[2]));
+  if (modes.size() > 3) std::printf(", custom %.1f%%", 100 * median(shares[3]));
+  std::printf("\n");
   return 0;
 } catch (const std::exception& e) {
   std::fprintf(stderr, "pvm-bench-probes: error: %s\n", e.what());
