@@ -350,6 +350,7 @@ struct AdamW {
     std::string name;
     torch::Tensor param, master, exp_avg, exp_avg_sq;
     bool decay = false;
+    double lr_scale = 1.0;  // per-group multiplier (visual_lr_scale)
     torch::Tensor& value() { return master.defined() ? master : param; }
   };
   std::vector<P> ps;
@@ -366,11 +367,11 @@ struct AdamW {
       torch::Tensor g = p.param.grad();
       if (!g.defined()) g = torch::zeros_like(w);
       else if (g.scalar_type() != w.scalar_type()) g = g.to(w.scalar_type());
-      if (p.decay && wd != 0) w.mul_(1 - lr * wd);
+      if (p.decay && wd != 0) w.mul_(1 - lr * p.lr_scale * wd);
       p.exp_avg.mul_(beta1).add_(g, 1 - beta1);
       p.exp_avg_sq.mul_(beta2).addcmul_(g, g, 1 - beta2);
       auto denom = (p.exp_avg_sq.sqrt() / bc2_sqrt).add_(eps);
-      w.addcdiv_(p.exp_avg, denom, -step_size);
+      w.addcdiv_(p.exp_avg, denom, -step_size * p.lr_scale);
       if (p.master.defined()) p.param.copy_(p.master);
     }
   }
@@ -598,6 +599,7 @@ struct Runner {
       p.exp_avg = torch::zeros_like(p.value());
       p.exp_avg_sq = torch::zeros_like(p.value());
       p.decay = p.param.dim() >= 2;
+      if (p.name.rfind("model.visual.", 0) == 0) p.lr_scale = cfg.visual_lr_scale;
       adam.ps.push_back(std::move(p));
     }
 

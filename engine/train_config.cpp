@@ -121,6 +121,7 @@ json TrainConfig::to_json() const {
   j["warmup_steps"] = warmup_steps;
   j["schedule"] = schedule;
   j["weight_decay"] = weight_decay;
+  j["visual_lr_scale"] = visual_lr_scale;
   j["betas"] = {betas[0], betas[1]};
   j["eps"] = eps;
   j["max_grad_norm"] = max_grad_norm;
@@ -182,6 +183,7 @@ TrainConfig parse_train_config(const json& j, const std::string& where) {
   r.integer("warmup_steps", c.warmup_steps, -1);
   r.str("schedule", c.schedule, {"cosine", "constant"});
   r.number("weight_decay", c.weight_decay, 0, 10);
+  r.number("visual_lr_scale", c.visual_lr_scale, 0, 100);
   if (auto* b = r.get("betas")) {
     if (!b->is_array() || b->size() != 2 || !(*b)[0].is_number() || !(*b)[1].is_number())
       r.fail("betas", "expected two numbers [beta1, beta2], got " + b->dump());

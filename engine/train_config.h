@@ -11,6 +11,7 @@
 //   grad_accum [1] (micro-batches per rank per step)  max_length [2048]
 //   lr [1e-4]  min_lr_ratio [0]  warmup_ratio [0.1] | warmup_steps (overrides the ratio)
 //   schedule ["cosine"] | "constant"  weight_decay [0] (matrices only)  betas [[0.9, 0.999]]
+//   visual_lr_scale [1] (lr multiplier for model.visual.*: the vision tower and its mergers)
 //   eps [1e-8]  max_grad_norm [1.0] (0 = no clipping)  seed [0]
 //   save_every [100] (0 = only final)  log_every [1]  eval_every [0]  keep_checkpoints [2]
 //   out (run dir)  device ["cpu"]  dtype ["f32"] | "bf16" (CUDA: bf16 compute, f32 master + state)
@@ -65,6 +66,9 @@ struct TrainConfig {
   int64_t warmup_steps = -1;  // >= 0 overrides warmup_ratio
   std::string schedule = "cosine";
   double weight_decay = 0.0;
+  // Multiplies lr for model.visual.* parameters. Training from scratch, a full-rate merger collapses
+  // to one constant vector before the decoder learns to read it (experiments/default_model).
+  double visual_lr_scale = 1.0;
   std::array<double, 2> betas{0.9, 0.999};
   double eps = 1e-8, max_grad_norm = 1.0;
   uint64_t seed = 0;

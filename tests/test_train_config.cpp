@@ -85,6 +85,8 @@ TEST(TrainConfig, ErrorsNameFileAndKey) {
   EXPECT_NE(e.find("pvm.layers"), std::string::npos) << e;
   e = error_of([&] { load_train_config(ok, {"dtype=bf16"}); });
   EXPECT_NE(e.find("dtype: bf16 training is only supported on CUDA"), std::string::npos) << e;
+  e = error_of([&] { load_train_config(ok, {"visual_lr_scale=-0.5"}); });
+  EXPECT_NE(e.find("visual_lr_scale: must be in [0"), std::string::npos) << e;
   e = error_of([&] { load_train_config(ok, {"noequals"}); });
   EXPECT_NE(e.find("--set noequals: expected key=value"), std::string::npos) << e;
   e = error_of([&] { load_train_config(ok, {}, "grpo"); });

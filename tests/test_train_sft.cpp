@@ -138,6 +138,42 @@ TEST(TrainSft, PvmSetChangesOnlyPvmParameters) {
   for (auto& [k, t] : opt) EXPECT_TRUE(k == "rng.cpu" || k.find(".pvm_block.") != std::string::npos) << k;
 }
 
+TEST(TrainSft, VisualLrScaleScalesOnlyTheVisionSteps) {
+  // One AdamW step from the same start with visual_lr_scale 1, 0.25 and 0: the first Adam step is
+  // lr * g / (|g| + eps) per element, so model.visual.* moves exactly 0.25 times as far (or not at
+  // all) while every language-model tensor takes the identical step.
+  auto f = pvm::testing::make_train_fixture("train_sft_vis_lr", 8);
+  auto base = pvm::testing::params_of(f.model + "/model.safetensors");
+  std::map<double, std::map<std::string, torch::Tensor>> after;
+  for (double s : {1.0, 0.25, 0.0}) {
+    auto run_dir = f.dir + "/run" + std::to_string(int(s * 100));
+    auto cfg = pvm::testing::train_config_json(f, run_dir);
+    cfg["trainable"] = "all";
+    cfg["steps"] = 1;
+    cfg["lr"] = 1e-3;
+    cfg["weight_decay"] = 0.1;
+    cfg["visual_lr_scale"] = s;
+    ASSERT_EQ(run_quiet(cfg), 0);
+    after[s] = pvm::testing::params_of(run_dir + "/final/model.safetensors");
+  }
+  int64_t visual = 0, text = 0;
+  for (auto& [k, t0] : base) {
+    auto d1 = after[1.0][k] - t0, dq = after[0.25][k] - t0, d0 = after[0.0][k] - t0;
+    if (k.rfind("model.visual.", 0) == 0) {
+      ++visual;
+      EXPECT_TRUE(torch::allclose(dq, 0.25 * d1, 1e-4, 1e-7)) << k;
+      EXPECT_EQ(d0.abs().max().item<float>(), 0.f) << k;
+    } else {
+      ++text;
+      EXPECT_TRUE(torch::equal(after[0.25][k], after[1.0][k])) << k;
+      EXPECT_TRUE(torch::equal(after[0.0][k], after[1.0][k])) << k;
+    }
+    if (k == "model.visual.merger.linear_fc1.weight") EXPECT_GT(d1.abs().max().item<float>(), 1e-4);
+  }
+  EXPECT_GT(visual, 10);
+  EXPECT_GT(text, 10);
+}
+
 TEST(TrainSft, ResumeIsBitIdentical) {
   auto f = pvm::testing::make_train_fixture("train_sft_resume", 12);
   for (std::string set : {"pvm", "all"}) {

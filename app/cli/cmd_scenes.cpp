@@ -23,7 +23,7 @@ struct SplitStats {
 
 // Writes one split into `dir`: images/NNNNNN.png and the four JSONL files (paths relative to them).
 SplitStats write_split(const std::string& dir, uint64_t base_seed, int split, long long count, const sc::SceneOptions& opt,
-                       int qa_per_scene, const std::string& label) {
+                       int qa_per_scene, const std::string& label, bool quiet) {
   namespace fs = std::filesystem;
   std::error_code ec;
   fs::create_directories(fs::path(dir) / "images", ec);
@@ -37,7 +37,7 @@ SplitStats write_split(const std::string& dir, uint64_t base_seed, int split, lo
   SplitStats st;
   const auto t0 = std::chrono::steady_clock::now();
   const long long every = std::max<long long>(1, count / 100);
-  const bool progress = count >= 200;
+  const bool progress = count >= 200 && !quiet;
   for (long long i = 0; i < count; ++i) {
     const uint64_t seed = sc::scene_seed(base_seed, split, static_cast<uint64_t>(i));
     auto scene = sc::generate(seed, opt);
@@ -105,10 +105,10 @@ int run(const std::vector<std::string>& argv) {
   opt.validate("options");
 
   const bool quiet = a.has("--quiet");
-  auto train = write_split(out, static_cast<uint64_t>(seed), 0, count, opt, static_cast<int>(qa), "train");
+  auto train = write_split(out, static_cast<uint64_t>(seed), 0, count, opt, static_cast<int>(qa), "train", quiet);
   SplitStats held;
   if (heldout > 0)
-    held = write_split(pvm::join_path(out, "heldout"), static_cast<uint64_t>(seed), 1, heldout, opt, static_cast<int>(qa), "heldout");
+    held = write_split(pvm::join_path(out, "heldout"), static_cast<uint64_t>(seed), 1, heldout, opt, static_cast<int>(qa), "heldout", quiet);
 
   // What made this data set, so it can be regenerated and checked (eval uses split 1 = held-out).
   json info = {{"generator", "pvm scenes"},

@@ -9,7 +9,7 @@
 #   bash experiments/default_model/train.sh all     # everything above, in order
 #
 # Environment: WORK (scratch dir, default out/default_model), PVM (binary, default build/pvm),
-# COUNT (training scenes, 8000), SFT_STEPS (6000), PVM_STEPS (600), GRPO_STEPS (40), THREADS (2),
+# COUNT (training scenes, 8000), SFT_STEPS (4000), PVM_STEPS (600), GRPO_STEPS (40), THREADS (2),
 # EVAL_COUNT (200). Every stage resumes a killed run (pvm train --resume) and copies the result and
 # its metrics log into the repository (assets/ and experiments/default_model/logs/).
 set -euo pipefail
@@ -21,7 +21,7 @@ COUNT=${COUNT:-8000}
 SEED=${SEED:-1}
 HELDOUT=${EVAL_COUNT:-200}
 THREADS=${THREADS:-2}
-SFT_STEPS=${SFT_STEPS:-6000}
+SFT_STEPS=${SFT_STEPS:-4000}
 PVM_STEPS=${PVM_STEPS:-600}
 GRPO_STEPS=${GRPO_STEPS:-40}
 logs=$here/logs
