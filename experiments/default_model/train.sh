@@ -10,7 +10,7 @@
 #
 # Environment: WORK (scratch dir, default out/default_model), PVM (binary, default build/pvm),
 # COUNT (training scenes, 8000), ONE_COUNT / ONE_STEPS (one-object scenes, SFT phase 0: 3000 / 700),
-# EASY_COUNT / EASY_STEPS (1-4 object scenes, phase 1: 6000 / 1500), SFT_STEPS (full scenes, phase 2: 2500), PVM_STEPS (600), GRPO_STEPS (40), THREADS (2),
+# EASY_COUNT / EASY_STEPS (1-4 object scenes, phase 1: 6000 / 700), SFT_STEPS (full scenes, phase 2: 2500), PVM_STEPS (600), GRPO_STEPS (40), THREADS (2),
 # EVAL_COUNT (200). Every stage resumes a killed run (pvm train --resume) and copies the result and
 # its metrics log into the repository (assets/ and experiments/default_model/logs/).
 set -euo pipefail
@@ -25,7 +25,7 @@ THREADS=${THREADS:-2}
 ONE_COUNT=${ONE_COUNT:-3000}
 ONE_STEPS=${ONE_STEPS:-700}
 EASY_COUNT=${EASY_COUNT:-6000}
-EASY_STEPS=${EASY_STEPS:-1500}
+EASY_STEPS=${EASY_STEPS:-700}
 SFT_STEPS=${SFT_STEPS:-2500}
 PVM_STEPS=${PVM_STEPS:-600}
 GRPO_STEPS=${GRPO_STEPS:-40}
