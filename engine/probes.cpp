@@ -43,7 +43,7 @@ namespace {
 struct ScopeTimer {
   int64_t* ns;
   std::chrono::steady_clock::time_point t0;
-  ScopeTimer(int64_t& acc, bool on) : ns(on ? &acc : nullptr), t0(on ? std::chrono::steady_clock::now() : t0) {}
+  ScopeTimer(int64_t& acc, bool on) : ns(on ? &acc : nullptr), t0(on ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{}) {}
   ~ScopeTimer() {
     if (ns) *ns += std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count();
   }
@@ -303,11 +303,13 @@ void ProbeRecorder::after_forward(const ForwardOutput& out, bool prefill) {
       auto normed = norm(torch::cat(f_lens_logp_, 0));                 // [L, H]
       layer_logits = torch::mm(normed, w.t());                        // [L, V]
     }
-    auto fin_logits = fin_row.unsqueeze(0).to(layer_logits.scalar_type());  // [1, V]
     const int64_t V = layer_logits.size(1);
     if (host || (layer_logits.is_cpu() && (L + 1) * V <= (int64_t)1 << 22)) {
       // Small vocabularies on the CPU: one copy, then log-softmax, KL and argmax on the host.
-      auto all = host ? l_lens_ : torch::cat({layer_logits, fin_logits}, 0).to(torch::kFloat).contiguous();  // [L+1, V]
+      auto all = host ? l_lens_
+                      : torch::cat({layer_logits, fin_row.unsqueeze(0).to(layer_logits.scalar_type())}, 0)
+                            .to(torch::kFloat)
+                            .contiguous();  // [L+1, V]
       const float* a = all.data_ptr<float>();
       // KL(f || l) = sum_v p_f (log p_f - x_l + lse_l) = A - <p_f, x_l> + lse_l with A = <p_f, log p_f>:
       // one exp per logit (for the log-sum-exps), the rest dot products.
@@ -349,7 +351,7 @@ void ProbeRecorder::after_forward(const ForwardOutput& out, bool prefill) {
           break;
         }
     } else {
-      auto fin = torch::log_softmax(fin_logits[0].to(torch::kFloat), 0);  // [V]
+      auto fin = torch::log_softmax(fin_row.to(torch::kFloat), 0);  // [V]
       auto layers = torch::log_softmax(layer_logits.to(torch::kFloat), 1);  // [L, V]
       auto kl = (fin.exp().unsqueeze(0) * (fin.unsqueeze(0) - layers)).sum(1).clamp_min(0);
       t->lens_kl = to_vec(kl);
