@@ -5,6 +5,8 @@
 #include <cstdio>
 #include <fstream>
 #include <iterator>
+#include <string>
+#include <vector>
 #include <cstdlib>
 #include <filesystem>
 #include <sys/wait.h>
@@ -90,6 +92,21 @@ TEST(ScenesEval, RunsEndToEndOnATinyModelAndReports) {
   double acc = rep["accuracy"];
   EXPECT_GE(acc, 0.0);
   EXPECT_LE(acc, 1.0);
+  // Per-attribute rates add up to the attribute accuracy (3 attributes per object without textures
+  // or digits), position by position and overall.
+  for (auto& bp : rep["by_position"]) {
+    auto& ba = bp["by_attribute"];
+    ASSERT_TRUE(ba.contains("shape") && ba.contains("color") && ba.contains("size")) << bp.dump();
+    EXPECT_FALSE(ba.contains("texture"));
+    const double sum = (ba["shape"].get<double>() + ba["color"].get<double>() + ba["size"].get<double>()) * bp["objects"].get<double>();
+    EXPECT_NEAR(sum, bp["attributes_correct"].get<double>(), 1e-9) << bp.dump();
+  }
+  {
+    auto& ba = rep["by_attribute"];
+    const double mean = (ba["shape"].get<double>() + ba["color"].get<double>() + ba["size"].get<double>()) / 3.0;
+    EXPECT_NEAR(mean, acc, 1e-9);
+    EXPECT_TRUE(rep["by_attribute_first3"].contains("shape"));
+  }
   EXPECT_EQ(rep["qa"]["total"], 2);
   EXPECT_LE(rep["mean_generated_tokens"].get<double>(), 12.0);
 
@@ -98,12 +115,21 @@ TEST(ScenesEval, RunsEndToEndOnATinyModelAndReports) {
     std::ifstream csv(dir + "/pos.csv");
     std::string header, row;
     std::getline(csv, header);
-    EXPECT_EQ(header, "position,objects,described,attributes_total,attributes_correct,accuracy");
+    EXPECT_EQ(header, "position,objects,described,attributes_total,attributes_correct,accuracy,shape,color,size");
     size_t rows = 0;
     while (std::getline(csv, row)) {
       auto& bp = rep["by_position"][rows];
-      EXPECT_EQ(row.substr(0, row.find(',')), std::to_string(bp["position"].get<int>())) << row;
-      EXPECT_NEAR(std::stod(row.substr(row.rfind(',') + 1)), bp["accuracy"].get<double>(), 1e-6) << row;
+      std::vector<std::string> f;
+      for (size_t a = 0, b; a <= row.size(); a = b + 1) {
+        b = row.find(',', a);
+        if (b == std::string::npos) b = row.size();
+        f.push_back(row.substr(a, b - a));
+      }
+      ASSERT_EQ(f.size(), 9u) << row;
+      EXPECT_EQ(f[0], std::to_string(bp["position"].get<int>())) << row;
+      EXPECT_NEAR(std::stod(f[5]), bp["accuracy"].get<double>(), 1e-6) << row;
+      EXPECT_NEAR(std::stod(f[6]), bp["by_attribute"]["shape"].get<double>(), 1e-6) << row;
+      EXPECT_NEAR(std::stod(f[8]), bp["by_attribute"]["size"].get<double>(), 1e-6) << row;
       ++rows;
     }
     EXPECT_EQ(rows, rep["by_position"].size());

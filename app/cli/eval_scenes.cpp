@@ -21,9 +21,24 @@ namespace {
 namespace sc = pvm::scenes;
 using nlohmann::json;
 
+// Per-attribute counts show which attribute limits the accuracy (an unmatched object counts as
+// wrong on every attribute, as in the overall accuracy).
 struct PositionStats {
   long long objects = 0, matched = 0, attributes_total = 0, attributes_correct = 0;
+  long long shape = 0, color = 0, size = 0, texture = 0, digit = 0;
   double accuracy() const { return attributes_total ? double(attributes_correct) / attributes_total : 0.0; }
+  double rate(long long n) const { return objects ? double(n) / double(objects) : 0.0; }
+  void add(const PositionStats& o) {
+    objects += o.objects, matched += o.matched, attributes_total += o.attributes_total;
+    attributes_correct += o.attributes_correct;
+    shape += o.shape, color += o.color, size += o.size, texture += o.texture, digit += o.digit;
+  }
+  json attributes(const pvm::scenes::SceneOptions& opt) const {
+    json j = {{"shape", rate(shape)}, {"color", rate(color)}, {"size", rate(size)}};
+    if (opt.textures) j["texture"] = rate(texture);
+    if (opt.digits) j["digit"] = rate(digit);
+    return j;
+  }
 };
 
 std::string greedy(const Pipeline& pipe, Qwen3VLForConditionalGeneration& model, const ImageRGB& img,
@@ -108,12 +123,15 @@ int run_scenes_eval(const std::vector<std::string>& argv) {
     exact += g.accuracy == 1.0 && g.hallucinated == 0 && g.missing == 0;
     for (auto& o : g.objects) {
       auto& p = by_pos[o.position];
-      for (PositionStats* st : {&p, &overall}) {
-        st->objects += 1;
-        st->matched += o.matched;
-        st->attributes_total += o.attributes_total;
-        st->attributes_correct += o.attributes_correct;
-      }
+      PositionStats one;
+      one.objects = 1;
+      one.matched = o.matched;
+      one.attributes_total = o.attributes_total;
+      one.attributes_correct = o.attributes_correct;
+      one.shape = o.shape_ok, one.color = o.color_ok, one.size = o.size_ok;
+      one.texture = opt.textures && o.texture_ok, one.digit = opt.digits && o.digit_ok;
+      p.add(one);
+      overall.add(one);
     }
     json qa_rec = json::array();
     for (auto& q : sc::questions(scene, sc::qa_seed(s), static_cast<int>(qa_n))) {
@@ -142,11 +160,7 @@ int run_scenes_eval(const std::vector<std::string>& argv) {
   // First three positions: the check that the model itself sees well before dilution.
   PositionStats first3;
   for (int p = 1; p <= 3; ++p)
-    if (by_pos.count(p)) {
-      first3.objects += by_pos[p].objects;
-      first3.attributes_total += by_pos[p].attributes_total;
-      first3.attributes_correct += by_pos[p].attributes_correct;
-    }
+    if (by_pos.count(p)) first3.add(by_pos[p]);
   long long qa_c = 0, qa_t = 0;
   for (auto& [k, v] : qa_by_kind) qa_c += v.first, qa_t += v.second;
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -163,6 +177,8 @@ int run_scenes_eval(const std::vector<std::string>& argv) {
   rep["digits"] = opt.digits;
   rep["accuracy"] = overall.accuracy();
   rep["accuracy_first3"] = first3.accuracy();
+  rep["by_attribute"] = overall.attributes(opt);
+  rep["by_attribute_first3"] = first3.attributes(opt);
   rep["objects_total"] = overall.objects;
   rep["objects_described"] = overall.matched;
   rep["hallucinated"] = hallucinated;
@@ -179,7 +195,8 @@ int run_scenes_eval(const std::vector<std::string>& argv) {
                   {"described", st.matched},
                   {"attributes_total", st.attributes_total},
                   {"attributes_correct", st.attributes_correct},
-                  {"accuracy", st.accuracy()}});
+                  {"accuracy", st.accuracy()},
+                  {"by_attribute", st.attributes(opt)}});
   rep["by_position"] = bp;
   json qk = json::object();
   for (auto& [k, v] : qa_by_kind)
@@ -187,11 +204,17 @@ int run_scenes_eval(const std::vector<std::string>& argv) {
   rep["qa"] = {{"correct", qa_c}, {"total", qa_t}, {"accuracy", qa_t ? double(qa_c) / qa_t : 0.0}, {"by_kind", qk}};
 
   if (a.has("--csv")) {  // accuracy by object position, for plots (experiments/dilution)
-    std::string csv = "position,objects,described,attributes_total,attributes_correct,accuracy\n";
-    for (auto& [p, st] : by_pos)
+    std::string csv = "position,objects,described,attributes_total,attributes_correct,accuracy,shape,color,size";
+    csv += std::string(opt.textures ? ",texture" : "") + (opt.digits ? ",digit" : "") + "\n";
+    for (auto& [p, st] : by_pos) {
       csv += std::to_string(p) + "," + std::to_string(st.objects) + "," + std::to_string(st.matched) + "," +
              std::to_string(st.attributes_total) + "," + std::to_string(st.attributes_correct) + "," +
-             std::to_string(st.accuracy()) + "\n";
+             std::to_string(st.accuracy()) + "," + std::to_string(st.rate(st.shape)) + "," +
+             std::to_string(st.rate(st.color)) + "," + std::to_string(st.rate(st.size));
+      if (opt.textures) csv += "," + std::to_string(st.rate(st.texture));
+      if (opt.digits) csv += "," + std::to_string(st.rate(st.digit));
+      csv += "\n";
+    }
     atomic_write_file(a.get("--csv"), csv);
   }
   if (json_out) {
@@ -202,12 +225,22 @@ int run_scenes_eval(const std::vector<std::string>& argv) {
               opt.max_objects, model_dir.c_str(),
               a.has("--pvm") ? (" + PVM " + a.get("--pvm") + (use_pvm ? "" : " (off)")).c_str() : (use_pvm ? "" : " (PVM off)"));
   std::printf("attribute accuracy: %.4f overall, %.4f on the first 3 objects\n", overall.accuracy(), first3.accuracy());
+  auto print_attrs = [&](const char* what, const PositionStats& st) {
+    std::printf("  %s: shape %.3f, colour %.3f, size %.3f", what, st.rate(st.shape), st.rate(st.color), st.rate(st.size));
+    if (opt.textures) std::printf(", texture %.3f", st.rate(st.texture));
+    if (opt.digits) std::printf(", digit %.3f", st.rate(st.digit));
+    std::printf("\n");
+  };
+  print_attrs("by attribute, all objects", overall);
+  print_attrs("by attribute, first 3 objects", first3);
   std::printf("objects: %lld, described %lld, missing %lld, hallucinated %lld; count stated right in %lld/%lld; exact %lld/%lld\n",
               overall.objects, overall.matched, missing, hallucinated, count_ok, count, exact, count);
   std::printf("generated %.1f tokens per description on average, %lld truncated at --max-new-tokens\n",
               double(gen_tokens) / double(count), truncated);
-  std::printf("\n%8s %8s %10s %9s\n", "position", "objects", "described", "accuracy");
-  for (auto& [p, st] : by_pos) std::printf("%8d %8lld %10lld %9.4f\n", p, st.objects, st.matched, st.accuracy());
+  std::printf("\n%8s %8s %10s %9s %7s %7s %7s\n", "position", "objects", "described", "accuracy", "shape", "colour", "size");
+  for (auto& [p, st] : by_pos)
+    std::printf("%8d %8lld %10lld %9.4f %7.3f %7.3f %7.3f\n", p, st.objects, st.matched, st.accuracy(), st.rate(st.shape),
+                st.rate(st.color), st.rate(st.size));
   if (qa_t) {
     std::printf("\nQA accuracy: %.4f (%lld/%lld)", double(qa_c) / qa_t, qa_c, qa_t);
     for (auto& [k, v] : qa_by_kind) std::printf("; %s %.3f (%lld)", k.c_str(), v.second ? double(v.first) / v.second : 0.0, v.second);
