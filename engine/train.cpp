@@ -793,6 +793,12 @@ struct Runner {
         }
       }
     } restore_signals{opt.install_signal_handlers};
+    // A resumed run already at its --stop-after step takes no further step (the checkpoint holds).
+    if (opt.stop_after >= 0 && step >= opt.stop_after && step < total) {
+      status("stopped", "stopped at step " + std::to_string(step) + "; resume with --resume " + run_dir);
+      dist->barrier();
+      return 0;
+    }
     const int64_t first = step;
     double loop_start = now_s();
     while (step < total) {

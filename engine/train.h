@@ -128,7 +128,9 @@ struct RunOptions {
   // progress line from it.
   std::function<void(const nlohmann::json& metrics)> on_step;
   bool install_signal_handlers = true;
-  // Tests: stop after this many optimizer steps as if SIGTERM arrived (checkpoint + "stopped").
+  // End the session once the run has taken this many optimizer steps in all (the schedule still
+  // spans cfg.steps), as if SIGTERM arrived: checkpoint + "stopped"; a run resumed at or past it
+  // takes no step. `pvm train --stop-after N`: run the first N steps of a longer schedule.
   int64_t stop_after = -1;
 };
 

@@ -11,6 +11,7 @@
 #include "engine/loader.h"
 #include "engine/pvm.h"
 #include "engine/train.h"
+#include "tests/cli_util.h"
 #include "tests/test_train_util.h"
 
 using namespace pvm;
@@ -198,6 +199,12 @@ TEST(TrainSft, ResumeIsBitIdentical) {
     EXPECT_FALSE(fs::exists(b["out"].get<std::string>() + "/final"));
     // A fresh run refuses to overwrite it.
     EXPECT_THROW(run_quiet(b), pvm::Error);
+    // Resumed with the same stop step, it takes no step (no new metrics line, still stopped at 3).
+    const auto lines_at_3 = pvm::testing::read_jsonl(b["out"].get<std::string>() + "/metrics.jsonl").size();
+    ASSERT_EQ(run_quiet(b, 3, b["out"]), 0);
+    EXPECT_EQ(pvm::testing::read_jsonl(b["out"].get<std::string>() + "/metrics.jsonl").size(), lines_at_3);
+    EXPECT_EQ(json::parse(std::ifstream(b["out"].get<std::string>() + "/status.json"))["step"], 3);
+    EXPECT_FALSE(fs::exists(b["out"].get<std::string>() + "/final"));
     ASSERT_EQ(run_quiet(b, -1, b["out"]), 0);
     const std::string wfile = set == "pvm" ? "/final/adapter.safetensors" : "/final/model.safetensors";
     std::string diff;
@@ -395,4 +402,42 @@ TEST(TrainDistributed, TwoProcessesEqualOneProcess) {
   auto man = json::parse(std::ifstream(two + "/manifest.json"));
   EXPECT_EQ(man["world_size"], 2);
   EXPECT_EQ(man["backend"], "gloo");
+}
+
+// `pvm train --stop-after N`: the first N steps of the configured schedule, a resumable checkpoint,
+// and no further step when resumed with the same bound; a bad bound is one clear line.
+TEST(TrainSft, CliStopAfterRunsPartOfTheScheduleAndResumes) {
+  if (pvm::testing::pvm_bin().empty()) GTEST_SKIP() << "pvm binary not found next to the test (set PVM_BIN)";
+  auto f = pvm::testing::make_train_fixture("train_sft_cli_stop", 8);
+  const std::string run_dir = f.dir + "/run";
+  auto cfg = pvm::testing::train_config_json(f, run_dir);
+  cfg["steps"] = 5;
+  cfg["schedule"] = "cosine";
+  const std::string cfg_path = f.dir + "/run.json";
+  std::ofstream(cfg_path) << cfg.dump();
+
+  auto bad = pvm::testing::run_pvm("train sft --config " + cfg_path + " --stop-after 0 --no-progress", f.dir);
+  EXPECT_NE(bad.rc, 0);
+  EXPECT_NE(bad.err.find("--stop-after must be >= 1"), std::string::npos) << bad.err;
+  EXPECT_FALSE(fs::exists(run_dir + "/checkpoints"));
+
+  auto r = pvm::testing::run_pvm("train sft --config " + cfg_path + " --stop-after 2 --no-progress", f.dir);
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.err.find("stopped; checkpoint saved"), std::string::npos) << r.err;
+  auto st = json::parse(std::ifstream(run_dir + "/status.json"));
+  EXPECT_EQ(st["state"], "stopped");
+  EXPECT_EQ(st["step"], 2);
+  auto m = pvm::testing::read_jsonl(run_dir + "/metrics.jsonl");
+  ASSERT_EQ(m.size(), 2u);
+  EXPECT_EQ(m[1]["total_steps"], 5);  // the schedule still spans all 5 steps
+
+  r = pvm::testing::run_pvm("train sft --resume " + run_dir + " --stop-after 2 --no-progress", f.dir);
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_EQ(pvm::testing::read_jsonl(run_dir + "/metrics.jsonl").size(), 2u);
+
+  r = pvm::testing::run_pvm("train sft --resume " + run_dir + " --no-progress", f.dir);
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.err.find("pvm train: done"), std::string::npos) << r.err;
+  EXPECT_EQ(pvm::testing::read_jsonl(run_dir + "/metrics.jsonl").size(), 5u);
+  EXPECT_TRUE(fs::exists(run_dir + "/final/model.safetensors"));
 }

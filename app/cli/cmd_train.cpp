@@ -38,7 +38,7 @@ pvm::ModelConfig model_config_for(const pvm::train::TrainConfig& c) {
 }
 
 int run(const std::vector<std::string>& argv) {
-  pvm::cli::Args a(argv, {"--config", "--set", "--resume", "--out", "--progress-every"}, {"--force", "--no-progress"});
+  pvm::cli::Args a(argv, {"--config", "--set", "--resume", "--out", "--progress-every", "--stop-after"}, {"--force", "--no-progress"});
   const auto& pos = a.positional();
   if (pos.size() != 1 || (pos[0] != "sft" && pos[0] != "grpo" && pos[0] != "estimate"))
     throw pvm::Error("expected one of: pvm train sft|grpo|estimate --config FILE.json [--set key=value ...] [--resume RUN_DIR]");
@@ -70,6 +70,10 @@ int run(const std::vector<std::string>& argv) {
   const long every = a.get_int("--progress-every", tty ? 1 : 10);
   pvm::train::RunOptions o;
   o.resume_dir = resume;
+  if (a.has("--stop-after")) {
+    o.stop_after = a.get_int("--stop-after", -1);
+    if (o.stop_after < 1) throw pvm::Error("--stop-after must be >= 1, got " + a.get("--stop-after"));
+  }
   if (main_rank && !a.has("--no-progress"))
     o.on_step = [&](const nlohmann::json& m) {
       if (m.contains("eval_loss")) {
@@ -92,8 +96,9 @@ int run(const std::vector<std::string>& argv) {
   int rc = pvm::train::run(cfg, o);
   if (main_rank) {
     if (tty) std::fprintf(stderr, "\n");
+    const bool finished = pvm::path_exists(pvm::join_path(cfg.out, "final/trainer_state.json"));
     std::fprintf(stderr, "pvm train: %s\n",
-                 pvm::train::stop_flag().load() ? "stopped; checkpoint saved (resume with --resume RUN_DIR)" : "done");
+                 rc != 0 ? "failed" : finished ? "done" : "stopped; checkpoint saved (resume with --resume RUN_DIR)");
   }
   return rc;
 }
@@ -102,5 +107,5 @@ int run(const std::vector<std::string>& argv) {
 
 PVM_COMMAND("train", "train PVM blocks or the model (SFT, GRPO), data-parallel with torchrun",
             "sft|grpo|estimate --config FILE.json [--set key=value ...] [--resume RUN_DIR] [--out RUN_DIR] "
-            "[--force] [--no-progress] [--progress-every N]",
+            "[--stop-after N (end after step N of the schedule; resumable)] [--force] [--no-progress] [--progress-every N]",
             run);

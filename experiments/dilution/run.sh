@@ -53,5 +53,7 @@ for run in ("baseline", "pvm"):
     r = json.load(open(f"{out}/eval_{run}.json"))
     print(f"{run:9s} accuracy {r['accuracy']:.4f}  first3 {r['accuracy_first3']:.4f}  "
           f"hallucinated {r['hallucinated']}  missing {r['missing']}  tokens/desc {r['mean_generated_tokens']:.0f}")
+    ba = r.get("by_attribute_first3", {})
+    print(f"{'':9s} first3 by attribute: " + ", ".join(f"{k} {v:.3f}" for k, v in ba.items()))
 PY
 echo "results in $out" >&2
