@@ -5,6 +5,7 @@
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <utility>
 
 #include "engine/base/cli_args.h"
 #include "engine/base/error.h"
@@ -33,10 +34,16 @@ struct PositionStats {
     attributes_correct += o.attributes_correct;
     shape += o.shape, color += o.color, size += o.size, texture += o.texture, digit += o.digit;
   }
+  // (name, rate) of each attribute the scene options grade, in report order.
+  std::vector<std::pair<std::string, double>> rates(const pvm::scenes::SceneOptions& opt) const {
+    std::vector<std::pair<std::string, double>> v{{"shape", rate(shape)}, {"color", rate(color)}, {"size", rate(size)}};
+    if (opt.textures) v.emplace_back("texture", rate(texture));
+    if (opt.digits) v.emplace_back("digit", rate(digit));
+    return v;
+  }
   json attributes(const pvm::scenes::SceneOptions& opt) const {
-    json j = {{"shape", rate(shape)}, {"color", rate(color)}, {"size", rate(size)}};
-    if (opt.textures) j["texture"] = rate(texture);
-    if (opt.digits) j["digit"] = rate(digit);
+    json j = json::object();
+    for (auto& [name, r] : rates(opt)) j[name] = r;
     return j;
   }
 };
@@ -204,15 +211,14 @@ int run_scenes_eval(const std::vector<std::string>& argv) {
   rep["qa"] = {{"correct", qa_c}, {"total", qa_t}, {"accuracy", qa_t ? double(qa_c) / qa_t : 0.0}, {"by_kind", qk}};
 
   if (a.has("--csv")) {  // accuracy by object position, for plots (experiments/dilution)
-    std::string csv = "position,objects,described,attributes_total,attributes_correct,accuracy,shape,color,size";
-    csv += std::string(opt.textures ? ",texture" : "") + (opt.digits ? ",digit" : "") + "\n";
+    std::string csv = "position,objects,described,attributes_total,attributes_correct,accuracy";
+    for (auto& [name, r] : PositionStats{}.rates(opt)) csv += "," + name;
+    csv += "\n";
     for (auto& [p, st] : by_pos) {
       csv += std::to_string(p) + "," + std::to_string(st.objects) + "," + std::to_string(st.matched) + "," +
              std::to_string(st.attributes_total) + "," + std::to_string(st.attributes_correct) + "," +
-             std::to_string(st.accuracy()) + "," + std::to_string(st.rate(st.shape)) + "," +
-             std::to_string(st.rate(st.color)) + "," + std::to_string(st.rate(st.size));
-      if (opt.textures) csv += "," + std::to_string(st.rate(st.texture));
-      if (opt.digits) csv += "," + std::to_string(st.rate(st.digit));
+             std::to_string(st.accuracy());
+      for (auto& [name, r] : st.rates(opt)) csv += "," + std::to_string(r);
       csv += "\n";
     }
     atomic_write_file(a.get("--csv"), csv);
