@@ -9,16 +9,20 @@
 # 2. pvm eval --task scenes on the 200 held-out scenes of the training data set's seed, with and
 #    without the PVM adapter: attribute accuracy by object position (accuracy_*.csv) and the plot
 #    accuracy_by_position.png.
-# Environment: PVM (binary, default build/pvm), IMAGES (dilution images, 8), TOKENS (448),
-# EVAL_COUNT (200), SEED (1, the data set seed of experiments/default_model/train.sh).
+# Environment: PVM (binary, default build/pvm), MODEL / ADAPTER (default assets/default-model and
+# assets/default-pvm), OUT (results folder, default experiments/dilution/results), IMAGES (dilution
+# images, 8), TOKENS (448), EVAL_COUNT (200), SEED (1, the data set seed of
+# experiments/default_model/train.sh). The full-context model's results:
+#   MODEL=assets/full-context-model ADAPTER=assets/full-context-pvm OUT=experiments/dilution/results_full_context \
+#     bash experiments/dilution/run.sh
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 PVM=${PVM:-$root/build/pvm}
 MODEL=${MODEL:-$root/assets/default-model}
 ADAPTER=${ADAPTER:-$root/assets/default-pvm}
-out=$here/results
-work=$root/out/dilution
+out=${OUT:-$here/results}
+work=$root/out/dilution/$(basename "$out")
 n_img=${IMAGES:-8}
 tokens=${TOKENS:-448}
 count=${EVAL_COUNT:-200}
