@@ -75,13 +75,14 @@ for v in $VARIANTS; do series+=(--series "$out/accuracy_$v.csv:position:accuracy
 python3 - "$out" baseline $VARIANTS <<'PY'
 import json, sys
 out, names = sys.argv[1], sys.argv[2:]
-lines = ["run,accuracy,first3,late(pos>=8),qa_accuracy,hallucinated,missing,tokens_per_description"]
+lines = ["run,accuracy,first3,late(pos>=8),late(pos>=12),qa_accuracy,hallucinated,missing,tokens_per_description"]
+def acc_from(r, k):
+    late = [p for p in r.get("by_position", []) if p["position"] >= k]
+    tot = sum(p["attributes_total"] for p in late)
+    return sum(p["attributes_correct"] for p in late) / tot if tot else float("nan")
 for n in names:
     r = json.load(open(f"{out}/{n}.json"))
-    late = [p for p in r.get("by_position", []) if p["position"] >= 8]
-    tot = sum(p["attributes_total"] for p in late)
-    acc_late = sum(p["attributes_correct"] for p in late) / tot if tot else float("nan")
-    lines.append(f"{n},{r['accuracy']:.4f},{r['accuracy_first3']:.4f},{acc_late:.4f},{r['qa']['accuracy']:.4f},"
+    lines.append(f"{n},{r['accuracy']:.4f},{r['accuracy_first3']:.4f},{acc_from(r, 8):.4f},{acc_from(r, 12):.4f},{r['qa']['accuracy']:.4f},"
                  f"{r['hallucinated']},{r['missing']},{r['mean_generated_tokens']:.0f}")
 open(f"{out}/summary.csv", "w").write("\n".join(lines) + "\n")
 print("\n".join(lines))
