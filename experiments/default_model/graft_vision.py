@@ -57,5 +57,5 @@ tmp = dst_path + ".tmp"
 with open(tmp, "wb") as f:
     f.write(out)
 os.replace(tmp, dst_path)
-n = sum(len(as_f32(src, sbase, sh[k], src_path, k)) // 4 for k in keys)
+n = sum((e - s) // 4 for s, e in (dh[k]["data_offsets"] for k in keys))
 print(f"graft_vision.py: {dst_path}: {len(keys)} vision tensors ({n} values) from {src_path}")

@@ -89,6 +89,18 @@ install_files() {
   echo "train.sh: installed $dst ($(du -sh "$dst" | cut -f1))" >&2
 }
 
+# fresh_init NAME FIX...: WORK/NAME = `pvm init` (f32, seed 0) + the tokenizer files, then FIX run
+# with the new folder as its last argument; atomic, skipped when WORK/NAME exists.
+fresh_init() {
+  local name=$1; shift
+  [ -f "$WORK/$name/model.safetensors" ] && return 0
+  rm -rf "$WORK/$name.tmp"
+  "$PVM" init --config "$here/config.json" --out "$WORK/$name.tmp" --dtype f32 --seed 0
+  cp "$here/tokenizer.json" "$here/tokenizer_config.json" "$here/preprocessor_config.json" "$WORK/$name.tmp/"
+  "$@" "$WORK/$name.tmp"
+  mv "$WORK/$name.tmp" "$WORK/$name"
+}
+
 stage_data() {
   if [ ! -f "$WORK/scenes/dataset.json" ]; then
     "$PVM" scenes --out "$WORK/scenes" --count "$COUNT" --seed "$SEED" --heldout "$HELDOUT"
@@ -121,13 +133,7 @@ stage_sft() {
   # only sees relative (rotary) positions and most patches are plain background, so without an
   # absolute position in the patch content no text token can find "the second row, third column"
   # (a first model trained with the N(0, 0.02) table stayed blind; see pos_embed.py).
-  if [ ! -f "$WORK/init/model.safetensors" ]; then
-    rm -rf "$WORK/init.tmp"
-    "$PVM" init --config "$here/config.json" --out "$WORK/init.tmp" --dtype f32 --seed 0
-    cp "$here/tokenizer.json" "$here/tokenizer_config.json" "$here/preprocessor_config.json" "$WORK/init.tmp/"
-    python3 "$here/pos_embed.py" "$WORK/init.tmp" 1.0
-    mv "$WORK/init.tmp" "$WORK/init"
-  fi
+  fresh_init init python3 "$here/pos_embed.py"  # amplitude 1.0
   # Six phases, everything trainable. In phases 0-2 the vision tower and mergers train at 0.1x lr:
   # at full rate from scratch the merger collapsed to one constant vector within 100 steps, before
   # the decoder learnt to read it.
@@ -177,13 +183,7 @@ convert_bf16() {
 # from past CTX; the full-context model (phases 0-5) is the same eyes with a decoder that did.
 stage_short() {
   [ -f "$WORK/scenes/sft_mix_one.jsonl" ] || stage_data
-  if [ ! -f "$WORK/ctx_init/model.safetensors" ]; then
-    rm -rf "$WORK/ctx_init.tmp"
-    "$PVM" init --config "$here/config.json" --out "$WORK/ctx_init.tmp" --dtype f32 --seed 0
-    cp "$here/tokenizer.json" "$here/tokenizer_config.json" "$here/preprocessor_config.json" "$WORK/ctx_init.tmp/"
-    python3 "$here/graft_vision.py" "$root/assets/full-context-model" "$WORK/ctx_init.tmp"
-    mv "$WORK/ctx_init.tmp" "$WORK/ctx_init"
-  fi
+  fresh_init ctx_init python3 "$here/graft_vision.py" "$root/assets/full-context-model"
   run sft ctx_one "$here/sft_all.json" --set model="$WORK/ctx_init" --set data="$WORK/scenes_one/sft3k.jsonl" \
     --set steps="$CTX_ONE_STEPS" --set max_length="$CTX"
   run sft ctx_easy "$here/sft_all.json" --set model="$WORK/ctx_one/final" --set data="$WORK/scenes_easy/sft_mix.jsonl" \
