@@ -62,7 +62,7 @@ constexpr double kLogitTol = 1e-4;
 
 std::string parity_dir() {
   const char* env = std::getenv("PVM_TEST_DATA");
-  std::string base = (env && *env) ? std::string(env) : std::string(PVM_SOURCE_DIR) + "/tests/data";
+  std::string base = (env && *env) ? std::string(env) : pvm::source_dir() + "/tests/data";
   return base + "/parity";
 }
 

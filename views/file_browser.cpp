@@ -1,3 +1,4 @@
+#include "engine/base/version.h"
 #include "views/file_browser.h"
 
 #include <algorithm>
@@ -109,7 +110,7 @@ void FileBrowser::draw() {
     go(h && *h ? h : "/");
   }
   ImGui::SameLine();
-  if (ImGui::Button("Project")) go(PVM_SOURCE_DIR);
+  if (ImGui::Button("Project")) go(pvm::source_dir());
   ImGui::SameLine();
   ImGui::TextDisabled("%s", dir_.c_str());
 

@@ -1,3 +1,4 @@
+#include "engine/base/version.h"
 #include "views/view_image.h"
 
 #include <stb_image.h>
@@ -96,7 +97,7 @@ bool ImageView::new_scene(uint64_t seed) {
 
 void ImageView::browse() {
   const ImageData& img = ctx_.draft.image;
-  const std::string start = img.source.find('/') != std::string::npos ? img.source : PVM_SOURCE_DIR "/assets/samples";
+  const std::string start = img.source.find('/') != std::string::npos ? img.source : (pvm::source_dir() + "/assets/samples");
   browser_.open("Open image", FileBrowser::Mode::OpenFile, start,
                 {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm", ".pgm", ".tga", ".psd"},
                 [this](const std::string& p, std::string* e) {

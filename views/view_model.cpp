@@ -1,3 +1,4 @@
+#include "engine/base/version.h"
 #include "views/view_model.h"
 
 #include "imgui_stdlib.h"
@@ -49,7 +50,7 @@ void ModelView::draw() {
   ImGui::InputTextWithHint("##dir", "assets/default-model", &dir_);
   ImGui::SameLine();
   if (ImGui::Button("Browse##model"))
-    browser_.open("Open model folder", FileBrowser::Mode::OpenDir, dir_.empty() ? PVM_SOURCE_DIR "/assets" : dir_, {},
+    browser_.open("Open model folder", FileBrowser::Mode::OpenDir, dir_.empty() ? (pvm::source_dir() + "/assets") : dir_, {},
                   [this](const std::string& p, std::string*) {
                     dir_ = p;
                     return true;
@@ -80,7 +81,7 @@ void ModelView::draw() {
   ImGui::InputTextWithHint("##adapter", "runs/<run>/final", &adapter_);
   ImGui::SameLine();
   if (ImGui::Button("Browse##adapter"))
-    browser_.open("Open PVM adapter folder", FileBrowser::Mode::OpenDir, adapter_.empty() ? PVM_SOURCE_DIR : adapter_, {},
+    browser_.open("Open PVM adapter folder", FileBrowser::Mode::OpenDir, adapter_.empty() ? pvm::source_dir() : adapter_, {},
                   [this](const std::string& p, std::string*) {
                     adapter_ = p;
                     return true;

@@ -1,3 +1,4 @@
+#include "engine/base/version.h"
 #include "views/view_prompt.h"
 
 #include <algorithm>
@@ -39,7 +40,7 @@ bool read_preset(const std::string& dir, const std::string& name, std::string* t
 }
 
 PromptView::PromptView(StudioContext& ctx)
-    : View("Prompt", Slot::LeftBottom, true), ctx_(ctx), dir_(PVM_SOURCE_DIR "/assets/prompts") {
+    : View("Prompt", Slot::LeftBottom, true), ctx_(ctx), dir_((pvm::source_dir() + "/assets/prompts")) {
   presets_ = list_presets(dir_);
   if (std::find(presets_.begin(), presets_.end(), "blind_painter") != presets_.end()) use_preset("blind_painter");
 }

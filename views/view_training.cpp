@@ -1,3 +1,4 @@
+#include "engine/base/version.h"
 #include "views/view_training.h"
 
 #include <algorithm>
@@ -152,7 +153,7 @@ void fill_training_plots(const std::vector<MetricRow>& rows, Plot& loss, Plot& r
 TrainingView::TrainingView(StudioContext& ctx)
     : View("Training", Slot::CenterBottom, true), ctx_(ctx), loss_("train_loss"), reward_("train_reward"),
       gates_("train_gate_alpha"), lr_("train_lr") {
-  runs_root = PVM_SOURCE_DIR "/runs";
+  runs_root = (pvm::source_dir() + "/runs");
   loss_.set_title("loss");
   gates_.set_title("gate_alpha per PVM layer");
   lr_.set_title("learning rate");
@@ -285,7 +286,7 @@ void TrainingView::draw_form() {
     ImGui::InputTextWithHint(label, hint, &v);
     ImGui::SameLine();
     if (ImGui::SmallButton("..."))
-      browser_.open(label, m, v.empty() ? std::string(PVM_SOURCE_DIR) : v, std::move(ext),
+      browser_.open(label, m, v.empty() ? pvm::source_dir() : v, std::move(ext),
                     [&v](const std::string& p, std::string*) {
                       v = p;
                       return true;

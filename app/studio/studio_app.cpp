@@ -465,7 +465,7 @@ void StudioApp::draw_menu() {
     if (ImGui::MenuItem("Open image...", "Ctrl+O")) image_->focus(), image_->browse();
     if (ImGui::MenuItem("Open model folder...")) {
       model_->focus();
-      browser_.open("Open model folder", FileBrowser::Mode::OpenDir, PVM_SOURCE_DIR "/assets", {},
+      browser_.open("Open model folder", FileBrowser::Mode::OpenDir, (pvm::source_dir() + "/assets"), {},
                     [this](const std::string& p, std::string* e) {
                       std::string why;
                       if (!model_->load(p)) {
@@ -476,7 +476,7 @@ void StudioApp::draw_menu() {
                     });
     }
     if (ImGui::MenuItem("Load PVM adapter...")) {
-      browser_.open("Load PVM adapter", FileBrowser::Mode::OpenDir, PVM_SOURCE_DIR, {},
+      browser_.open("Load PVM adapter", FileBrowser::Mode::OpenDir, pvm::source_dir(), {},
                     [this](const std::string& p, std::string* e) {
                       if (!model_->load_adapter(p)) {
                         *e = "cannot load: see the log";
@@ -677,7 +677,7 @@ void StudioApp::start_up() {
   }
   model_->load(opt_.model, opt_.pvm);  // "" = default model (random tiny one when absent)
   // The default model was trained on the scenes world: open on its instruction, not the generic preset.
-  if (opt_.model.empty() && std::filesystem::exists(PVM_SOURCE_DIR "/assets/default-model/config.json") &&
+  if (opt_.model.empty() && std::filesystem::exists((pvm::source_dir() + "/assets/default-model/config.json")) &&
       ctx_.scenes_available)
     prompt_->use_preset("scene_description");
   if (!opt_.open.empty()) {
@@ -692,7 +692,7 @@ void StudioApp::start_up() {
   if (!opt_.image.empty()) {
     image_->open_file(opt_.image);
   } else if (!(ctx_.scenes_available && image_->new_scene(7))) {
-    image_->open_file(PVM_SOURCE_DIR "/assets/samples/shapes.png");
+    image_->open_file((pvm::source_dir() + "/assets/samples/shapes.png"));
   }
   if (opt_.demo) {
     ctx_.draft.max_new_tokens = opt_.demo_tokens;
