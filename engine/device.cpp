@@ -1,16 +1,23 @@
 #include "engine/device.h"
 
 #include "engine/base/error.h"
+#include "engine/distributed.h"
+
+#include <ATen/Context.h>
 
 namespace pvm {
 
 torch::Device parse_device(const std::string& s) {
-  if (s == "auto") return compat::cuda_available() ? torch::Device("cuda") : torch::Device("cpu");
+  if (s == "auto") return cuda_available() ? torch::Device("cuda") : torch::Device("cpu");
   if (s == "cpu") return torch::Device("cpu");
   if (s.rfind("cuda", 0) == 0) {
-    if (!compat::cuda_available())
-      throw Error("--device " + s + ": this build or machine has no CUDA (LibTorch " +
-                  std::string(TORCH_VERSION) + ", cuda available: no); use --device cpu");
+    if (!cuda_available()) {
+      const bool compiled = at::globalContext().hasCUDART();
+      throw Error("--device " + s + ": " +
+                  (compiled ? std::string("no CUDA device is present on this machine")
+                            : "this build has no CUDA (LibTorch " + std::string(TORCH_VERSION) + " without CUDA)") +
+                  "; use --device cpu");
+    }
     try {
       return torch::Device(s);
     } catch (const std::exception&) {
@@ -26,6 +33,21 @@ torch::ScalarType parse_dtype(const std::string& s, const torch::Device& dev) {
   if (s == "bf16" || s == "bfloat16") return torch::kBFloat16;
   if (s == "f16" || s == "float16" || s == "fp16") return torch::kFloat16;
   throw Error("--dtype: unknown dtype '" + s + "' (use f32, bf16, f16 or auto)");
+}
+
+bool cuda_available() { return torch::cuda::is_available(); }
+
+BuildInfo build_info() {
+  BuildInfo b;
+  b.libtorch = TORCH_VERSION;
+  b.cuda_compiled = at::globalContext().hasCUDART();
+  if (b.cuda_compiled) {
+    const long v = at::globalContext().versionCUDART();  // e.g. 13000
+    b.cuda_runtime = std::to_string(v / 1000) + "." + std::to_string((v % 1000) / 10);
+    b.cuda_devices = (int)torch::cuda::device_count();
+  }
+  b.dist_backends = train::Distributed::backends();
+  return b;
 }
 
 std::string dtype_name(torch::ScalarType t) {

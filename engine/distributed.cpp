@@ -33,11 +33,7 @@ int env_int(const char* name, int def, int lo, int hi) {
 struct Distributed::Impl {
 #if defined(PVM_WITH_C10D)
   c10::intrusive_ptr<c10d::Store> store;
-#if TORCH_VERSION_MAJOR >= 2
   c10::intrusive_ptr<c10d::Backend> pg;
-#else
-  c10::intrusive_ptr<c10d::ProcessGroup> pg;
-#endif
 #endif
   torch::Device device{torch::kCPU};
 };
@@ -48,6 +44,17 @@ bool Distributed::available() {
 #else
   return false;
 #endif
+}
+
+std::vector<std::string> Distributed::backends() {
+  std::vector<std::string> b;
+#if defined(PVM_WITH_C10D) && defined(PVM_WITH_GLOO)
+  b.push_back("gloo");
+#endif
+#if defined(PVM_WITH_C10D) && defined(PVM_WITH_NCCL)
+  b.push_back("nccl");
+#endif
+  return b;
 }
 
 std::unique_ptr<Distributed> Distributed::single() {

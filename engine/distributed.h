@@ -38,6 +38,8 @@ class Distributed {
 
   // Whether this build can run world > 1 (c10d linked and Gloo compiled in).
   static bool available();
+  // The c10d backends compiled into this build ("gloo", "nccl").
+  static std::vector<std::string> backends();
 
  private:
   Distributed() = default;

@@ -91,12 +91,8 @@ ImageRGB tensor_to_image(const torch::Tensor& chw_u8, const std::string& source 
 // Antialiased bicubic resize of uint8 images, align_corners=false, exactly what
 // torchvision.transforms.v2.functional.resize(uint8 CPU, BICUBIC, antialias=True) computes.
 // Input [C, H, W] or [N, C, H, W] uint8 on CPU; output has the same rank. Same size: returns the
-// input unchanged. Uses the native LibTorch kernel where it supports uint8, else our port.
+// input unchanged. LibTorch's native uint8 kernel.
 torch::Tensor resize_bicubic_aa_u8(const torch::Tensor& img, int64_t out_h, int64_t out_w);
-// Always our C++ port (exposed for tests and for comparison with the native kernel).
-torch::Tensor resize_bicubic_aa_u8_port(const torch::Tensor& img, int64_t out_h, int64_t out_w);
-// True if this LibTorch's CPU _upsample_bicubic2d_aa accepts uint8 (>= 2.1; false on 1.13).
-bool native_uint8_bicubic_aa_available();
 
 // uint8 [C, H, W] -> float32 [C, H, W] with HF's fused rescale+normalize: mean' = f32(mean) *
 // f32(1/rescale_factor), std' likewise, then (x - mean') / std' in fp32 (sub, then div).

@@ -16,15 +16,8 @@ LinearImpl::LinearImpl(int64_t in, int64_t out, bool has_bias) {
 torch::Tensor LinearImpl::forward(const torch::Tensor& x) { return linear_rows(x, weight, bias); }
 
 torch::Tensor linear_rows(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {
-  // One row (a decode step): LibTorch 1.13 sends M=1 addmm to GEMM, which OpenBLAS runs ~3x slower
-  // than GEMV on this weight-bound shape (measured in experiments/bench). Use mv directly.
-  if (x.numel() == x.size(-1) && x.device().is_cpu()) {
-    auto sizes = x.sizes().vec();
-    sizes.back() = weight.size(0);
-    auto y = torch::mv(weight, x.reshape({-1}));
-    if (bias.defined()) y = y + bias;
-    return y.view(sizes);
-  }
+  // LibTorch 2.x runs one-row addmm as fast as or faster than torch::mv (the 1.13 GEMV detour lost
+  // up to 1.5x on the bf16 lm_head: experiments/bench/RESULTS_platform.md).
   return torch::nn::functional::linear(x, weight, bias);
 }
 

@@ -1,5 +1,7 @@
 #include "engine/text_model.h"
 
+#include <atomic>
+
 #include <cmath>
 
 #include "engine/base/error.h"
@@ -53,21 +55,45 @@ Qwen3VLTextAttentionImpl::Qwen3VLTextAttentionImpl(const TextConfig& t, int64_t 
   k_norm = register_module("k_norm", Qwen3VLTextRMSNorm(head_dim, t.rms_norm_eps));
 }
 
+static std::atomic<bool> g_explicit_attention{false};
+void set_attention_explicit(bool on) { g_explicit_attention = on; }
+bool attention_use_explicit() { return g_explicit_attention; }
+
+// No probe needs the probabilities: LibTorch's fused scaled_dot_product_attention (flash kernel on
+// CPU and CUDA, f32 accumulation in bf16) with grouped kv heads, as transformers' sdpa path.
+static torch::Tensor sdpa_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                    int64_t q_offset, const torch::Tensor& key_valid) {
+  const int64_t B = q.size(0), S = q.size(2), T = k.size(2);
+  const bool gqa = q.size(1) != k.size(1);
+  // A decode step (last query, every key visible) and a fresh prefill (S == T) need no mask.
+  if (!key_valid.defined() && q_offset + S == T && (S == 1 || q_offset == 0))
+    return at::scaled_dot_product_attention(q, k, v, {}, 0.0, /*is_causal=*/S > 1, {}, gqa);
+  // Otherwise a boolean mask (true = attend): key j visible to query i iff j <= q_offset + i.
+  auto opt = torch::TensorOptions().dtype(torch::kLong).device(q.device());
+  auto qi = torch::arange(q_offset, q_offset + S, opt);
+  auto allowed = (torch::arange(T, opt).view({1, T}) <= qi.view({S, 1})).view({1, 1, S, T});
+  if (key_valid.defined()) allowed = allowed & key_valid.view({B, 1, 1, T});
+  return at::scaled_dot_product_attention(q, k, v, allowed, 0.0, false, {}, gqa);
+}
+
 torch::Tensor gqa_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, int64_t q_offset,
                             const torch::Tensor& key_valid, const std::function<void(const torch::Tensor&)>& observer) {
+  if (!observer && !attention_use_explicit()) return sdpa_attention(q, k, v, q_offset, key_valid);
   const int64_t B = q.size(0), Hq = q.size(1), S = q.size(2), D = q.size(3);
   const int64_t Hkv = k.size(1), T = k.size(2), G = Hq / Hkv;
   const double scale = 1.0 / std::sqrt((double)D);
   auto dt = q.scalar_type();
   // [B, Hkv, G, S, D]: query heads of one kv group side by side, so k/v are never copied.
+  // Query heads of one kv group stacked as rows, [B, Hkv, G*n, D] x [B, Hkv, D, T]: a plain batched
+  // matmul (a broadcast [B, Hkv, G, n, D] x [B, Hkv, 1, D, T] would copy k G times).
   auto qg = q.view({B, Hkv, G, S, D});
-  auto kt = k.transpose(-2, -1).unsqueeze(2);  // [B, Hkv, 1, D, T]
-  auto vg = v.unsqueeze(2);                    // [B, Hkv, 1, T, D]
+  auto kt = k.transpose(-2, -1);  // [B, Hkv, D, T]
   const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(S, (int64_t)(64 << 20) / std::max<int64_t>(1, B * Hq * T)));
   std::vector<torch::Tensor> outs;
   for (int64_t s0 = 0; s0 < S; s0 += chunk) {
     const int64_t n = std::min(chunk, S - s0);
-    auto scores = torch::matmul(qg.narrow(3, s0, n), kt).to(torch::kFloat) * scale;  // [B, Hkv, G, n, T]
+    auto qc = qg.narrow(3, s0, n).reshape({B, Hkv, G * n, D});
+    auto scores = (torch::matmul(qc, kt).to(torch::kFloat) * scale).view({B, Hkv, G, n, T});
     // A single decode query at the end sees every key: no mask to build (the hot path).
     if (!(n == 1 && q_offset + s0 >= T - 1 && !key_valid.defined())) {
       // causal: key j visible to query i iff j <= q_offset + s0 + i
@@ -79,7 +105,7 @@ torch::Tensor gqa_attention(const torch::Tensor& q, const torch::Tensor& k, cons
     }
     auto probs = torch::softmax(scores, -1);
     if (observer && s0 + n == S) observer(probs.select(3, n - 1).reshape({B, Hq, T}));
-    outs.push_back(torch::matmul(probs.to(dt), vg));  // [B, Hkv, G, n, D]
+    outs.push_back(torch::matmul(probs.to(dt).view({B, Hkv, G * n, T}), v).view({B, Hkv, G, n, D}));
   }
   auto out = outs.size() == 1 ? outs[0] : torch::cat(outs, 3);
   return out.view({B, Hq, S, D});

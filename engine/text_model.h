@@ -121,10 +121,14 @@ class Qwen3VLTextModelImpl : public torch::nn::Module {
 TORCH_MODULE(Qwen3VLTextModel);
 
 // Attention core used by the decoder: q [B, Hq, S, D], k/v [B, Hkv, T, D] (GQA without copying
-// k/v), causal with queries at absolute positions q_offset..q_offset+S-1. Softmax in f32. Long
-// prefills are processed in query chunks to bound memory. Calls `observer` with the last query's
-// probabilities [B, Hq, T] when set.
+// k/v), causal with queries at absolute positions q_offset..q_offset+S-1. Without an observer it
+// runs LibTorch's fused scaled_dot_product_attention. With one (a probe wants the probabilities),
+// an explicit f32 softmax, long prefills in query chunks to bound memory, calling `observer` with
+// the last query's probabilities [B, Hq, T].
 torch::Tensor gqa_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, int64_t q_offset,
                             const torch::Tensor& key_valid, const std::function<void(const torch::Tensor&)>& observer);
+// Force the explicit path even without an observer (tests and benchmarks compare the two).
+void set_attention_explicit(bool on);
+bool attention_use_explicit();
 
 }  // namespace pvm

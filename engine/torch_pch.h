@@ -1,4 +1,3 @@
 // Precompiled header for every torch-using target (keeps 2-core builds fast).
 #pragma once
 #include <torch/torch.h>
-#include "engine/torch_compat.h"

@@ -86,7 +86,7 @@ torch::Tensor Qwen3VLVisionAttentionImpl::forward(const torch::Tensor& x,
   std::vector<torch::Tensor> outs;
   outs.reserve(seg_lens.size());
   for (size_t s = 0; s < seg_lens.size(); ++s) {
-    auto o = compat::sdpa(qs[s], ks[s], vs[s], /*mask=*/{}, /*causal=*/false, scale_);
+    auto o = at::scaled_dot_product_attention(qs[s], ks[s], vs[s], /*attn_mask=*/{}, /*dropout_p=*/0.0, /*is_causal=*/false, scale_);
     outs.push_back(o.transpose(1, 2).contiguous());  // [1, len, nh, hd]
   }
   auto o = torch::cat(outs, 1).reshape({L, -1});  // [L, Dv]

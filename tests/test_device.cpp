@@ -13,7 +13,7 @@ TEST(Device, ParsesCpuAndDtypes) {
 }
 
 TEST(Device, CudaOnCpuOnlyBuildIsAClearError) {
-  if (pvm::compat::cuda_available()) GTEST_SKIP() << "CUDA present";
+  if (pvm::cuda_available()) GTEST_SKIP() << "CUDA present";
   try {
     pvm::parse_device("cuda");
     FAIL() << "expected an error";

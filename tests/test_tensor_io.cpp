@@ -5,6 +5,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "engine/device.h"
 #include "engine/base/error.h"
 #include "engine/base/fs_util.h"
 #include "engine/tensor_io.h"
@@ -160,7 +161,7 @@ TEST(TensorIo, ViewOfRejectsWhatItCannotDescribe) {
   EXPECT_THROW(pvm::view_of(t.t(), "x"), pvm::Error);
   EXPECT_THROW(pvm::view_of(torch::Tensor(), "x"), pvm::Error);
   EXPECT_THROW(pvm::view_of(torch::zeros({2}, torch::kComplexFloat), "x"), pvm::Error);
-  if (pvm::compat::cuda_available()) EXPECT_THROW(pvm::view_of(t.cuda(), "x"), pvm::Error);
+  if (pvm::cuda_available()) EXPECT_THROW(pvm::view_of(t.cuda(), "x"), pvm::Error);
   // A view whose size disagrees with its shape is rejected before touching memory.
   auto bad = v;
   bad.nbytes = 4;
@@ -194,7 +195,7 @@ TEST(TensorIo, LoadShardedCheckpointAndCudaRoundTrip) {
   auto back = pvm::load_tensors(d / "ck");
   ASSERT_EQ(back.size(), ts.size());
   for (auto& [n, t] : ts) EXPECT_TRUE(same_bits(back[n], t)) << n;
-  if (pvm::compat::cuda_available()) {
+  if (pvm::cuda_available()) {
     auto g = torch::randn({8, 8}, torch::TensorOptions().device(torch::kCUDA).dtype(torch::kBFloat16));
     pvm::save_tensors(d / "g.safetensors", {{"g", g}});
     EXPECT_TRUE(same_bits(pvm::load_tensors(d / "g.safetensors").at("g"), g.cpu()));

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/device.h"
 #include "engine/base/error.h"
 #include "engine/vision.h"
 
@@ -472,7 +473,7 @@ TEST(Vision, BadInputsAreClearErrors) {
 }
 
 TEST(Vision, CudaMatchesCpu) {
-  if (!pvm::compat::cuda_available()) GTEST_SKIP() << "no CUDA";
+  if (!pvm::cuda_available()) GTEST_SKIP() << "no CUDA";
   torch::NoGradGuard ng;
   auto cpu = make_model(10);
   std::vector<std::array<int64_t, 3>> grid = {{1, 4, 6}, {2, 4, 4}};

@@ -40,7 +40,7 @@ int run_preprocess(const std::vector<std::string>& argv) {
   pvm::ImageRGB img = pvm::load_image(image_path, !args.has("--no-exif"));
   pvm::ProcessedImage p = pvm::preprocess(img, cfg);
   const bool resized = p.resized_h != p.orig_h || p.resized_w != p.orig_w;
-  const char* resizer = !resized ? "none" : pvm::native_uint8_bicubic_aa_available() ? "libtorch-uint8" : "pvm-port";
+  const char* resizer = resized ? "libtorch-uint8" : "none";
   const double sum = p.pixel_values.sum(torch::kFloat64).item<double>();
 
   if (args.has("--save-resized")) pvm::write_image(args.get("--save-resized"), pvm::resized_image(img, cfg));
