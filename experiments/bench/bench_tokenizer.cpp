@@ -1,9 +1,16 @@
-// bench_tokenizer: encode the tokenizer test corpus N times and print throughput.
+// bench_tokenizer: encode the tokenizer test corpus and print throughput, single thread.
 //
-//   bench_tokenizer [--tokenizer FILE] [--corpus FILE] [--iters N]
+//   pvm-bench-tokenizer [--tokenizer FILE] [--corpus FILE] [--seconds S]
 //
-// Prints one "RESULT" line per subset (all strings; prose+code only) in the format that
-// experiments/tokenizer/bench_side_by_side.sh reads. Single thread.
+// Modes, the same work as experiments/tokenizer/bench_hf.py does with HF tokenizers:
+//   single  encode() per string, ids of each string kept only long enough to count them;
+//   batch   all strings of the subset encoded into one std::vector<std::vector<int32_t>>
+//           (what encode_batch returns), single thread.
+// Subsets: "all" (every corpus string), "prose+code". "cold" is the first single pass over all
+// strings on the freshly loaded tokenizer (empty word cache). Each warm measurement repeats
+// passes for at least S seconds (default 2) and reports the median pass.
+// Prints one "RESULT" line per measurement; experiments/tokenizer/bench_side_by_side.sh reads them.
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -49,27 +56,48 @@ struct Subset {
   size_t bytes = 0;
 };
 
-void run(const pvm::Tokenizer& tok, const Subset& s, int iters) {
-  // cold: a fresh copy of the tokenizer would share the cache, so the cold pass is measured by
-  // the caller on a freshly loaded tokenizer; here every pass after the first is warm.
+size_t pass(const pvm::Tokenizer& tok, const Subset& s, bool batch) {
   size_t tokens = 0;
-  double t0 = now();
-  for (int it = 0; it < iters; ++it)
+  if (batch) {
+    std::vector<std::vector<int32_t>> out;
+    out.reserve(s.texts.size());
+    for (const auto& t : s.texts) out.push_back(tok.encode(t));
+    for (const auto& v : out) tokens += v.size();
+  } else {
     for (const auto& t : s.texts) tokens += tok.encode(t).size();
-  double dt = now() - t0;
-  double mb = static_cast<double>(s.bytes) * iters / 1e6;
-  std::printf("RESULT impl=pvm subset=%s strings=%zu bytes=%zu iters=%d seconds=%.4f mbps=%.2f tokps=%.0f\n",
-              s.name.c_str(), s.texts.size(), s.bytes, iters, dt, mb / dt, static_cast<double>(tokens) / dt);
+  }
+  return tokens;
+}
+
+void report(const char* mode, const Subset& s, size_t passes, double sec, size_t tokens) {
+  std::printf("RESULT impl=pvm mode=%s subset=%s strings=%zu bytes=%zu tokens=%zu passes=%zu ms=%.3f mbps=%.2f "
+              "tokps=%.0f\n",
+              mode, s.name.c_str(), s.texts.size(), s.bytes, tokens, passes, sec * 1e3,
+              static_cast<double>(s.bytes) / 1e6 / sec, static_cast<double>(tokens) / sec);
+  std::fflush(stdout);
+}
+
+void run(const pvm::Tokenizer& tok, const Subset& s, bool batch, double seconds) {
+  std::vector<double> times;
+  size_t tokens = 0;
+  double start = now();
+  while (times.size() < 5 || now() - start < seconds) {
+    double t0 = now();
+    tokens = pass(tok, s, batch);
+    times.push_back(now() - t0);
+  }
+  std::sort(times.begin(), times.end());
+  report(batch ? "batch" : "single", s, times.size(), times[times.size() / 2], tokens);
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   try {
-    pvm::cli::Args a(std::vector<std::string>(argv + 1, argv + argc), {"--tokenizer", "--corpus", "--iters"});
+    pvm::cli::Args a(std::vector<std::string>(argv + 1, argv + argc), {"--tokenizer", "--corpus", "--seconds"});
     std::string tok_path = a.get("--tokenizer", pvm::default_tokenizer_path());
     std::string corpus_path = a.get("--corpus", pvm::source_dir() + "/tests/tokenizer/corpus.jsonl");
-    int iters = static_cast<int>(a.get_int("--iters", 20));
+    double seconds = a.get_double("--seconds", 2.0);
 
     Subset all{"all", {}, 0}, prose{"prose+code", {}, 0};
     std::ifstream f(corpus_path);
@@ -94,15 +122,11 @@ int main(int argc, char** argv) {
     std::printf("load %s: %.3f s\n", tok_path.c_str(), t_load);
 
     // Cold pass (empty word cache).
-    size_t tokens = 0;
     t0 = now();
-    for (const auto& t : all.texts) tokens += tok.encode(t).size();
-    double dt = now() - t0;
-    std::printf("RESULT impl=pvm subset=cold strings=%zu bytes=%zu iters=1 seconds=%.4f mbps=%.2f tokps=%.0f\n",
-                all.texts.size(), all.bytes, dt, static_cast<double>(all.bytes) / 1e6 / dt,
-                static_cast<double>(tokens) / dt);
-    run(tok, all, iters);
-    run(tok, prose, iters);
+    size_t tokens = pass(tok, all, false);
+    report("cold", all, 1, now() - t0, tokens);
+    for (const Subset* s : {&all, &prose})
+      for (bool batch : {false, true}) run(tok, *s, batch, seconds);
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_tokenizer: error: %s\n", e.what());

@@ -1,10 +1,9 @@
 // Byte-level BPE training (engine/base/tokenizer_train.h): the written tokenizer.json loads with
 // pvm::Tokenizer, round-trips any UTF-8, compresses training-like text, is deterministic, works with
 // the chat template, agrees with the trainer's own segmentation and with an independent
-// implementation (@lenml/tokenizers via node, when installed), and bad input is a pvm::Error.
+// implementation (Hugging Face `tokenizers` through $PVM_PYTHON), and bad input is a pvm::Error.
 #include <gtest/gtest.h>
 
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -451,10 +450,10 @@ TEST(TokenizerTrain, TrainsTenMegabytesInSeconds) {
   std::printf("[ info ] trained on %zu bytes in %.2f s (merges %.3f s)\n", bytes, sec, r.train_seconds);
 }
 
-TEST(TokenizerTrain, AgreesWithLenmlTokenizers) {
-  if (std::system("node --version > /dev/null 2>&1") != 0) GTEST_SKIP() << "node is not installed";
+TEST(TokenizerTrain, AgreesWithHfTokenizers) {
+  PVM_REQUIRE_REFERENCE_PYTHON(python);
   const Shared& s = shared();
-  const std::string d = temp_dir("lenml");
+  const std::string d = temp_dir("hf");
   pvm::write_tokenizer_files(s.result, d);
   std::vector<std::string> cases = tricky_strings();
   for (const std::string& t : scene_like_texts(30, 777)) cases.push_back(t);
@@ -463,14 +462,10 @@ TEST(TokenizerTrain, AgreesWithLenmlTokenizers) {
   std::string in;
   for (const std::string& t : cases) in += "{\"b64\":\"" + b64encode(t) + "\"}\n";
   write_file(d + "/texts.jsonl", in);
-  const std::string script = pvm::source_dir() + "/experiments/default_model/crosscheck_lenml.mjs";
-  const std::string cmd = "node '" + script + "' '" + d + "' '" + d + "/texts.jsonl' '" + d + "/out.jsonl' > '" + d +
-                          "/log' 2>&1";
+  const std::string script = pvm_test::tokenizer_data_dir() + "/crosscheck_hf.py";
+  const std::string cmd = "'" + python + "' '" + script + "' '" + d + "' '" + d + "/texts.jsonl' '" + d +
+                          "/out.jsonl' > '" + d + "/log' 2>&1";
   int rc = std::system(cmd.c_str());
-  if (WIFEXITED(rc) && WEXITSTATUS(rc) == 3) {
-    if (pvm_test::allow_missing_assets()) GTEST_SKIP() << "@lenml/tokenizers is not installed";
-    FAIL() << "@lenml/tokenizers is not installed (run the README set-up): " << pvm::read_file_to_string(d + "/log");
-  }
   ASSERT_EQ(rc, 0) << cmd << "\n" << pvm::read_file_to_string(d + "/log");
   std::vector<std::string> lines = pvm_test::read_lines(d + "/out.jsonl");
   ASSERT_EQ(lines.size(), cases.size());

@@ -3,11 +3,11 @@
 
 Each line is {"i": index, "cat": category, "b64": base64 of the raw bytes}. Bytes, not text, so
 that invalid UTF-8 survives. Re-running this script gives a byte-identical file; after changing it,
-re-run tests/tokenizer/reference_ids.mjs to refresh the reference ids.
+re-run tests/tokenizer/make_reference.py (with $PVM_PYTHON) to refresh the reference ids.
 
 Code points are taken only from characters assigned in Unicode 14 (this Python's unicodedata is
-what filters them), minus blocks added later, so that the C++ side (utf8proc, Unicode 15), the
-JS reference (V8/ICU) and HF tokenizers (Oniguruma) agree on every character class.
+what filters them), minus blocks added later, so that the C++ side (utf8proc, Unicode 15) and
+the reference, HF tokenizers (Oniguruma), agree on every character class.
 """
 import base64
 import json

