@@ -242,7 +242,7 @@ void Session::do_load(const LoadRequest& r) {
         if (layer->pvm_block) layer->pvm_block->gate_alpha.fill_(0.5);
     }
     auto tp = default_tokenizer_path();
-    if (!std::ifstream(tp)) throw file_error(tp, "tokenizer.json not found (run scripts/setup.sh)");
+    if (!std::ifstream(tp)) throw file_error(tp, "tokenizer.json not found (the Qwen3 tokenizer is committed in assets/tokenizers/qwen3/; restore it with git)");
     p = std::make_unique<Pipeline>(Tokenizer::load(tp));
     p->tokenizer_path = tp;
     p->model.config = m->config();
