@@ -1,6 +1,10 @@
 #include "engine/image.h"
 
 #include <stb_image.h>
+// jpeglib.h needs FILE and size_t declared first
+#include <csetjmp>
+#include <cstdio>
+#include <jpeglib.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -272,6 +276,58 @@ struct StbFree {
   void operator()(void* p) const { stbi_image_free(p); }
 };
 
+// JPEG through libjpeg(-turbo) with its defaults (islow IDCT, fancy upsampling), as PIL decodes:
+// stb_image's IDCT, chroma upsampling and colour conversion differ from it by up to 3 levels on
+// 10% of the values (tests/test_parity.cpp, Parity.Preprocessing), more than the processor's
+// one-level tolerance. Returns false for what libjpeg cannot give as RGB (CMYK / YCCK: stb_image
+// decodes those as before); throws on corrupt data.
+struct JpegError {
+  jpeg_error_mgr mgr;
+  jmp_buf jump;
+  char message[JMSG_LENGTH_MAX];
+};
+
+void jpeg_error_exit(j_common_ptr cinfo) {
+  auto* e = reinterpret_cast<JpegError*>(cinfo->err);
+  (*cinfo->err->format_message)(cinfo, e->message);
+  longjmp(e->jump, 1);
+}
+
+bool decode_jpeg(const uint8_t* bytes, size_t n, ImageRGB& img, std::string& error) {
+  jpeg_decompress_struct d;
+  JpegError err;
+  d.err = jpeg_std_error(&err.mgr);
+  err.mgr.error_exit = jpeg_error_exit;
+  err.mgr.output_message = [](j_common_ptr) {};  // warnings (e.g. premature end) are not printed
+  err.message[0] = 0;
+  std::vector<uint8_t>& out = img.rgb;
+  if (setjmp(err.jump)) {
+    jpeg_destroy_decompress(&d);
+    error = err.message;
+    return true;
+  }
+  jpeg_create_decompress(&d);
+  jpeg_mem_src(&d, bytes, static_cast<unsigned long>(n));
+  jpeg_read_header(&d, TRUE);
+  if (d.jpeg_color_space == JCS_CMYK || d.jpeg_color_space == JCS_YCCK) {
+    jpeg_destroy_decompress(&d);
+    return false;
+  }
+  d.out_color_space = JCS_RGB;
+  jpeg_start_decompress(&d);
+  const size_t w = d.output_width, h = d.output_height;
+  out.resize(w * h * 3);
+  while (d.output_scanline < d.output_height) {
+    JSAMPROW row = out.data() + size_t(d.output_scanline) * w * 3;
+    jpeg_read_scanlines(&d, &row, 1);
+  }
+  jpeg_finish_decompress(&d);
+  jpeg_destroy_decompress(&d);
+  img.width = static_cast<int>(w);
+  img.height = static_cast<int>(h);
+  return true;
+}
+
 }  // namespace
 
 ImageRGB decode_image(const uint8_t* bytes, size_t n, const std::string& name, bool exif) {
@@ -305,7 +361,11 @@ ImageRGB decode_image(const uint8_t* bytes, size_t n, const std::string& name, b
   img.source = name;
   // PIL opens 16-bit grayscale PNG as "I;16" and convert("RGB") clips to 255 instead of scaling.
   bool gray16 = fmt == Format::PNG && n >= 26 && bytes[24] == 16 && bytes[25] == 0;
-  if (gray16) {
+  std::string jpeg_error;
+  if (fmt == Format::JPEG && decode_jpeg(bytes, n, img, jpeg_error)) {
+    if (!jpeg_error.empty()) throw file_error(name, "corrupt or truncated JPEG data (libjpeg: " + jpeg_error + ")");
+    if (img.width <= 0 || img.height <= 0) throw file_error(name, "image has 0 pixels");
+  } else if (gray16) {
     int cw = 0, ch = 0, cc = 0;
     std::unique_ptr<stbi_us, StbFree> px(stbi_load_16_from_memory(bytes, len, &cw, &ch, &cc, 1));
     if (!px) throw fail("corrupt or truncated");

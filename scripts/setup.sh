@@ -15,7 +15,7 @@ die() { echo "setup: error: $*" >&2; exit 1; }
 
 # ---- 1. Debian packages ----
 PKGS="build-essential cmake ccache git python3 python3-venv pkg-config libgloo-dev \
-libimgui-dev libglfw3-dev libgl-dev libstb-dev nlohmann-json3-dev libutf8proc-dev libgtest-dev googletest \
+libimgui-dev libglfw3-dev libgl-dev libstb-dev libjpeg62-turbo-dev nlohmann-json3-dev libutf8proc-dev libgtest-dev googletest \
 xvfb xauth libgl1-mesa-dri"
 missing=""
 for p in $PKGS; do

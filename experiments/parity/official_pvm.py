@@ -1,0 +1,182 @@
+#!/usr/bin/env python3
+"""The official PVM code against our engine (issue 20 item 4).
+
+    pip install --target /tmp/tf457 transformers==4.57.1        # the official code's transformers
+    git -C <bare clone of github huaixuheqing/PVM> archive HEAD modeling_file | tar -x -C /tmp/pvm_official
+    $PVM_PYTHON experiments/parity/official_pvm.py --official /tmp/pvm_official/modeling_file \
+        --transformers-site /tmp/tf457 --pvm build/pvm [--json experiments/parity/official_pvm.json]
+
+Loads the official modeling file (modeling_qwen3_vl.py + configuration_qwen3_vl.py, read from
+--official, outside this repository; nothing of it is copied here) with transformers on the CPU,
+gives its PVMQwen3VLForConditionalGeneration the tiny parity model's weights
+(tests/data/parity/tiny_model) plus seeded PVM blocks at layers 1 and 3 with gate_alpha non-zero,
+runs the fixture's one- and two-image prompts (logits at every prompt position, 32 greedy tokens),
+saves the model with the official code's save_pretrained and runs `pvm parity-run` on that folder:
+our loader must take the checkpoint by its names (strict: no missing or unexpected key), and our
+logits and greedy ids (PVM on) must equal the official ones.
+
+The official file was written for a transformers between 4.57 and 5.0: it calls
+`@check_model_inputs()` (4.57.1 has `@check_model_inputs` without the call). The only shim here
+accepts both spellings; the model code runs unchanged.
+"""
+
+import argparse
+import importlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import types
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.normpath(os.path.join(HERE, "..", ".."))
+FIXTURE = os.path.join(REPO, "tests", "data", "parity")
+PVM_LAYERS = [1, 3]
+PVM_HIDDEN = 256  # 2 heads of 128 -> 1 kv head (GQA ratio 2 of the backbone)
+GATE = [0.75, -0.5]
+NEW_TOKENS = 32
+
+
+def import_official(path):
+    import transformers.utils.generic as generic
+
+    orig = generic.check_model_inputs
+
+    def check_model_inputs(func=None, **kw):  # both decorator spellings
+        return (lambda f: orig(f)) if func is None else orig(func)
+
+    generic.check_model_inputs = check_model_inputs
+    pkg = types.ModuleType("pvm_official")
+    pkg.__path__ = [os.path.abspath(path)]
+    sys.modules["pvm_official"] = pkg
+    cfg = importlib.import_module("pvm_official.configuration_qwen3_vl")
+    mod = importlib.import_module("pvm_official.modeling_qwen3_vl")
+    return cfg, mod
+
+
+def build(torch, cfgm, mod, seed):
+    from safetensors.torch import load_file
+
+    tiny = json.load(open(os.path.join(FIXTURE, "tiny_model", "config.json")))
+    tc, vc = tiny["text_config"], tiny["vision_config"]
+    rope = tc.get("rope_parameters") or {}
+    text = {k: tc[k] for k in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
+                               "num_attention_heads", "num_key_value_heads", "head_dim", "hidden_act",
+                               "max_position_embeddings", "rms_norm_eps", "attention_bias", "attention_dropout")}
+    text.update(rope_theta=rope["rope_theta"], rope_scaling={"rope_type": "default", "mrope_section": rope["mrope_section"],
+                                                              "mrope_interleaved": True},
+                pvm_layers=PVM_LAYERS, pvm_hidden_size=PVM_HIDDEN, tie_word_embeddings=True)
+    vision = {k: vc[k] for k in ("depth", "hidden_size", "intermediate_size", "num_heads", "in_channels", "patch_size",
+                                 "temporal_patch_size", "spatial_merge_size", "out_hidden_size",
+                                 "num_position_embeddings", "deepstack_visual_indexes", "hidden_act")}
+    cfg = cfgm.PVMQwen3VLConfig(text_config=text, vision_config=vision, tie_word_embeddings=True,
+                                image_token_id=tiny["image_token_id"], video_token_id=tiny["video_token_id"],
+                                vision_start_token_id=tiny["vision_start_token_id"],
+                                vision_end_token_id=tiny["vision_end_token_id"])
+    cfg._attn_implementation = "eager"
+    model = mod.PVMQwen3VLForConditionalGeneration(cfg).float().eval()
+    sd = {k: v.float() for k, v in load_file(os.path.join(FIXTURE, "tiny_model", "model.safetensors")).items()}
+    missing, unexpected = model.load_state_dict(sd, strict=False)
+    assert not unexpected, unexpected
+    assert all(".pvm_block." in k or k == "lm_head.weight" for k in missing), [k for k in missing if ".pvm_block." not in k]
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in sorted(model.named_parameters()):
+            if ".pvm_block." not in name:
+                continue
+            if name.endswith("gate_alpha"):
+                layer = int(name.split(".layers.")[1].split(".")[0])
+                p.fill_(GATE[PVM_LAYERS.index(layer)])
+            elif p.dim() == 1:
+                p.copy_(1.0 + 0.1 * torch.randn(p.shape, generator=g))
+            else:
+                p.copy_(torch.randn(p.shape, generator=g) / (p.shape[1] ** 0.5))
+    assert model.lm_head.weight.data_ptr() == model.model.language_model.embed_tokens.weight.data_ptr()
+    return model
+
+
+def fixture_prompt(torch, name):
+    from safetensors.torch import load_file
+
+    fx = load_file(os.path.join(FIXTURE, "fixtures.safetensors"))
+    meta = json.load(open(os.path.join(FIXTURE, "meta.json")))
+    p = [q for q in meta["prompts"] if q["name"] == name][0]
+    pv = torch.cat([(fx["image%d.pixel_u8" % k].float() - 127.5) / 127.5 for k in p["images"]])
+    grid = torch.cat([fx["image%d.grid_thw" % k] for k in p["images"]])
+    return fx[name + ".prompt_ids"].tolist(), pv, grid, fx[name + ".logits"], fx[name + ".logit_cols"]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--official", required=True, help="the official modeling_file/ folder (outside this repo)")
+    ap.add_argument("--transformers-site", default=None, help="folder with transformers 4.57.x (pip --target)")
+    ap.add_argument("--pvm", default=os.path.join(REPO, "build", "pvm"))
+    ap.add_argument("--seed", type=int, default=3)
+    ap.add_argument("--json", default=None)
+    ap.add_argument("--work", default=None)
+    args = ap.parse_args()
+    if os.path.abspath(args.official).startswith(REPO + os.sep):
+        ap.error("--official must be outside the repository (the official code is not committed here)")
+    if args.transformers_site:
+        sys.path.insert(0, os.path.abspath(args.transformers_site))
+    import torch
+    import transformers
+    from safetensors.torch import load_file, save_file
+
+    torch.manual_seed(0)
+    cfgm, mod = import_official(args.official)
+    model = build(torch, cfgm, mod, args.seed)
+    work = args.work or tempfile.mkdtemp(prefix="pvm-official-")
+    ckpt = os.path.join(work, "pvm_official_ckpt")
+    model.save_pretrained(ckpt, safe_serialization=True)
+    with open(os.path.join(ckpt, "config.json")) as f:
+        saved_cfg = json.load(f)
+    saved_keys = sorted(load_file(os.path.join(ckpt, "model.safetensors")).keys())
+    pvm_keys = [k for k in saved_keys if ".pvm_block." in k]
+    results = {"versions": {"torch": torch.__version__, "transformers": transformers.__version__},
+               "official": os.path.abspath(args.official), "pvm_layers": PVM_LAYERS, "pvm_hidden_size": PVM_HIDDEN,
+               "gate_alpha": GATE, "checkpoint_pvm_keys": pvm_keys,
+               "checkpoint_text_config_pvm": {k: saved_cfg["text_config"].get(k) for k in ("pvm_layers", "pvm_hidden_size")},
+               "prompts": []}
+    for name in ("p1", "p2"):
+        ids, pv, grid, base_logits, cols = fixture_prompt(torch, name)
+        x = torch.tensor([ids])
+        model.model.rope_deltas = None
+        with torch.no_grad():
+            logits = model(input_ids=x, pixel_values=pv, image_grid_thw=grid).logits[0].float()
+            model.model.rope_deltas = None
+            gen = model.generate(input_ids=x, attention_mask=torch.ones_like(x), pixel_values=pv, image_grid_thw=grid,
+                                 max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS, do_sample=False,
+                                 eos_token_id=None, pad_token_id=151643)[0, len(ids):].tolist()
+        inp = os.path.join(work, name + "_inputs.safetensors")
+        save_file({"input_ids": torch.tensor(ids), "pixel_values": pv.contiguous(), "image_grid_thw": grid.contiguous()}, inp)
+        out = os.path.join(work, name + "_ours.safetensors")
+        subprocess.run([args.pvm, "parity-run", "--model", ckpt, "--inputs", inp, "--out", out, "--dtype", "f32",
+                        "--new-tokens", str(NEW_TOKENS)], check=True)
+        ours = load_file(out)
+        d = (ours["logits"] - logits).abs()
+        top2 = logits.topk(2, -1).values
+        S = len(ids)
+        r = {"name": name, "prompt_tokens": S, "logits_max_abs_diff": d.max().item(), "logits_mean_abs_diff": d.mean().item(),
+             "logits_abs_max": logits.abs().max().item(),
+             "top1_agree": (ours["logits"].argmax(-1) == logits.argmax(-1)).float().mean().item(),
+             "greedy_official": gen, "greedy_ours": ours["generated_ids"].tolist(),
+             "greedy_equal": gen == ours["generated_ids"].tolist(),
+             "min_top1_margin_official": (top2[:, 0] - top2[:, 1]).min().item(),
+             # the PVM branch is live: the official logits move away from the PVM-free fixture's
+             "pvm_effect_max_abs": (logits[:, cols] - base_logits[:S]).abs().max().item()}
+        print("%s: %d tokens, max |diff| %.3g, greedy equal %s, PVM moves logits by up to %.3g" % (
+            name, S, r["logits_max_abs_diff"], r["greedy_equal"], r["pvm_effect_max_abs"]), flush=True)
+        results["prompts"].append(r)
+    ok = all(r["logits_max_abs_diff"] <= 1e-4 and r["greedy_equal"] for r in results["prompts"])
+    results["pass"] = ok
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+    print("PASS" if ok else "FAIL")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
