@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # On a development machine (after scripts/setup.sh): copy the Debian-built header-only and static
 # dependencies into third_party/ (ignored by git) so that a machine without apt (the GPU machine)
-# can build the CLI and the tests against its own PyTorch: nlohmann-json, stb, utf8proc, GoogleTest.
+# can build the CLI and the tests against its own PyTorch: nlohmann-json, stb, utf8proc, GoogleTest,
+# libjpeg-turbo (JPEG decoding bit-identical to PIL's), the gloo headers.
 # CMake finds them there (CMAKE_PREFIX_PATH includes third_party/); their CMake configs are
 # relocatable.
 set -euo pipefail
@@ -14,6 +15,9 @@ cp -r /usr/share/cmake/nlohmann_json "$T/share/cmake/"
 cp -r /usr/include/stb "$T/include/"
 cp /usr/include/utf8proc.h "$T/include/"
 cp /usr/$A/libstb.a /usr/$A/libutf8proc.a "$T/$A/"
+cp /usr/include/jpeglib.h /usr/include/jerror.h /usr/include/jmorecfg.h /usr/include/x86_64-linux-gnu/jconfig.h "$T/include/"
+cp /usr/$A/libjpeg.a "$T/$A/"
+cp -r /usr/include/gloo "$T/include/"   # c10d's ProcessGroupGloo header needs them (the wheel has none)
 cp -r /usr/include/gtest /usr/include/gmock "$T/include/"
 cp /usr/$A/libgtest.a /usr/$A/libgtest_main.a /usr/$A/libgmock.a /usr/$A/libgmock_main.a "$T/$A/"
 cp -r /usr/$A/cmake/GTest "$T/$A/cmake/"
