@@ -14,6 +14,7 @@ SIZES=${SIZES:-2b,4b,8b}
 DTYPES=${DTYPES:-bf16}
 log() { echo "== $(date +%T) $*" | tee -a "$R/steps.txt"; }
 
+[ -d third_party ] || [ ! -f third_party.tar.xz ] || tar -xJf third_party.tar.xz
 log "machine"
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
   echo "cores: $(nproc)"
