@@ -37,6 +37,11 @@ torch::ScalarType parse_dtype(const std::string& s, const torch::Device& dev) {
 
 bool cuda_available() { return torch::cuda::is_available(); }
 
+void cuda_exact_f32() {
+  at::globalContext().setAllowTF32CuBLAS(false);
+  at::globalContext().setAllowTF32CuDNN(false);
+}
+
 BuildInfo build_info() {
   BuildInfo b;
   b.libtorch = TORCH_VERSION;

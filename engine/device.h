@@ -14,6 +14,11 @@ torch::Device parse_device(const std::string& s);
 torch::ScalarType parse_dtype(const std::string& s, const torch::Device& dev);
 std::string dtype_name(torch::ScalarType t);
 
+// f32 on CUDA means f32: TF32 off in cuBLAS matmuls and cuDNN convolutions (PyTorch's default
+// lets cuDNN convolutions, e.g. the vision patch embedding, run in TF32: 2e-3 off the CPU). Called
+// whenever a model is built or loaded on CUDA; bf16 models are unaffected.
+void cuda_exact_f32();
+
 // True when a CUDA device can be used now (CUDA compiled in and a device present).
 bool cuda_available();
 

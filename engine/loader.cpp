@@ -1,5 +1,7 @@
 #include "engine/loader.h"
 
+#include "engine/device.h"
+
 #include <filesystem>
 #include <set>
 
@@ -93,6 +95,7 @@ void load_weights(torch::nn::Module& module, const Checkpoint& ckpt, const LoadO
 Qwen3VLForConditionalGeneration make_random_model(const ModelConfig& c, uint64_t seed, torch::ScalarType dtype,
                                                   torch::Device device) {
   Qwen3VLForConditionalGeneration m{nullptr};
+  if (device.is_cuda()) cuda_exact_f32();
   {
     ParamOptionsGuard g(torch::TensorOptions().dtype(dtype).device(device));
     m = Qwen3VLForConditionalGeneration(c);
@@ -110,6 +113,7 @@ LoadedModel load_model(const std::string& dir, const LoadOptions& opt) {
   out.dir = dir;
   out.config = load_config(cfg_path);
   auto ckpt = Checkpoint::open(dir);
+  if (opt.device.is_cuda()) cuda_exact_f32();
   {
     ParamOptionsGuard g(torch::TensorOptions().dtype(opt.dtype).device(opt.device));
     out.model = Qwen3VLForConditionalGeneration(out.config);

@@ -20,12 +20,9 @@ namespace {
 #define PVM_REQUIRE_CUDA() \
   if (!pvm::cuda_available()) GTEST_SKIP() << "no CUDA device on this machine"
 
-// Exact f32 on the GPU: no TF32 in matmuls or convolutions.
+// Exact f32 on the GPU: no TF32 in matmuls or convolutions (as load_model sets it).
 struct NoTf32 {
-  NoTf32() {
-    at::globalContext().setAllowTF32CuBLAS(false);
-    at::globalContext().setAllowTF32CuDNN(false);
-  }
+  NoTf32() { pvm::cuda_exact_f32(); }
 };
 
 struct Tiny {

@@ -3,6 +3,8 @@
 #include "engine/base/error.h"
 #include "engine/device.h"
 
+#include <ATen/Context.h>
+
 TEST(Device, ParsesCpuAndDtypes) {
   auto d = pvm::parse_device("cpu");
   EXPECT_TRUE(d.is_cpu());
@@ -20,4 +22,13 @@ TEST(Device, CudaOnCpuOnlyBuildIsAClearError) {
   } catch (const pvm::Error& e) {
     EXPECT_NE(std::string(e.what()).find("no CUDA"), std::string::npos);
   }
+}
+
+// f32 on CUDA is exact f32: loading a model on CUDA turns TF32 off for cuBLAS and cuDNN (the GPU
+// run found the vision patch embedding 2e-3 off the CPU under PyTorch's default cuDNN TF32).
+TEST(Device, ExactF32TurnsTf32Off) {
+  at::globalContext().setAllowTF32CuDNN(true);
+  pvm::cuda_exact_f32();
+  EXPECT_FALSE(at::globalContext().allowTF32CuDNN());
+  EXPECT_FALSE(at::globalContext().allowTF32CuBLAS());
 }

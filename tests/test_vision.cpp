@@ -474,6 +474,7 @@ TEST(Vision, BadInputsAreClearErrors) {
 
 TEST(Vision, CudaMatchesCpu) {
   if (!pvm::cuda_available()) GTEST_SKIP() << "no CUDA";
+  pvm::cuda_exact_f32();  // what load_model does on CUDA; PyTorch's default would run the conv in TF32
   torch::NoGradGuard ng;
   auto cpu = make_model(10);
   std::vector<std::array<int64_t, 3>> grid = {{1, 4, 6}, {2, 4, 4}};
