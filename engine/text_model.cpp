@@ -55,9 +55,9 @@ Qwen3VLTextAttentionImpl::Qwen3VLTextAttentionImpl(const TextConfig& t, int64_t 
   k_norm = register_module("k_norm", Qwen3VLTextRMSNorm(head_dim, t.rms_norm_eps));
 }
 
-static std::atomic<bool> g_explicit_attention{false};
-void set_attention_explicit(bool on) { g_explicit_attention = on; }
-bool attention_use_explicit() { return g_explicit_attention; }
+static std::atomic<AttentionPath> g_attention_path{AttentionPath::Auto};
+void set_attention_path(AttentionPath p) { g_attention_path = p; }
+AttentionPath attention_path() { return g_attention_path; }
 
 // No probe needs the probabilities: LibTorch's fused scaled_dot_product_attention (flash kernel on
 // CPU and CUDA, f32 accumulation in bf16) with grouped kv heads, as transformers' sdpa path.
@@ -78,7 +78,13 @@ static torch::Tensor sdpa_attention(const torch::Tensor& q, const torch::Tensor&
 
 torch::Tensor gqa_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, int64_t q_offset,
                             const torch::Tensor& key_valid, const std::function<void(const torch::Tensor&)>& observer) {
-  if (!observer && !attention_use_explicit()) return sdpa_attention(q, k, v, q_offset, key_valid);
+  // Fused SDPA unless a probe reads the probabilities, or for an f32 decode step on the CPU, where
+  // the two plain matmuls below are faster (0.65x SDPA's time at 4k context; bf16 and prefills are
+  // faster fused: experiments/bench/RESULTS_platform.md).
+  const bool cpu_f32_decode = q.size(2) == 1 && q.device().is_cpu() && q.scalar_type() == torch::kFloat;
+  const AttentionPath path = attention_path();
+  const bool fused = path == AttentionPath::Fused || (path == AttentionPath::Auto && !cpu_f32_decode);
+  if (!observer && fused) return sdpa_attention(q, k, v, q_offset, key_valid);
   const int64_t B = q.size(0), Hq = q.size(1), S = q.size(2), D = q.size(3);
   const int64_t Hkv = k.size(1), T = k.size(2), G = Hq / Hkv;
   const double scale = 1.0 / std::sqrt((double)D);

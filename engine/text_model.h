@@ -122,13 +122,15 @@ TORCH_MODULE(Qwen3VLTextModel);
 
 // Attention core used by the decoder: q [B, Hq, S, D], k/v [B, Hkv, T, D] (GQA without copying
 // k/v), causal with queries at absolute positions q_offset..q_offset+S-1. Without an observer it
-// runs LibTorch's fused scaled_dot_product_attention. With one (a probe wants the probabilities),
-// an explicit f32 softmax, long prefills in query chunks to bound memory, calling `observer` with
+// runs LibTorch's fused scaled_dot_product_attention (except f32 decode steps on the CPU, faster
+// explicit). With one (a probe wants the probabilities), an explicit f32 softmax, long prefills in query chunks to bound memory, calling `observer` with
 // the last query's probabilities [B, Hq, T].
 torch::Tensor gqa_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, int64_t q_offset,
                             const torch::Tensor& key_valid, const std::function<void(const torch::Tensor&)>& observer);
-// Force the explicit path even without an observer (tests and benchmarks compare the two).
-void set_attention_explicit(bool on);
-bool attention_use_explicit();
+// Which path gqa_attention takes without an observer: Auto (as above), or forced (tests and
+// benchmarks compare the two).
+enum class AttentionPath { Auto, Explicit, Fused };
+void set_attention_path(AttentionPath p);
+AttentionPath attention_path();
 
 }  // namespace pvm

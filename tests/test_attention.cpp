@@ -6,14 +6,14 @@
 
 namespace {
 
-struct ExplicitGuard {
-  explicit ExplicitGuard(bool on) { pvm::set_attention_explicit(on); }
-  ~ExplicitGuard() { pvm::set_attention_explicit(false); }
+struct PathGuard {
+  explicit PathGuard(pvm::AttentionPath p) { pvm::set_attention_path(p); }
+  ~PathGuard() { pvm::set_attention_path(pvm::AttentionPath::Auto); }
 };
 
 torch::Tensor run(bool explicit_path, const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                   int64_t offset, const torch::Tensor& key_valid) {
-  ExplicitGuard g(explicit_path);
+  PathGuard g(explicit_path ? pvm::AttentionPath::Explicit : pvm::AttentionPath::Fused);
   return pvm::gqa_attention(q, k, v, offset, key_valid, {});
 }
 
@@ -45,7 +45,7 @@ TEST(Attention, FusedPathEqualsExplicitSoftmax) {
     EXPECT_LT((a - b).abs().max().item<float>(), 1e-5f) << c.what;
     // An all-true key_valid goes through the masked branch and must agree with the mask-free one.
     if (c.S > 1 && !c.padded) {
-      auto shifted = run(false, q, k, v, c.offset, torch::ones({B, c.T}, torch::kBool));
+      auto shifted = run(false, q, k, v, c.offset, torch::ones({B, c.T}, torch::kBool));  // fused, masked
       EXPECT_LT((shifted - fused).abs().max().item<float>(), 1e-5f) << c.what << ": all-valid mask";
     }
   }
@@ -54,6 +54,7 @@ TEST(Attention, FusedPathEqualsExplicitSoftmax) {
 TEST(Attention, FusedPathIsCausal) {
   torch::manual_seed(6);
   auto q = torch::randn({1, 4, 6, 8}), k = torch::randn({1, 2, 6, 8}), v = torch::randn({1, 2, 6, 8});
+  PathGuard g(pvm::AttentionPath::Fused);
   auto full = pvm::gqa_attention(q, k, v, 0, {}, {});
   // Changing the last key/value must not change earlier queries' outputs.
   auto k2 = k.clone(), v2 = v.clone();

@@ -81,10 +81,11 @@ TEST(Cuda, FusedAndExplicitAttentionAgreeOnTheDevice) {
   torch::manual_seed(1);
   auto o = torch::TensorOptions().device(torch::kCUDA);
   auto q = torch::randn({1, 8, 7, 64}, o), k = torch::randn({1, 2, 19, 64}, o), v = torch::randn({1, 2, 19, 64}, o);
+  set_attention_path(pvm::AttentionPath::Fused);
   auto fused = gqa_attention(q, k, v, 12, {}, {});
-  set_attention_explicit(true);
+  set_attention_path(pvm::AttentionPath::Explicit);
   auto expl = gqa_attention(q, k, v, 12, {}, {});
-  set_attention_explicit(false);
+  set_attention_path(pvm::AttentionPath::Auto);
   EXPECT_LT((fused - expl).abs().max().item<float>(), 1e-4);
 }
 

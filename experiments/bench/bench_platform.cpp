@@ -56,17 +56,17 @@ int main(int argc, char** argv) try {
     const char* dn = dt == torch::kFloat ? "f32" : "bf16";
     for (int64_t T : {512, 4096}) {
       auto q = torch::randn({1, 16, 1, 128}).to(dt), k = torch::randn({1, 8, T, 128}).to(dt), v = torch::randn({1, 8, T, 128}).to(dt);
-      pvm::set_attention_explicit(true);
+      pvm::set_attention_path(pvm::AttentionPath::Explicit);
       double ex = time_ms([&] { pvm::gqa_attention(q, k, v, T - 1, {}, {}); }, reps);
-      pvm::set_attention_explicit(false);
+      pvm::set_attention_path(pvm::AttentionPath::Fused);
       double fu = time_ms([&] { pvm::gqa_attention(q, k, v, T - 1, {}, {}); }, reps);
       row(std::string("decode attention, context ") + std::to_string(T) + " " + dn, "explicit", ex, "sdpa", fu);
     }
     const int64_t S = 1124;  // a 1024x1024 image (1024 tokens) + 100 text tokens
     auto q = torch::randn({1, 16, S, 128}).to(dt), k = torch::randn({1, 8, S, 128}).to(dt), v = torch::randn({1, 8, S, 128}).to(dt);
-    pvm::set_attention_explicit(true);
+    pvm::set_attention_path(pvm::AttentionPath::Explicit);
     double ex = time_ms([&] { pvm::gqa_attention(q, k, v, 0, {}, {}); }, 2);
-    pvm::set_attention_explicit(false);
+    pvm::set_attention_path(pvm::AttentionPath::Fused);
     double fu = time_ms([&] { pvm::gqa_attention(q, k, v, 0, {}, {}); }, 2);
     row(std::string("prefill attention, 1124 tokens ") + dn, "explicit", ex, "sdpa", fu);
   }
