@@ -31,9 +31,10 @@ if [ -n "$missing" ]; then
 fi
 
 # ---- 2. Python environment ----
-# Debian's python3 (with python3-venv, installed above): the same interpreter on every machine.
-PY=/usr/bin/python3
-[ -x "$PY" ] || PY=$(command -v python3 || true)
+# Debian's python3 (with python3-venv, installed above): the same interpreter on every machine
+# (PVM_SETUP_PYTHON names another).
+PY=${PVM_SETUP_PYTHON:-/usr/bin/python3}
+[ -x "$PY" ] || [ -n "${PVM_SETUP_PYTHON:-}" ] || PY=$(command -v python3 || true)
 [ -n "$PY" ] && "$PY" -c 'import sys; assert sys.version_info >= (3, 9)' 2>/dev/null \
   || die "no usable Python 3 (3.9 or newer) found: install Debian's python3 and python3-venv"
 "$PY" -c 'import venv, ensurepip' 2>/dev/null || die "$PY has no venv/ensurepip module: install python3-venv"
