@@ -1,8 +1,7 @@
 #!/usr/bin/env python3
 """Reference outputs of Hugging Face transformers' Qwen3-VL for tests/test_parity.cpp (issue 20).
 
-    $PVM_PYTHON tests/make_parity_fixtures.py --tokenizer-dir /path/with/tokenizer.json+tokenizer_config.json \
-        [--out tests/data/parity]
+    $PVM_PYTHON tests/make_parity_fixtures.py [--tokenizer-dir assets/tokenizers/qwen3] [--out tests/data/parity]
 
 Runs on the CPU with the set-up's virtual environment (torch, transformers, tokenizers, PIL) in
 about a minute, and writes (under 5 MB in all, committed):
@@ -651,7 +650,7 @@ def generate_fixtures(args, out):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=os.path.join(REPO, "tests", "data", "parity"))
-    ap.add_argument("--tokenizer-dir", required=True,
+    ap.add_argument("--tokenizer-dir", default=os.path.join(REPO, "assets", "tokenizers", "qwen3"),
                     help="folder with the real Qwen3 tokenizer.json and tokenizer_config.json (chat template)")
     ap.add_argument("--corpus", default=os.path.join(REPO, "tests", "tokenizer", "corpus.jsonl"))
     ap.add_argument("--seed", type=int, default=0)

@@ -115,6 +115,9 @@ def main():
     ap.add_argument("--seed", type=int, default=3)
     ap.add_argument("--json", default=None)
     ap.add_argument("--work", default=None)
+    ap.add_argument("--layout-out", default=None,
+                    help="write the official checkpoint's config.json and tensor names/shapes here "
+                         "(tests/data/official_pvm_layout: Parity.OfficialPvmCheckpointLayoutLoadsByName)")
     args = ap.parse_args()
     if os.path.abspath(args.official).startswith(REPO + os.sep):
         ap.error("--official must be outside the repository (the official code is not committed here)")
@@ -134,6 +137,18 @@ def main():
         saved_cfg = json.load(f)
     saved_keys = sorted(load_file(os.path.join(ckpt, "model.safetensors")).keys())
     pvm_keys = [k for k in saved_keys if ".pvm_block." in k]
+    if args.layout_out:
+        from safetensors import safe_open
+
+        os.makedirs(args.layout_out, exist_ok=True)
+        with safe_open(os.path.join(ckpt, "model.safetensors"), framework="pt") as f:
+            layout = {k: {"dtype": str(f.get_slice(k).get_dtype()), "shape": list(f.get_slice(k).get_shape())}
+                      for k in sorted(f.keys())}
+        with open(os.path.join(args.layout_out, "tensors.json"), "w") as f:
+            json.dump({"written_by": "the official PVM modeling file (github huaixuheqing/PVM), save_pretrained, "
+                                     "transformers " + transformers.__version__, "tensors": layout}, f, indent=1)
+        with open(os.path.join(args.layout_out, "config.json"), "w") as f:
+            json.dump(saved_cfg, f, indent=1)
     results = {"versions": {"torch": torch.__version__, "transformers": transformers.__version__},
                "official": os.path.abspath(args.official), "pvm_layers": PVM_LAYERS, "pvm_hidden_size": PVM_HIDDEN,
                "gate_alpha": GATE, "checkpoint_pvm_keys": pvm_keys,

@@ -164,6 +164,24 @@ def ours_run(pvm, model_dir, inputs, dtype, device, out_path):
     return {"total_s": time.time() - t0}
 
 
+def drift(torch, ref_path, paths):
+    """How far each run's logits are from a reference run (HF f32): bf16 rounding on either side."""
+    from safetensors.torch import load_file
+
+    ref = load_file(ref_path)["logits"]
+    top = ref.topk(2, -1)
+    out = {}
+    for name, p in paths.items():
+        x = load_file(p)["logits"]
+        d = (x - ref).abs()
+        dis = x.argmax(-1) != top.indices[:, 0]
+        out[name] = {"max_abs": d.max().item(), "mean_abs": d.mean().item(),
+                     "top1_agree": 1.0 - dis.float().mean().item(),
+                     "ref_margin_median_where_disagree": (top.values[:, 0] - top.values[:, 1])[dis].median().item()
+                     if dis.any() else None}
+    return out
+
+
 def compare(torch, hf_path, ours_path):
     from safetensors.torch import load_file
 
@@ -192,7 +210,8 @@ def main():
     ap.add_argument("--work", default="/tmp/pvm-real-shapes")
     ap.add_argument("--tokenizer-dir", default=None)
     ap.add_argument("--json", default=None)
-    ap.add_argument("--keep", action="store_true", help="keep the checkpoints and logits in --work")
+    ap.add_argument("--keep", action="store_true",
+                    help="keep the checkpoints and logits in --work (a later run with --keep reuses them)")
     args = ap.parse_args()
     import torch
     import transformers
@@ -208,16 +227,17 @@ def main():
         for dtype in args.dtypes.split(","):
             hf_out = os.path.join(args.work, "%s_%s_hf.safetensors" % (size, dtype))
             our_out = os.path.join(args.work, "%s_%s_ours.safetensors" % (size, dtype))
-            th = hf_run(torch, model_dir, dtype, args.device, ids, pv, grid, hf_out)
-            to = ours_run(args.pvm, model_dir, inputs, dtype, args.device, our_out)
+            reuse = args.keep and os.path.exists(hf_out) and os.path.exists(our_out)
+            th = None if reuse else hf_run(torch, model_dir, dtype, args.device, ids, pv, grid, hf_out)
+            to = None if reuse else ours_run(args.pvm, model_dir, inputs, dtype, args.device, our_out)
             r = dict(size=size, dtype=dtype, device=args.device, prompt_tokens=len(ids), hf_time=th, ours_time=to,
-                     **compare(torch, hf_out, our_out))
+                     reused=reuse, **compare(torch, hf_out, our_out))
+            ref32 = os.path.join(args.work, "%s_f32_hf.safetensors" % size)
+            if dtype != "f32" and os.path.exists(ref32):
+                r["vs_hf_f32"] = drift(torch, ref32, {"hf": hf_out, "ours": our_out})
             log("%s %s: max |diff| %.3g, mean %.3g, top-1 agree %.4f, greedy equal %d/%d" % (
                 size, dtype, r["max_abs"], r["mean_abs"], r["top1_agree"], r["greedy_equal_prefix"], NEW_TOKENS))
             results.append(r)
-            if not args.keep:
-                for p in (hf_out, our_out):
-                    os.remove(p)
             if args.json:
                 with open(args.json, "w") as f:
                     json.dump({"versions": {"torch": torch.__version__, "transformers": transformers.__version__},
@@ -225,13 +245,22 @@ def main():
         if not args.keep:
             import shutil
 
+            for dtype in args.dtypes.split(","):
+                for side in ("hf", "ours"):
+                    p = os.path.join(args.work, "%s_%s_%s.safetensors" % (size, dtype, side))
+                    if os.path.exists(p):
+                        os.remove(p)
             shutil.rmtree(model_dir)
-    print("| size | dtype | device | positions | logits max abs | mean abs | top-1 agree | greedy equal (of 64) |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| size | dtype | device | positions | logits max abs | mean abs | top-1 agree | greedy equal (of 64) "
+          "| HF vs HF f32 (mean / top-1) | ours vs HF f32 (mean / top-1) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
-        print("| %s | %s | %s | %d | %.3g | %.3g | %.4f (%d differ) | %d%s |" % (
+        v = r.get("vs_hf_f32")
+        ref = ("%.3g / %.4f | %.3g / %.4f" % (v["hf"]["mean_abs"], v["hf"]["top1_agree"], v["ours"]["mean_abs"],
+                                               v["ours"]["top1_agree"])) if v else "- | -"
+        print("| %s | %s | %s | %d | %.3g | %.3g | %.4f (%d differ) | %d%s | %s |" % (
             r["size"], r["dtype"], r["device"], r["positions"], r["max_abs"], r["mean_abs"], r["top1_agree"],
-            r["top1_disagree_positions"], r["greedy_equal_prefix"], " (all)" if r["greedy_equal"] else ""))
+            r["top1_disagree_positions"], r["greedy_equal_prefix"], " (all)" if r["greedy_equal"] else "", ref))
     return 0
 
 
