@@ -105,6 +105,34 @@ Qwen3VLForConditionalGeneration make_random_model(const ModelConfig& c, uint64_t
   return m;
 }
 
+// Compare the config with the checkpoint header (names and shapes only, nothing is read or allocated)
+// so that a config that disagrees with its weights fails before the model is allocated: a tensor the
+// checkpoint holds must have the shape the config implies, and under strict loading the backbone
+// tensors must be present. Errors name the tensor's file (the config for a missing tensor).
+static void check_config_against_checkpoint(const ModelConfig& c, const std::string& cfg_path, const Checkpoint& ckpt,
+                                            const LoadOptions& opt) {
+  std::map<std::string, std::string> src_of;  // our key -> checkpoint name
+  for (auto& name : ckpt.names()) src_of.emplace(map_legacy_key(name), name);
+  std::vector<std::string> missing;
+  for (auto& t : expected_tensors(c)) {
+    auto it = src_of.find(t.name);
+    if (it == src_of.end()) {
+      if (opt.strict && t.part != "pvm" && !(opt.optional_key && opt.optional_key(t.name))) missing.push_back(t.name);
+      continue;
+    }
+    const TensorView* v = ckpt.find(it->second);
+    if (v->shape != t.shape) {
+      const SafetensorsFile* shard = ckpt.shard_of(it->second);
+      throw file_error(shard ? shard->path() : ckpt.path(),
+                       "tensor " + it->second + " has shape " + shape_str(v->shape) + " but " + cfg_path + " needs " +
+                           shape_str(t.shape));
+    }
+  }
+  if (!missing.empty())
+    throw file_error(ckpt.files().size() == 1 ? ckpt.files()[0] : ckpt.path(),
+                     "missing keys that " + cfg_path + " needs: " + list_some(missing));
+}
+
 LoadedModel load_model(const std::string& dir, const LoadOptions& opt) {
   if (!fs::exists(dir)) throw file_error(dir, "model directory does not exist");
   std::string cfg_path = (fs::path(dir) / "config.json").string();
@@ -113,6 +141,7 @@ LoadedModel load_model(const std::string& dir, const LoadOptions& opt) {
   out.dir = dir;
   out.config = load_config(cfg_path);
   auto ckpt = Checkpoint::open(dir);
+  check_config_against_checkpoint(out.config, cfg_path, ckpt, opt);
   if (opt.device.is_cuda()) cuda_exact_f32();
   {
     ParamOptionsGuard g(torch::TensorOptions().dtype(opt.dtype).device(opt.device));
