@@ -186,3 +186,43 @@ TEST(CliInspect, BadConfigIsAOneLineErrorNotACrash) {
   }
   fs::remove_all(dir);
 }
+
+// adapter_config.json: exact types (512.0 / true / "512" are errors, not silently converted), and a
+// FIFO is an error rather than a hang.
+TEST(CliInspect, AdapterConfigTypesAndFifo) {
+  auto dir = pvm::testing::temp_dir("badadapter");
+  auto cfg = pvm::testing::tiny_config();
+  auto m = make_random_model(cfg, 5, torch::kFloat, torch::kCPU);
+  TextConfig f = cfg.text;
+  f.pvm_hidden_size = 32, f.pvm_layers = {1, 2};
+  attach_pvm(*m, f, 3);
+  save_pvm_adapter(*m, dir + "/adapter");
+  const std::string good = pvm::testing::slurp(dir + "/adapter/adapter_config.json");
+  auto fresh = make_random_model(cfg, 5, torch::kFloat, torch::kCPU);
+  ASSERT_NO_THROW(load_pvm_adapter(*fresh, dir + "/adapter"));
+  for (auto [from, to] : std::vector<std::pair<std::string, std::string>>{{"\"pvm_hidden_size\": 32", "\"pvm_hidden_size\": 32.0"},
+                                                                          {"\"pvm_hidden_size\": 32", "\"pvm_hidden_size\": true"},
+                                                                          {"\"pvm_hidden_size\": 32", "\"pvm_hidden_size\": 1e15"}}) {
+    std::string s = good;
+    auto p = s.find(from);
+    ASSERT_NE(p, std::string::npos) << s;
+    std::ofstream(dir + "/adapter/adapter_config.json", std::ios::trunc) << s.replace(p, from.size(), to);
+    auto fresh2 = make_random_model(cfg, 5, torch::kFloat, torch::kCPU);
+    try {
+      load_pvm_adapter(*fresh2, dir + "/adapter");
+      ADD_FAILURE() << to << " accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("adapter_config.json"), std::string::npos) << e.what();
+    }
+  }
+  fs::remove(dir + "/adapter/adapter_config.json");
+  ASSERT_EQ(::mkfifo((dir + "/adapter/adapter_config.json").c_str(), 0600), 0);
+  auto fresh3 = make_random_model(cfg, 5, torch::kFloat, torch::kCPU);
+  try {
+    load_pvm_adapter(*fresh3, dir + "/adapter");
+    ADD_FAILURE() << "FIFO accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("not a regular file"), std::string::npos) << e.what();
+  }
+  fs::remove_all(dir);
+}
