@@ -11,6 +11,7 @@
 #include <climits>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <memory>
@@ -28,6 +29,16 @@ namespace pvm {
 void PreprocessorConfig::validate(const std::string& where) const {
   auto bad = [&](const std::string& what) { return file_error(where, what); };
   if (patch_size <= 0) throw bad("patch_size must be positive (got " + std::to_string(patch_size) + ")");
+  // Upper bounds (issue 21): no preprocessor config may ask for an absurd image or overflow the
+  // factor / patch arithmetic. Qwen3-VL: patch 16, temporal 2, merge 2, pixels 65536..16777216.
+  auto at_most = [&](int64_t v, const char* name, int64_t hi) {
+    if (v > hi) throw bad(std::string(name) + " is " + std::to_string(v) + ", above the limit " + std::to_string(hi));
+  };
+  at_most(patch_size, "patch_size", 1024);
+  at_most(temporal_patch_size, "temporal_patch_size", 64);
+  at_most(merge_size, "merge_size", 16);
+  at_most(min_pixels, "min_pixels (size.shortest_edge)", int64_t(1) << 27);
+  at_most(max_pixels, "max_pixels (size.longest_edge)", int64_t(1) << 27);
   if (temporal_patch_size <= 0)
     throw bad("temporal_patch_size must be positive (got " + std::to_string(temporal_patch_size) + ")");
   if (merge_size <= 0) throw bad("merge_size must be positive (got " + std::to_string(merge_size) + ")");
@@ -134,6 +145,13 @@ PreprocessorConfig PreprocessorConfig::parse(const std::string& text, const std:
 }
 
 PreprocessorConfig PreprocessorConfig::load(const std::string& path) {
+  // stat before opening: a FIFO would block the open (and a device would read forever)
+  std::error_code ec;
+  auto st = std::filesystem::status(path, ec);
+  if (std::filesystem::exists(st) && !std::filesystem::is_regular_file(st))
+    throw file_error(path, "not a regular file");
+  if (std::filesystem::is_regular_file(st) && std::filesystem::file_size(path, ec) > (16u << 20))
+    throw file_error(path, "preprocessor config is larger than 16 MB");
   std::ifstream f(path, std::ios::binary);
   if (!f) throw file_error(path, std::string("cannot open (") + std::strerror(errno) + ")");
   std::stringstream ss;

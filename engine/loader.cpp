@@ -105,6 +105,40 @@ Qwen3VLForConditionalGeneration make_random_model(const ModelConfig& c, uint64_t
   return m;
 }
 
+// Compare the config with the checkpoint header (names and shapes only, nothing is read or allocated)
+// so that a config that disagrees with its weights fails before the model is allocated: a tensor the
+// checkpoint holds must have the shape the config implies, and under strict loading the backbone
+// tensors must be present (PVM tensors may come from an adapter, so they are left to load_weights).
+// Errors name the checkpoint file, the tensor and the config.
+static void check_config_against_checkpoint(const ModelConfig& c, const std::string& cfg_path, const Checkpoint& ckpt,
+                                            const LoadOptions& opt, const std::string& where) {
+  std::map<std::string, std::string> src_of;  // our key -> checkpoint name
+  for (auto& name : ckpt.names()) src_of.emplace(map_legacy_key(name), name);
+  std::set<std::string> want;
+  std::vector<std::string> missing, unexpected;
+  for (auto& t : expected_tensors(c)) {
+    want.insert(t.name);
+    auto it = src_of.find(t.name);
+    if (it == src_of.end()) {
+      if (opt.strict && t.part != "pvm" && !(opt.optional_key && opt.optional_key(t.name))) missing.push_back(t.name);
+      continue;
+    }
+    const TensorView* v = ckpt.find(it->second);
+    if (v->shape != t.shape) {
+      const SafetensorsFile* shard = ckpt.shard_of(it->second);
+      throw file_error(shard ? shard->path() : where, "tensor " + it->second + " has shape " + shape_str(v->shape) +
+                                                          " but the config needs " + shape_str(t.shape) + " (" +
+                                                          cfg_path + ")");
+    }
+  }
+  if (missing.empty()) return;  // unexpected keys alone are reported by load_weights
+  for (auto& [k, name] : src_of)
+    if (!want.count(k) && k.find(".pvm_block.") == std::string::npos) unexpected.push_back(name);
+  std::string msg = "missing keys: " + list_some(missing);
+  if (!unexpected.empty()) msg += "; unexpected keys: " + list_some(unexpected);
+  throw file_error(where, msg + " (config " + cfg_path + ")");
+}
+
 LoadedModel load_model(const std::string& dir, const LoadOptions& opt) {
   if (!fs::exists(dir)) throw file_error(dir, "model directory does not exist");
   std::string cfg_path = (fs::path(dir) / "config.json").string();
@@ -113,6 +147,7 @@ LoadedModel load_model(const std::string& dir, const LoadOptions& opt) {
   out.dir = dir;
   out.config = load_config(cfg_path);
   auto ckpt = Checkpoint::open(dir);
+  check_config_against_checkpoint(out.config, cfg_path, ckpt, opt, ckpt.files().size() == 1 ? ckpt.files()[0] : dir);
   if (opt.device.is_cuda()) cuda_exact_f32();
   {
     ParamOptionsGuard g(torch::TensorOptions().dtype(opt.dtype).device(opt.device));

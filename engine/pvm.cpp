@@ -173,6 +173,8 @@ void load_pvm_adapter(Qwen3VLForConditionalGenerationImpl& m, const std::string&
   fs::path dir = fs::is_directory(dir_or_file) ? fs::path(dir_or_file) : fs::path(dir_or_file).parent_path();
   auto cfg_path = (dir / "adapter_config.json").string();
   if (!fs::exists(cfg_path)) throw file_error(cfg_path, "adapter config not found");
+  // stat before opening: a FIFO would block the open until a writer appears
+  if (!fs::is_regular_file(cfg_path)) throw file_error(cfg_path, "adapter config is not a regular file");
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(read_file_to_string(cfg_path, 1 << 20));
@@ -182,12 +184,22 @@ void load_pvm_adapter(Qwen3VLForConditionalGenerationImpl& m, const std::string&
   TextConfig f = m.cfg.text;
   try {
     if (!j.is_object()) throw std::runtime_error("not an object");
-    f.pvm_hidden_size = j.at("pvm_hidden_size").get<int64_t>();
-    f.pvm_layers = j.at("pvm_layers").get<std::vector<int64_t>>();
+    // exact types: nlohmann would silently turn 512.7 or true into an integer
+    auto integer = [](const nlohmann::json& v) {
+      if (!v.is_number_integer() || (v.is_number_unsigned() && v.get<uint64_t>() > (uint64_t)INT64_MAX))
+        throw std::runtime_error("not an integer");
+      return v.get<int64_t>();
+    };
+    f.pvm_hidden_size = integer(j.at("pvm_hidden_size"));
+    if (!j.at("pvm_layers").is_array()) throw std::runtime_error("not a list");
+    f.pvm_layers.clear();
+    for (auto& e : j.at("pvm_layers")) f.pvm_layers.push_back(integer(e));
+    for (auto key : {"pvm_source", "pvm_variant"})
+      if (j.contains(key) && !j[key].is_string()) throw std::runtime_error("not a string");
     f.pvm_source = j.value("pvm_source", std::string("embeddings"));
     f.pvm_variant = j.value("pvm_variant", std::string("pvm"));
   } catch (const std::exception& e) {
-    throw file_error(cfg_path, "needs integer pvm_hidden_size and a list pvm_layers");
+    throw file_error(cfg_path, "needs integer pvm_hidden_size, a list of integers pvm_layers and string pvm_source/pvm_variant");
   }
   if (j.contains("base_hidden_size") && j["base_hidden_size"].is_number_integer() &&
       j["base_hidden_size"].get<int64_t>() != m.cfg.text.hidden_size)

@@ -1,6 +1,10 @@
 // pvm convert (dtype change, adapter merge) and pvm plot (CSV -> PNG), run as the CLI.
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <array>
 #include <filesystem>
 #include <fstream>
 
@@ -115,5 +119,110 @@ TEST(CliPlot, DrawsCsvColumnsAndRejectsBadFiles) {
   EXPECT_NE(r.rc, 0);
   EXPECT_NE(r.err.find("missing.csv"), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(dir + "/q.png"));
+  fs::remove_all(dir);
+}
+
+// Issue 21 classes 1 and 8: a bad config.json next to a checkpoint is a one-line error naming the
+// file and the field (exit 1), never SIGFPE, a hang (FIFO) or a runaway allocation; a config that
+// disagrees with the checkpoint header fails before the model is allocated, naming the tensor.
+TEST(CliInspect, BadConfigIsAOneLineErrorNotACrash) {
+  if (pvm_bin().empty()) GTEST_SKIP() << "pvm binary not found next to the test (set PVM_BIN)";
+  auto dir = pvm::testing::temp_dir("badcfg");
+  auto cfg = pvm::testing::tiny_config();
+  auto m = make_random_model(cfg, 5, torch::kFloat, torch::kCPU);
+  save_model(m, dir + "/model", torch::kFloat);
+  const std::string good = pvm::testing::slurp(dir + "/model/config.json");
+  auto r = run_pvm("inspect --model " + dir + "/model", dir);
+  ASSERT_EQ(r.rc, 0) << r.err;
+  auto with = [&](const std::string& from, const std::string& to) {
+    std::string s = good;
+    auto p = s.find(from);
+    EXPECT_NE(p, std::string::npos) << from;
+    if (p != std::string::npos) s.replace(p, from.size(), to);
+    std::ofstream(dir + "/model/config.json", std::ios::trunc) << s;
+  };
+  const std::vector<std::array<std::string, 3>> cases = {
+      {"\"num_attention_heads\": 4", "\"num_attention_heads\": 0", "num_attention_heads"},
+      {"\"num_key_value_heads\": 2", "\"num_key_value_heads\": 0", "num_key_value_heads"},
+      {"\"num_hidden_layers\": 4", "\"num_hidden_layers\": 1000000000", "num_hidden_layers"},
+      {"\"hidden_size\": 64", "\"hidden_size\": 1000000000000", "hidden_size"},
+      {"\"hidden_size\": 64", "\"hidden_size\": null", "hidden_size"},
+      {"\"num_heads\": 4", "\"num_heads\": 0", "num_heads"},
+  };
+  for (auto& [from, to, field] : cases) {
+    with(from, to);
+    r = run_pvm("inspect --model " + dir + "/model", dir);
+    EXPECT_EQ(r.rc, 1) << to << ": " << r.err;
+    EXPECT_NE(r.err.find(dir + "/model/config.json: "), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find(field), std::string::npos) << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  }
+  // config.json as a FIFO: an error, not a hang
+  fs::remove(dir + "/model/config.json");
+  ASSERT_EQ(::mkfifo((dir + "/model/config.json").c_str(), 0600), 0);
+  r = run_pvm("inspect --model " + dir + "/model", dir);
+  EXPECT_EQ(r.rc, 1) << r.err;
+  EXPECT_NE(r.err.find("not a regular file"), std::string::npos) << r.err;
+  fs::remove(dir + "/model/config.json");
+
+  // A valid config that disagrees with the checkpoint: load_model fails before allocating, naming the
+  // checkpoint file and the tensor.
+  with("\"intermediate_size\": 96", "\"intermediate_size\": 200000");
+  try {
+    load_model(dir + "/model", LoadOptions{});
+    ADD_FAILURE() << "loaded";
+  } catch (const Error& e) {
+    std::string msg = e.what();
+    EXPECT_NE(msg.find("model.safetensors"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("mlp.gate_proj.weight"), std::string::npos) << msg;
+    EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
+  }
+  with("\"vocab_size\": 320", "\"vocab_size\": 4000000");
+  try {
+    load_model(dir + "/model", LoadOptions{});
+    ADD_FAILURE() << "loaded";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("embed_tokens"), std::string::npos) << e.what();
+  }
+  fs::remove_all(dir);
+}
+
+// adapter_config.json: exact types (512.0 / true / "512" are errors, not silently converted), and a
+// FIFO is an error rather than a hang.
+TEST(CliInspect, AdapterConfigTypesAndFifo) {
+  auto dir = pvm::testing::temp_dir("badadapter");
+  auto cfg = pvm::testing::tiny_config();
+  auto m = make_random_model(cfg, 5, torch::kFloat, torch::kCPU);
+  TextConfig f = cfg.text;
+  f.pvm_hidden_size = 32, f.pvm_layers = {1, 2};
+  attach_pvm(*m, f, 3);
+  save_pvm_adapter(*m, dir + "/adapter");
+  const std::string good = pvm::testing::slurp(dir + "/adapter/adapter_config.json");
+  auto fresh = make_random_model(cfg, 5, torch::kFloat, torch::kCPU);
+  ASSERT_NO_THROW(load_pvm_adapter(*fresh, dir + "/adapter"));
+  for (auto [from, to] : std::vector<std::pair<std::string, std::string>>{{"\"pvm_hidden_size\": 32", "\"pvm_hidden_size\": 32.0"},
+                                                                          {"\"pvm_hidden_size\": 32", "\"pvm_hidden_size\": true"},
+                                                                          {"\"pvm_hidden_size\": 32", "\"pvm_hidden_size\": 1e15"}}) {
+    std::string s = good;
+    auto p = s.find(from);
+    ASSERT_NE(p, std::string::npos) << s;
+    std::ofstream(dir + "/adapter/adapter_config.json", std::ios::trunc) << s.replace(p, from.size(), to);
+    auto fresh2 = make_random_model(cfg, 5, torch::kFloat, torch::kCPU);
+    try {
+      load_pvm_adapter(*fresh2, dir + "/adapter");
+      ADD_FAILURE() << to << " accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("adapter_config.json"), std::string::npos) << e.what();
+    }
+  }
+  fs::remove(dir + "/adapter/adapter_config.json");
+  ASSERT_EQ(::mkfifo((dir + "/adapter/adapter_config.json").c_str(), 0600), 0);
+  auto fresh3 = make_random_model(cfg, 5, torch::kFloat, torch::kCPU);
+  try {
+    load_pvm_adapter(*fresh3, dir + "/adapter");
+    ADD_FAILURE() << "FIFO accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("not a regular file"), std::string::npos) << e.what();
+  }
   fs::remove_all(dir);
 }

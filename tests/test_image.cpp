@@ -670,6 +670,12 @@ TEST(PreprocessorConfig, LoadsModernLegacyAndRejectsBadValues) {
       {"bad_type.json", R"({"merge_size": "two"})"},
       {"bad_resample.json", R"({"resample": 2})"},
       {"bad_json.json", R"({"patch_size": 16,)"},
+      // issue 21: sizes bounded (no absurd image, no overflow in factor / patch arithmetic)
+      {"huge_patch.json", R"({"patch_size": 4611686018427387904})"},
+      {"huge_merge.json", R"({"merge_size": 100000})"},
+      {"huge_min.json", R"({"min_pixels": 1000000000000, "max_pixels": 1000000000000})"},
+      {"huge_max.json", R"({"size": {"shortest_edge": 65536, "longest_edge": 1000000000000}})"},
+      {"float_patch.json", R"({"patch_size": 16.5})"},
   };
   for (auto& [name, text] : bad) {
     std::string p = write(name, text);
@@ -677,6 +683,11 @@ TEST(PreprocessorConfig, LoadsModernLegacyAndRejectsBadValues) {
     EXPECT_EQ(msg.rfind(p + ": ", 0), 0u) << name << ": " << msg;
     EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
   }
+  std::string fifo = tmpfile("fifo.json");
+  ::unlink(fifo.c_str());
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  EXPECT_NE(error_of([&] { pvm::PreprocessorConfig::load(fifo); }).find("not a regular file"), std::string::npos);
+  ::unlink(fifo.c_str());
   std::string missing = tmpfile("nope.json");
   EXPECT_EQ(error_of([&] { pvm::PreprocessorConfig::load(missing); }).rfind(missing + ": ", 0), 0u);
 }

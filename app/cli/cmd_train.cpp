@@ -30,8 +30,17 @@ pvm::ModelConfig model_config_for(const pvm::train::TrainConfig& c) {
     auto path = pvm::join_path(c.adapter, "adapter_config.json");
     auto j = nlohmann::json::parse(pvm::read_file_to_string(path, 1 << 20), nullptr, false);
     if (j.is_object() && j.contains("pvm_layers") && j["pvm_layers"].is_array()) {
-      mc.text.pvm_layers = j["pvm_layers"].get<std::vector<int64_t>>();
-      mc.text.pvm_hidden_size = j.value("pvm_hidden_size", mc.text.pvm_hidden_size);
+      // exact types, then the same validation as a config.json (bounds, layer range)
+      mc.text.pvm_layers.clear();
+      for (auto& e : j["pvm_layers"]) {
+        if (!e.is_number_integer()) throw pvm::file_error(path, "pvm_layers must be a list of integers");
+        mc.text.pvm_layers.push_back(e.get<int64_t>());
+      }
+      if (j.contains("pvm_hidden_size")) {
+        if (!j["pvm_hidden_size"].is_number_integer()) throw pvm::file_error(path, "pvm_hidden_size must be an integer");
+        mc.text.pvm_hidden_size = j["pvm_hidden_size"].get<int64_t>();
+      }
+      mc.validate(path);
     }
   }
   return mc;

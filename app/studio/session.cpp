@@ -155,19 +155,30 @@ void Session::fail(const std::string& msg) {
 
 // ---- requests (UI thread) ----
 
-bool Session::load_model(const LoadRequest& r, std::string* why) {
-  if (r.dir.size() && r.dir != kRandomModel && !std::ifstream(r.dir + "/config.json")) {
-    if (why) *why = r.dir + ": no config.json in this folder (not a model checkpoint)";
+// A folder's marker file (config.json, adapter_config.json) must be a regular file. Checked with
+// stat, never by opening it: opening a FIFO would block the UI thread until a writer appears.
+static bool has_regular_file(const std::string& dir, const char* name, const char* what, std::string* why) {
+  std::error_code ec;
+  auto st = std::filesystem::status(dir + "/" + name, ec);
+  if (!std::filesystem::exists(st)) {
+    if (why) *why = dir + ": no " + name + " in this folder (not " + what + ")";
     return false;
   }
+  if (!std::filesystem::is_regular_file(st)) {
+    if (why) *why = dir + "/" + name + ": not a regular file";
+    return false;
+  }
+  return true;
+}
+
+bool Session::load_model(const LoadRequest& r, std::string* why) {
+  if (r.dir.size() && r.dir != kRandomModel && !has_regular_file(r.dir, "config.json", "a model checkpoint", why))
+    return false;
   return post("loading", [this, r] { do_load(r); }, why);
 }
 
 bool Session::load_adapter(const std::string& dir, std::string* why) {
-  if (dir.size() && !std::ifstream(dir + "/adapter_config.json")) {
-    if (why) *why = dir + ": no adapter_config.json in this folder (not a PVM adapter)";
-    return false;
-  }
+  if (dir.size() && !has_regular_file(dir, "adapter_config.json", "a PVM adapter", why)) return false;
   {
     std::lock_guard<std::mutex> l(mu_);
     if (!sh_.model.loaded) {

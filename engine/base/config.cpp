@@ -1,6 +1,12 @@
 #include "engine/base/config.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstdio>
 #include <cmath>
 #include <cstring>
 #include <fstream>
@@ -13,6 +19,20 @@
 namespace pvm {
 
 using nlohmann::json;
+
+namespace {
+// Upper bounds enforced by ModelConfig::validate (real Qwen3-VL 2B..32B configs are far below them):
+// no config can ask for an absurd allocation or overflow the int64 size arithmetic.
+constexpr int64_t kMaxVocab = int64_t(1) << 22;         // 4M tokens
+constexpr int64_t kMaxWidth = int64_t(1) << 16;         // hidden sizes
+constexpr int64_t kMaxIntermediate = int64_t(1) << 18;  // MLP widths
+constexpr int64_t kMaxLayers = 1024;                    // text layers / vision blocks
+constexpr int64_t kMaxHeads = 1024;
+constexpr int64_t kMaxHeadDim = 1024;
+constexpr int64_t kMaxPositions = int64_t(1) << 24;  // max_position_embeddings
+constexpr int64_t kMaxParameters = 200'000'000'000;  // 200B parameters in all
+constexpr int64_t kMaxConfigBytes = 16 << 20;        // config.json file size
+}  // namespace
 
 int64_t ModelConfig::pvm_kv_heads() const {
   int64_t ratio = std::max<int64_t>(1, text.num_attention_heads / std::max<int64_t>(1, text.num_key_value_heads));
@@ -29,8 +49,48 @@ void ModelConfig::validate(const std::string& where) const {
   auto pos = [&](int64_t v, const char* name) {
     if (v <= 0) throw bad(std::string(name) + " must be positive, got " + std::to_string(v));
   };
+  // Upper bounds: generous for real Qwen3-VL configs (2B..32B: hidden <= 5120, 64 layers, vocab
+  // 151936) but small enough that no single field, and below the total parameter count, can ask for an
+  // absurd allocation or overflow int64 arithmetic in expected_tensors / parameter_counts.
+  auto range = [&](int64_t x, const char* name, int64_t hi) {
+    if (x <= 0) throw bad(std::string(name) + " must be positive, got " + std::to_string(x));
+    if (x > hi) throw bad(std::string(name) + " is " + std::to_string(x) + ", above the limit " + std::to_string(hi));
+  };
   const auto& t = text;
   const auto& v = vision;
+  range(t.vocab_size, "text_config.vocab_size", kMaxVocab);
+  range(t.hidden_size, "text_config.hidden_size", kMaxWidth);
+  range(t.intermediate_size, "text_config.intermediate_size", kMaxIntermediate);
+  range(t.num_hidden_layers, "text_config.num_hidden_layers", kMaxLayers);
+  range(t.num_attention_heads, "text_config.num_attention_heads", kMaxHeads);
+  range(t.num_key_value_heads, "text_config.num_key_value_heads", kMaxHeads);
+  range(t.head_dim, "text_config.head_dim", kMaxHeadDim);
+  range(t.max_position_embeddings, "text_config.max_position_embeddings", kMaxPositions);
+  range(t.pvm_hidden_size, "text_config.pvm_hidden_size", kMaxWidth);
+  range(v.depth, "vision_config.depth", kMaxLayers);
+  range(v.hidden_size, "vision_config.hidden_size", kMaxWidth);
+  range(v.intermediate_size, "vision_config.intermediate_size", kMaxIntermediate);
+  range(v.num_heads, "vision_config.num_heads", kMaxHeads);
+  range(v.in_channels, "vision_config.in_channels", 64);
+  range(v.patch_size, "vision_config.patch_size", 1024);
+  range(v.temporal_patch_size, "vision_config.temporal_patch_size", 64);
+  range(v.spatial_merge_size, "vision_config.spatial_merge_size", 16);
+  range(v.out_hidden_size, "vision_config.out_hidden_size", kMaxWidth);
+  range(v.num_position_embeddings, "vision_config.num_position_embeddings", 1 << 20);
+  if (!std::isfinite(t.rms_norm_eps) || !(t.rms_norm_eps > 0) || t.rms_norm_eps >= 1)
+    throw bad("text_config.rms_norm_eps must be in (0, 1), got " + std::to_string(t.rms_norm_eps));
+  if (!std::isfinite(t.rope_theta) || !(t.rope_theta >= 1) || t.rope_theta > 1e12)
+    throw bad("text_config.rope_theta must be in [1, 1e12], got " + std::to_string(t.rope_theta));
+  if ((int64_t)v.deepstack_visual_indexes.size() > v.depth)
+    throw bad("vision_config.deepstack_visual_indexes has " + std::to_string(v.deepstack_visual_indexes.size()) +
+              " entries, more than depth (" + std::to_string(v.depth) + ")");
+  if ((int64_t)t.pvm_layers.size() > t.num_hidden_layers)
+    throw bad("text_config.pvm_layers has " + std::to_string(t.pvm_layers.size()) + " entries, more than num_hidden_layers (" +
+              std::to_string(t.num_hidden_layers) + ")");
+  if (eos_token_ids.size() > 64) throw bad("eos_token_id lists " + std::to_string(eos_token_ids.size()) + " ids (at most 64)");
+  if (t.num_key_value_heads > t.num_attention_heads)
+    throw bad("text_config.num_key_value_heads (" + std::to_string(t.num_key_value_heads) +
+              ") is more than num_attention_heads (" + std::to_string(t.num_attention_heads) + ")");
   pos(t.vocab_size, "text_config.vocab_size");
   pos(t.hidden_size, "text_config.hidden_size");
   pos(t.intermediate_size, "text_config.intermediate_size");
@@ -48,6 +108,7 @@ void ModelConfig::validate(const std::string& where) const {
   int64_t sec = 0;
   for (auto s : t.mrope_section) {
     if (s < 0) throw bad("text_config.rope_scaling.mrope_section has a negative entry");
+    if (s > t.head_dim) throw bad("text_config.rope_scaling.mrope_section has an entry larger than head_dim");
     sec += s;
   }
   // Interleaved MRoPE uses sections[1], [2] at indices 1,4,.. and 2,5,..; they must fit in head_dim/2.
@@ -79,11 +140,17 @@ void ModelConfig::validate(const std::string& where) const {
                 std::to_string(v.depth - 1));
   if ((int64_t)v.deepstack_visual_indexes.size() > t.num_hidden_layers)
     throw bad("more deepstack taps than text layers");
-  for (auto id : {image_token_id, video_token_id, vision_start_token_id, vision_end_token_id})
+  const std::pair<const char*, int64_t> ids[] = {{"image_token_id", image_token_id},
+                                                 {"video_token_id", video_token_id},
+                                                 {"vision_start_token_id", vision_start_token_id},
+                                                 {"vision_end_token_id", vision_end_token_id}};
+  for (auto& [name, id] : ids)
     if (id < 0 || id >= t.vocab_size)
-      throw bad("token id " + std::to_string(id) + " is outside the vocabulary (size " + std::to_string(t.vocab_size) + ")");
+      throw bad(std::string(name) + " " + std::to_string(id) + " is outside the vocabulary (size " +
+                std::to_string(t.vocab_size) + ")");
   for (auto id : eos_token_ids)
-    if (id < 0 || id >= t.vocab_size) throw bad("eos_token_id " + std::to_string(id) + " is outside the vocabulary");
+    if (id < 0 || id >= t.vocab_size)
+      throw bad("eos_token_id " + std::to_string(id) + " is outside the vocabulary (size " + std::to_string(t.vocab_size) + ")");
   // PVM
   if (has_pvm()) {
     if (t.pvm_hidden_size <= 0 || t.pvm_hidden_size % t.head_dim)
@@ -100,6 +167,26 @@ void ModelConfig::validate(const std::string& where) const {
     }
     if (pvm_heads() % pvm_kv_heads()) throw bad("PVM query heads are not a multiple of PVM kv heads");
   }
+  // Total size, summed in 128 bits over the tensors the config asks for (every field is bounded
+  // above, so the list itself is small), before anything is allocated.
+  {
+    __int128 total = 0;
+    for (auto& s : expected_tensors(*this)) {
+      __int128 n = 1;
+      for (auto d : s.shape) {
+        if (d <= 0) throw bad("tensor " + s.name + " would have a non-positive dimension " + std::to_string(d));
+        n *= d;
+      }
+      total += n;
+    }
+    if (total > (__int128)kMaxParameters)
+    {
+      char buf[96];
+      std::snprintf(buf, sizeof buf, "the config asks for %.4g parameters, above the limit %.4g", (double)total,
+                    (double)kMaxParameters);
+      throw bad(buf);
+    }
+  }
   if (t.pvm_source != "embeddings" && t.pvm_source != "hidden")
     throw bad("text_config.pvm_source must be 'embeddings' or 'hidden', got '" + t.pvm_source + "'");
   if (t.pvm_variant != "pvm" && t.pvm_variant != "mlp")
@@ -109,52 +196,70 @@ void ModelConfig::validate(const std::string& where) const {
 namespace {
 
 // Typed field readers that turn nlohmann's type errors into one-line errors naming the field.
+// A field that is absent takes its default; a field that is present must have the right type: null,
+// a string, a bool or a float where an integer is needed is an error, never a silent default.
 struct Reader {
   const json& j;
   std::string where, prefix;
-  template <class T>
-  void get(const char* key, T& out) const {
+  Error wrong(const char* key, const json& v, const char* want) const {
+    std::string got = v.dump();
+    if (got.size() > 40) got = got.substr(0, 40) + "...";
+    return file_error(where, prefix + key + " must be " + want + ", got " + got);
+  }
+  const json* find(const char* key) const {
     auto it = j.find(key);
-    if (it == j.end() || it->is_null()) return;
-    try {
-      out = it->get<T>();
-    } catch (const std::exception&) {
-      throw file_error(where, prefix + key + " has the wrong type (" + std::string(it->type_name()) + ")");
+    return it == j.end() ? nullptr : &*it;
+  }
+  void get_string(const char* key, std::string& out) const {
+    if (auto* v = find(key)) {
+      if (!v->is_string()) throw wrong(key, *v, "a string");
+      out = v->get<std::string>();
     }
   }
-  void get_int(const char* key, int64_t& out) const {
-    auto it = j.find(key);
-    if (it == j.end() || it->is_null()) return;
-    if (!it->is_number_integer()) {
-      if (it->is_number_float()) {
-        double d = it->get<double>();
-        // cast only values that fit (a bigger double cast to int64 is undefined behaviour)
-        if (d >= -9.0e18 && d <= 9.0e18 && d == std::floor(d)) {
-          out = (int64_t)d;
-          return;
-        }
-      }
-      throw file_error(where, prefix + key + " must be an integer, got " + it->dump());
+  void get_bool(const char* key, bool& out) const {
+    if (auto* v = find(key)) {
+      if (!v->is_boolean()) throw wrong(key, *v, "true or false");
+      out = v->get<bool>();
     }
-    out = it->get<int64_t>();
+  }
+  void get_double(const char* key, double& out) const {
+    if (auto* v = find(key)) {
+      if (!v->is_number()) throw wrong(key, *v, "a number");
+      out = v->get<double>();
+      if (!std::isfinite(out)) throw wrong(key, *v, "a finite number");
+    }
+  }
+  int64_t as_int(const char* key, const json& v, const char* want) const {
+    if (v.is_number_unsigned()) {
+      if (v.get<uint64_t>() > (uint64_t)INT64_MAX) throw wrong(key, v, want);
+      return (int64_t)v.get<uint64_t>();
+    }
+    if (!v.is_number_integer()) throw wrong(key, v, want);
+    return v.get<int64_t>();
+  }
+  // null_is_absent: only for fields whose null HF documents as "not set" (pad/bos token ids).
+  void get_int(const char* key, int64_t& out, bool null_is_absent = false) const {
+    if (auto* v = find(key)) {
+      if (v->is_null() && null_is_absent) return;
+      out = as_int(key, *v, "an integer");
+    }
   }
   void require_int(const char* key, int64_t& out) const {
     if (!j.contains(key)) throw file_error(where, "missing required field " + prefix + key);
     get_int(key, out);
   }
   void get_int_list(const char* key, std::vector<int64_t>& out) const {
-    auto it = j.find(key);
-    if (it == j.end() || it->is_null()) return;
-    if (it->is_number_integer()) {
-      out = {it->get<int64_t>()};
+    auto* v = find(key);
+    if (!v) return;
+    if (v->is_number()) {
+      out = {as_int(key, *v, "an integer or a list of integers")};
       return;
     }
-    if (!it->is_array()) throw file_error(where, prefix + key + " must be a list of integers");
-    out.clear();
-    for (auto& e : *it) {
-      if (!e.is_number_integer()) throw file_error(where, prefix + key + " must be a list of integers");
-      out.push_back(e.get<int64_t>());
-    }
+    if (!v->is_array()) throw wrong(key, *v, "a list of integers");
+    if (v->size() > 4096) throw file_error(where, prefix + key + " has " + std::to_string(v->size()) + " entries (at most 4096)");
+    std::vector<int64_t> r;
+    for (auto& e : *v) r.push_back(as_int(key, e, "a list of integers"));
+    out = std::move(r);
   }
 };
 
@@ -171,7 +276,7 @@ ModelConfig parse_config(const std::string& text, const std::string& where) {
   if (!j.is_object()) throw file_error(where, "config must be a JSON object");
   ModelConfig c;
   Reader top{j, where, ""};
-  top.get("model_type", c.model_type);
+  top.get_string("model_type", c.model_type);
   if (c.model_type != "qwen3_vl" && c.model_type != "pvm_qwen3_vl")
     throw file_error(where, "model_type '" + c.model_type + "' is not supported (expected qwen3_vl)");
   if (!j.contains("text_config") || !j["text_config"].is_object())
@@ -189,25 +294,36 @@ ModelConfig parse_config(const std::string& text, const std::string& where) {
   tr.require_int("num_attention_heads", t.num_attention_heads);
   t.num_key_value_heads = t.num_attention_heads;
   tr.get_int("num_key_value_heads", t.num_key_value_heads);
-  t.head_dim = t.hidden_size / t.num_attention_heads;
-  tr.get_int("head_dim", t.head_dim);
-  tr.get("rms_norm_eps", t.rms_norm_eps);
-  tr.get("rope_theta", t.rope_theta);
+  if (tj.contains("head_dim")) {
+    tr.get_int("head_dim", t.head_dim);
+  } else {
+    // derived (HF: hidden_size // num_attention_heads): check before dividing
+    if (t.num_attention_heads <= 0)
+      throw file_error(where, "text_config.num_attention_heads must be positive, got " + std::to_string(t.num_attention_heads));
+    if (t.hidden_size % t.num_attention_heads)
+      throw file_error(where, "text_config.hidden_size (" + std::to_string(t.hidden_size) +
+                                  ") is not a multiple of num_attention_heads (" + std::to_string(t.num_attention_heads) +
+                                  ") and head_dim is not given");
+    t.head_dim = t.hidden_size / t.num_attention_heads;
+  }
+  tr.get_double("rms_norm_eps", t.rms_norm_eps);
+  tr.get_double("rope_theta", t.rope_theta);
   tr.get_int("max_position_embeddings", t.max_position_embeddings);
-  tr.get("attention_bias", t.attention_bias);
-  tr.get("hidden_act", t.hidden_act);
+  tr.get_bool("attention_bias", t.attention_bias);
+  tr.get_string("hidden_act", t.hidden_act);
   // transformers 4.57 writes rope_scaling; main renamed it rope_parameters (and may carry rope_theta).
+  // null means "none" in HF (defaults apply); anything else but an object is an error.
   for (const char* key : {"rope_scaling", "rope_parameters"}) {
-    if (tj.contains(key) && tj[key].is_object()) {
-      Reader rr{tj[key], where, std::string("text_config.") + key + "."};
-      rr.get_int_list("mrope_section", t.mrope_section);
-      rr.get("rope_theta", t.rope_theta);
-    }
+    if (!tj.contains(key) || tj[key].is_null()) continue;
+    if (!tj[key].is_object()) throw tr.wrong(key, tj[key], "an object");
+    Reader rr{tj[key], where, std::string("text_config.") + key + "."};
+    rr.get_int_list("mrope_section", t.mrope_section);
+    rr.get_double("rope_theta", t.rope_theta);
   }
   tr.get_int("pvm_hidden_size", t.pvm_hidden_size);
   tr.get_int_list("pvm_layers", t.pvm_layers);
-  tr.get("pvm_source", t.pvm_source);
-  tr.get("pvm_variant", t.pvm_variant);
+  tr.get_string("pvm_source", t.pvm_source);
+  tr.get_string("pvm_variant", t.pvm_variant);
   if (t.hidden_act != "silu") throw file_error(where, "text_config.hidden_act '" + t.hidden_act + "' is not supported (silu)");
   if (t.attention_bias) throw file_error(where, "text_config.attention_bias=true is not supported by Qwen3-VL");
 
@@ -224,32 +340,61 @@ ModelConfig parse_config(const std::string& text, const std::string& where) {
   vr.get_int("out_hidden_size", v.out_hidden_size);
   vr.get_int("num_position_embeddings", v.num_position_embeddings);
   vr.get_int_list("deepstack_visual_indexes", v.deepstack_visual_indexes);
-  vr.get("hidden_act", v.hidden_act);
+  vr.get_string("hidden_act", v.hidden_act);
   if (v.hidden_act != "gelu_pytorch_tanh")
     throw file_error(where, "vision_config.hidden_act '" + v.hidden_act + "' is not supported (gelu_pytorch_tanh)");
 
   // tie_word_embeddings may sit at the top level, in text_config, or both (the top level wins, as in HF).
-  tr.get("tie_word_embeddings", c.tie_word_embeddings);
-  top.get("tie_word_embeddings", c.tie_word_embeddings);
+  tr.get_bool("tie_word_embeddings", c.tie_word_embeddings);
+  top.get_bool("tie_word_embeddings", c.tie_word_embeddings);
   top.get_int("image_token_id", c.image_token_id);
   top.get_int("video_token_id", c.video_token_id);
   top.get_int("vision_start_token_id", c.vision_start_token_id);
   top.get_int("vision_end_token_id", c.vision_end_token_id);
-  tr.get_int("bos_token_id", c.bos_token_id);
+  tr.get_int("bos_token_id", c.bos_token_id, /*null_is_absent=*/true);
   tr.get_int_list("eos_token_id", c.eos_token_ids);
   top.get_int_list("eos_token_id", c.eos_token_ids);
-  tr.get_int("pad_token_id", c.pad_token_id);
-  top.get_int("pad_token_id", c.pad_token_id);
+  tr.get_int("pad_token_id", c.pad_token_id, /*null_is_absent=*/true);
+  top.get_int("pad_token_id", c.pad_token_id, /*null_is_absent=*/true);
+  // bos/pad defaults are Qwen's ids; check them against the vocabulary only when the file sets them.
+  for (auto [key, id] : {std::pair<const char*, int64_t>{"bos_token_id", c.bos_token_id}, {"pad_token_id", c.pad_token_id}}) {
+    bool given = (tj.contains(key) && !tj[key].is_null()) || (j.contains(key) && !j[key].is_null());
+    if (given && (id < 0 || id >= t.vocab_size) && t.vocab_size > 0)
+      throw file_error(where, std::string(key) + " " + std::to_string(id) + " is outside the vocabulary (size " +
+                                  std::to_string(t.vocab_size) + ")");
+  }
   c.validate(where);
   return c;
 }
 
 ModelConfig load_config(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw file_error(path, "cannot open config (missing or unreadable)");
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return parse_config(ss.str(), path);
+  // Open without blocking (a FIFO would otherwise wait for a writer) and accept only a regular file
+  // of sane size: a directory, FIFO, socket or device is an error, not a hang or an endless read.
+  int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) throw file_error(path, std::string("cannot open config (") + std::strerror(errno) + ")");
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) throw file_error(path, std::string("cannot stat config (") + std::strerror(errno) + ")");
+  if (!S_ISREG(st.st_mode)) throw file_error(path, "config is not a regular file");
+  if (st.st_size > kMaxConfigBytes)
+    throw file_error(path, "config is " + std::to_string((long long)st.st_size) + " bytes (at most " +
+                               std::to_string(kMaxConfigBytes) + ")");
+  std::string text;
+  char buf[65536];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw file_error(path, std::string("cannot read config (") + std::strerror(errno) + ")");
+    }
+    if (n == 0) break;
+    text.append(buf, (size_t)n);
+    if ((int64_t)text.size() > kMaxConfigBytes) throw file_error(path, "config grew past the size limit while reading");
+  }
+  return parse_config(text, path);
 }
 
 std::string config_to_json(const ModelConfig& c) {
