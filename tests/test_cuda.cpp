@@ -32,14 +32,7 @@ struct Tiny {
   std::vector<int64_t> ids = pvm::testing::one_image_prompt(cfg);
   torch::Tensor pix = pvm::testing::random_pixel_rows(24, 3);
   explicit Tiny(bool with_pvm) {
-    if (!with_pvm) return;
-    TextConfig f = cfg.text;
-    f.pvm_hidden_size = 32;
-    f.pvm_layers = {1, 3};
-    attach_pvm(*m, f, 5);
-    torch::NoGradGuard ng;
-    for (auto& p : m->named_parameters())
-      if (p.key().find("gate_alpha") != std::string::npos) p.value().fill_(0.8);
+    if (with_pvm) pvm::testing::attach_tiny_pvm(*m, {1, 3}, 0.8);
   }
   torch::Tensor logits(const std::vector<int64_t>& seq) {
     torch::NoGradGuard ng;

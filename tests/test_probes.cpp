@@ -32,15 +32,7 @@ struct Fixture {
       l->self_attn->k_proj->weight.mul_(8);
     }
   }
-  void attach_pvm_blocks(double gate) {
-    TextConfig f = cfg.text;
-    f.pvm_hidden_size = 32;
-    f.pvm_layers = {1, 3};
-    attach_pvm(*m, f, 5);
-    torch::NoGradGuard ng;
-    for (auto& p : m->named_parameters())
-      if (p.key().find("gate_alpha") != std::string::npos) p.value().fill_(gate);
-  }
+  void attach_pvm_blocks(double gate) { pvm::testing::attach_tiny_pvm(*m, {1, 3}, gate); }
   GenerationRequest request(int64_t n) {
     GenerationRequest req;
     req.prompt_ids = ids;

@@ -37,13 +37,7 @@ struct Fixture {
     return m->forward(in, st).logits[0];
   }
   void attach(std::vector<int64_t> layers = {1, 3}, double gate = 0.0) {
-    TextConfig f = cfg.text;
-    f.pvm_hidden_size = 32;  // 2 heads of head_dim 16; GQA ratio 2 -> 1 kv head
-    f.pvm_layers = layers;
-    attach_pvm(*m, f, 5);
-    torch::NoGradGuard ng;
-    for (auto& p : m->named_parameters())
-      if (p.key().find("gate_alpha") != std::string::npos) p.value().fill_(gate);
+    pvm::testing::attach_tiny_pvm(*m, std::move(layers), gate);
   }
 };
 

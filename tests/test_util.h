@@ -5,6 +5,7 @@
 #include <string>
 
 #include "engine/base/config.h"
+#include "engine/pvm.h"
 #include "engine/torch_pch.h"
 
 namespace pvm::testing {
@@ -40,6 +41,18 @@ inline std::vector<int64_t> one_image_prompt(const ModelConfig& c) {
 inline torch::Tensor random_pixel_rows(int64_t rows, uint64_t seed) {
   auto gen = at::detail::createCPUGenerator(seed);
   return at::rand({rows, 1536}, gen, torch::kFloat) * 2 - 1;
+}
+
+// PVM blocks of width 32 (2 heads of 16; GQA ratio 2 -> 1 kv head) on the tiny model at `layers`,
+// seed 5, every gate set to `gate` (0 = the branch adds nothing).
+inline void attach_tiny_pvm(Qwen3VLForConditionalGenerationImpl& m, std::vector<int64_t> layers, double gate) {
+  TextConfig f = m.cfg.text;
+  f.pvm_hidden_size = 32;
+  f.pvm_layers = std::move(layers);
+  attach_pvm(m, f, 5);
+  torch::NoGradGuard ng;
+  for (auto& p : m.named_parameters())
+    if (p.key().find("gate_alpha") != std::string::npos) p.value().fill_(gate);
 }
 
 inline std::string temp_dir(const std::string& name) {
