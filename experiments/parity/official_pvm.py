@@ -15,6 +15,16 @@ saves the model with the official code's save_pretrained and runs `pvm parity-ru
 our loader must take the checkpoint by its names (strict: no missing or unexpected key), and our
 logits and greedy ids (PVM on) must equal the official ones.
 
+Real shapes (issue 26): `--real 4b --device cuda --dtypes f32,bf16` builds the official model at the
+exact Qwen3-VL-2B/4B/8B configuration (experiments/parity/real_shapes.py SIZES) with PVM blocks at
+the official layers (8B: 8,16,24; 4B: 5,11,17; 2B: 5,11,17 of its 28) and pvm_hidden_size 512, its
+own init on the device, seeded PVM weights and a non-zero gate; every weight is rounded to bf16 so
+the bf16 checkpoint it saves holds exactly the weights the f32 run used. The prompt is real_shapes'
+one 1024x1024 image (1,040 tokens). Per dtype it reports |diff| of the logits at every position,
+top-1 agreement and the greedy prefix (64 tokens) against `pvm parity-run --device ...`; the f32
+run also measures how far PVM moves the logits (gates zeroed), and the bf16 run reports the
+official code's own bf16-vs-f32 drift (the noise floor).
+
 The official file was written for a transformers between 4.57 and 5.0: it calls
 `@check_model_inputs()` (4.57.1 has `@check_model_inputs` without the call). The only shim here
 accepts both spellings; the model code runs unchanged.
@@ -107,6 +117,173 @@ def fixture_prompt(torch, name):
     return fx[name + ".prompt_ids"].tolist(), pv, grid, fx[name + ".logits"], fx[name + ".logit_cols"]
 
 
+OFFICIAL_LAYERS = {"2b": [5, 11, 17], "4b": [5, 11, 17], "8b": [8, 16, 24]}
+REAL_GATE = [0.05, -0.08, 0.12]  # hidden states of a std-0.02 random backbone have RMS ~0.05-1
+REAL_NEW_TOKENS = 64
+
+
+def real_config(cfgm, size, pvm_layers, shrink=False):
+    sys.path.insert(0, HERE)
+    import real_shapes
+
+    s = real_shapes.SIZES[size]
+    if shrink:  # every width of the real shape, fewer layers: a CPU-sized check of the same code paths
+        s = dict(text=dict(s["text"], num_hidden_layers=6), vision=dict(s["vision"], depth=3, deepstack_visual_indexes=[0, 1, 2]),
+                 tie=s["tie"])
+    ct = dict(real_shapes.COMMON_TEXT)
+    rope = ct.pop("rope_parameters")
+    text = dict(ct, **s["text"], tie_word_embeddings=s["tie"], rope_theta=rope["rope_theta"],
+                rope_scaling={"rope_type": "default", "mrope_section": rope["mrope_section"], "mrope_interleaved": True},
+                pvm_layers=pvm_layers, pvm_hidden_size=512)
+    vision = dict(real_shapes.COMMON_VISION, **s["vision"])
+    return cfgm.PVMQwen3VLConfig(text_config=text, vision_config=vision, tie_word_embeddings=s["tie"],
+                                 image_token_id=151655, video_token_id=151656, vision_start_token_id=151652,
+                                 vision_end_token_id=151653)
+
+
+def set_gates(model, layers, gates):
+    for L, g in zip(layers, gates):
+        model.model.language_model.layers[L].pvm_block.gate_alpha.data.fill_(g)
+
+
+def compare_logits(torch, ref, ref_gen, ours, ours_gen):
+    d = (ours - ref).abs()
+    same = 0
+    while same < min(len(ref_gen), len(ours_gen)) and ref_gen[same] == ours_gen[same]:
+        same += 1
+    top2 = ref.topk(2, -1).values
+    return {"positions": int(d.shape[0]), "max_abs": d.max().item(), "mean_abs": d.mean().item(),
+            "logit_abs_max": ref.abs().max().item(),
+            "top1_agree": (ours.argmax(-1) == ref.argmax(-1)).float().mean().item(),
+            "top1_disagree_positions": int((ours.argmax(-1) != ref.argmax(-1)).sum()),
+            "official_min_top1_margin": (top2[:, 0] - top2[:, 1]).min().item(),
+            "greedy_equal_prefix": same, "greedy_equal": ref_gen == ours_gen}
+
+
+def run_real(args, torch, transformers, cfgm, mod):
+    """The official code at a real Qwen3-VL shape against `pvm parity-run` (issue 26)."""
+    import time
+    from safetensors.torch import load_file
+
+    def log(*a):
+        print("[official_pvm %s]" % time.strftime("%H:%M:%S"), *a, flush=True)
+
+    size, dev = args.real, args.device
+    layers = [1, 3, 5] if args.shrink else OFFICIAL_LAYERS[size]
+    gates = REAL_GATE[:len(layers)]
+    torch.backends.cuda.matmul.allow_tf32 = False  # f32 means f32 on both sides (the engine does the same)
+    torch.backends.cudnn.allow_tf32 = False
+    work = args.work or tempfile.mkdtemp(prefix="pvm-official-real-")
+    os.makedirs(work, exist_ok=True)
+    inputs = os.path.join(work, "inputs.safetensors")
+    if not os.path.exists(inputs):  # the prompt, made by real_shapes.py with the installed transformers
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        cmd = [sys.executable, os.path.join(HERE, "real_shapes.py"), "--inputs-only", "--work", work]
+        if args.tokenizer_dir:
+            cmd += ["--tokenizer-dir", args.tokenizer_dir]
+        subprocess.run(cmd, check=True, env=env)
+    inp = load_file(inputs)
+    ids = inp["input_ids"].tolist()
+    t0 = time.time()
+    torch.manual_seed(0)
+    cfg = real_config(cfgm, size, layers, args.shrink)
+    cfg._attn_implementation = "sdpa"
+    with torch.device(dev):
+        model = mod.PVMQwen3VLForConditionalGeneration(cfg).float().eval()
+    g = torch.Generator(device=dev).manual_seed(args.seed)
+    with torch.no_grad():
+        set_gates(model, layers, gates)
+        for name, p in sorted(model.named_parameters()):
+            if ".pvm_block." in name and not name.endswith("gate_alpha"):
+                if p.dim() == 1:
+                    p.copy_(1.0 + 0.1 * torch.randn(p.shape, generator=g, device=dev))
+                else:
+                    p.copy_(torch.randn(p.shape, generator=g, device=dev) / (p.shape[1] ** 0.5))
+            p.copy_(p.bfloat16().float())  # the saved bf16 checkpoint holds exactly these weights (gates too)
+    gates = [model.model.language_model.layers[L].pvm_block.gate_alpha.item() for L in layers]
+    n = sum(p.numel() for p in model.parameters())
+    ckpt = os.path.join(work, "official_pvm_%s" % size)
+    model.to(torch.bfloat16).save_pretrained(ckpt, safe_serialization=True)
+    del model  # .to(bf16) also rounded the RoPE inv_freq buffers: each run below loads the checkpoint afresh
+    if dev.startswith("cuda"):
+        torch.cuda.empty_cache()
+    log("built and saved the official %s (%d parameters, PVM at %s, gates %s) in %.0f s" % (
+        size, n, layers, gates, time.time() - t0))
+    x = torch.tensor([ids], device=dev)
+    pv, grid = inp["pixel_values"].to(dev), inp["image_grid_thw"].to(dev)
+    results = {"versions": {"torch": torch.__version__, "transformers": transformers.__version__},
+               "size": size + (" (shrunk: 6 text layers, 3 vision blocks)" if args.shrink else ""),
+               "device": dev, "pvm_layers": layers, "pvm_hidden_size": 512, "gate_alpha": gates,
+               "parameters": n, "prompt_tokens": len(ids), "runs": []}
+    official = {}
+    for dtype in args.dtypes.split(","):
+        tdt = {"f32": torch.float32, "bf16": torch.bfloat16}[dtype]
+        tl = time.time()
+        # the way a user runs the official code: from its checkpoint, in the dtype asked for
+        model = mod.PVMQwen3VLForConditionalGeneration.from_pretrained(ckpt, dtype=tdt,
+                                                                      attn_implementation="sdpa").to(dev).eval()
+        t1 = time.time()
+        with torch.no_grad():
+            model.model.rope_deltas = None
+            logits = model(input_ids=x, pixel_values=pv.to(tdt), image_grid_thw=grid).logits[0].float().cpu()
+            model.model.rope_deltas = None
+            gen = model.generate(input_ids=x, attention_mask=torch.ones_like(x), pixel_values=pv.to(tdt),
+                                 image_grid_thw=grid, max_new_tokens=REAL_NEW_TOKENS, min_new_tokens=REAL_NEW_TOKENS,
+                                 do_sample=False, eos_token_id=None, pad_token_id=151643)[0, len(ids):].tolist()
+            effect = None
+            if dtype == "f32":  # how much the PVM branch moves the logits: the comparison must see it
+                set_gates(model, layers, [0.0] * len(layers))
+                model.model.rope_deltas = None
+                off = model(input_ids=x, pixel_values=pv, image_grid_thw=grid).logits[0].float().cpu()
+                set_gates(model, layers, gates)
+                effect = {"max_abs": (logits - off).abs().max().item(), "mean_abs": (logits - off).abs().mean().item(),
+                          "top1_changed": (logits.argmax(-1) != off.argmax(-1)).float().mean().item()}
+                del off
+        t2 = time.time()
+        del model
+        if dev.startswith("cuda"):
+            torch.cuda.empty_cache()
+        official[dtype] = logits
+        from safetensors.torch import save_file
+
+        save_file({"logits": logits.contiguous(), "generated_ids": torch.tensor(gen)},
+                  os.path.join(work, "official_%s_%s.safetensors" % (size, dtype)))
+        out = os.path.join(work, "ours_%s_%s.safetensors" % (size, dtype))
+        subprocess.run([args.pvm, "parity-run", "--model", ckpt, "--inputs", inputs, "--out", out, "--dtype", dtype,
+                        "--device", dev, "--new-tokens", str(REAL_NEW_TOKENS)], check=True)
+        t3 = time.time()
+        ours = load_file(out)
+        r = dict(dtype=dtype, official_load_s=t1 - tl, official_s=t2 - t1, ours_s=t3 - t2,
+                 **compare_logits(torch, logits, gen, ours["logits"], ours["generated_ids"].tolist()))
+        vis = inp["input_ids"] == 151655  # PVM is silenced at visual positions: where do the sides differ?
+        d = (ours["logits"] - logits).abs().amax(-1)
+        r["max_abs_visual_positions"] = d[vis].max().item()
+        r["max_abs_text_positions"] = d[~vis].max().item()
+        if effect:
+            r["pvm_effect_official"] = effect
+        if dtype != "f32" and "f32" in official:  # the noise floor: the official code's own bf16 rounding
+            r["official_bf16_vs_f32"] = {"max_abs": (logits - official["f32"]).abs().max().item(),
+                                         "mean_abs": (logits - official["f32"]).abs().mean().item(),
+                                         "top1_agree": (logits.argmax(-1) == official["f32"].argmax(-1)).float().mean().item()}
+            r["ours_bf16_vs_official_f32"] = {"max_abs": (ours["logits"] - official["f32"]).abs().max().item(),
+                                              "mean_abs": (ours["logits"] - official["f32"]).abs().mean().item(),
+                                              "top1_agree": (ours["logits"].argmax(-1) == official["f32"].argmax(-1)).float().mean().item()}
+        log("%s %s: max |diff| %.3g, mean %.3g, top-1 agree %.4f, greedy equal %d/%d%s" % (
+            size, dtype, r["max_abs"], r["mean_abs"], r["top1_agree"], r["greedy_equal_prefix"], REAL_NEW_TOKENS,
+            (", PVM moves logits by up to %.3g" % effect["max_abs"]) if effect else ""))
+        results["runs"].append(r)
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(results, f, indent=1)
+    ok = all(r["dtype"] != "f32" or (r["max_abs"] <= 1e-3 and r["greedy_equal"]) for r in results["runs"])
+    results["pass_f32"] = ok
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+    print("PASS" if ok else "FAIL")
+    return 0 if ok else 1
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--official", required=True, help="the official modeling_file/ folder (outside this repo)")
@@ -115,6 +292,12 @@ def main():
     ap.add_argument("--seed", type=int, default=3)
     ap.add_argument("--json", default=None)
     ap.add_argument("--work", default=None)
+    ap.add_argument("--real", choices=sorted(OFFICIAL_LAYERS), default=None,
+                    help="a real Qwen3-VL shape instead of the tiny parity model (see above)")
+    ap.add_argument("--shrink", action="store_true", help="with --real: 6 text layers and 3 vision blocks")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--dtypes", default="f32,bf16")
+    ap.add_argument("--tokenizer-dir", default=None)
     ap.add_argument("--layout-out", default=None,
                     help="write the official checkpoint's config.json and tensor names/shapes here "
                          "(tests/data/official_pvm_layout: Parity.OfficialPvmCheckpointLayoutLoadsByName)")
@@ -129,6 +312,8 @@ def main():
 
     torch.manual_seed(0)
     cfgm, mod = import_official(args.official)
+    if args.real:
+        return run_real(args, torch, transformers, cfgm, mod)
     model = build(torch, cfgm, mod, args.seed)
     work = args.work or tempfile.mkdtemp(prefix="pvm-official-")
     ckpt = os.path.join(work, "pvm_official_ckpt")

@@ -65,19 +65,22 @@ def make_config(size):
                          vision_end_token_id=151653)
 
 
-def build_and_save(torch, size, path):
+def build_and_save(torch, size, path, device="cpu"):
     from transformers import Qwen3VLForConditionalGeneration
 
     if os.path.exists(os.path.join(path, "config.json")):
         log("reusing", path)
         return
     torch.manual_seed(0)
-    log("building %s in transformers (bf16, its own init)" % size)
-    model = Qwen3VLForConditionalGeneration._from_config(make_config(size), dtype=torch.bfloat16)
+    log("building %s in transformers (bf16, its own init, on %s)" % (size, device))
+    with torch.device(device):  # the init on the GPU takes seconds where 16 CPU cores take minutes at 8B
+        model = Qwen3VLForConditionalGeneration._from_config(make_config(size), dtype=torch.bfloat16)
     model.save_pretrained(path)
     n = sum(p.numel() for p in model.parameters())
     del model
     gc.collect()
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()
     with open(os.path.join(path, "preprocessor_config.json"), "w") as f:
         json.dump(dict(PREPROCESSOR, image_processor_type="Qwen2VLImageProcessorFast",
                        processor_class="Qwen3VLProcessor"), f, indent=1)
@@ -210,6 +213,8 @@ def main():
     ap.add_argument("--work", default="/tmp/pvm-real-shapes")
     ap.add_argument("--tokenizer-dir", default=None)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--inputs-only", action="store_true",
+                    help="only write the prompt (--work/inputs.safetensors) and stop (official_pvm.py --real uses it)")
     ap.add_argument("--keep", action="store_true",
                     help="keep the checkpoints and logits in --work (a later run with --keep reuses them)")
     args = ap.parse_args()
@@ -220,10 +225,12 @@ def main():
     torch.backends.cudnn.allow_tf32 = False
     os.makedirs(args.work, exist_ok=True)
     inputs, ids, pv, grid = make_inputs(torch, args.work, args.tokenizer_dir)
+    if args.inputs_only:
+        return 0
     results = []
     for size in args.sizes.split(","):
         model_dir = os.path.join(args.work, "qwen3-vl-%s-random" % size)
-        build_and_save(torch, size, model_dir)
+        build_and_save(torch, size, model_dir, args.device)
         for dtype in args.dtypes.split(","):
             hf_out = os.path.join(args.work, "%s_%s_hf.safetensors" % (size, dtype))
             our_out = os.path.join(args.work, "%s_%s_ours.safetensors" % (size, dtype))
