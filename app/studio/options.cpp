@@ -19,6 +19,8 @@ const char* usage_text() {
          "  --font-size PX         UI font size (default 15 x monitor scale)\n"
          "  --ini FILE             layout file to use instead of ~/.config/pvm-studio/imgui.ini\n"
          "  --no-ini               do not read or write a layout file (the default when headless)\n"
+         "  --model-threads N      intra-op threads of the model worker (default: cores - 1, at least 1:\n"
+         "                         one core stays with the UI and the GL rasterizer)\n"
          "  --verbose              echo the log to stderr\n"
          "\n"
          "headless:\n"
@@ -33,6 +35,7 @@ const char* usage_text() {
          "  --bench-frames N       load a synthetic 16k-token trace (36 layers, both sides), time N frames,\n"
          "                         print mean/p95 frame time, exit\n"
          "  --bench-pan            pan the dilution plot every bench frame (re-decimate each frame)\n"
+
          "  --vector-plots         draw plot lines as ImDrawList polylines (slow on software GL)\n"
          "\n"
          "Without a display: xvfb-run -s \"-screen 0 1920x1080x24\" pvm-studio --screenshot out.png --demo\n"
@@ -41,7 +44,8 @@ const char* usage_text() {
 
 StudioOptions parse_options(const std::vector<std::string>& argv) {
   cli::Args a(argv, {"--screenshot", "--frames", "--size", "--bench-frames", "--hover", "--font-size", "--export-plot", "--ini",
-                     "--model", "--pvm", "--image", "--open", "--save-session", "--demo-tokens"},
+                     "--model", "--pvm", "--image", "--open", "--save-session", "--demo-tokens",
+                     "--model-threads"},
               {"--demo", "--bench-pan", "--vector-plots", "--no-ini", "--verbose", "--help"});
   StudioOptions o;
   for (const std::string& p : a.positional())
@@ -73,6 +77,8 @@ StudioOptions parse_options(const std::vector<std::string>& argv) {
   o.bench_frames = int(a.get_int("--bench-frames", 0));
   if (o.bench_frames < 0 || o.bench_frames > 100000) throw Error("--bench-frames must be in 0..100000");
   o.bench_pan = a.has("--bench-pan");
+  o.model_threads = int(a.get_int("--model-threads", 0));
+  if (o.model_threads < 0 || o.model_threads > 1024) throw Error("--model-threads must be in 1..1024");
   if (a.has("--hover")) {
     char tail = 0;
     if (std::sscanf(a.get("--hover").c_str(), "%f,%f%c", &o.hover_x, &o.hover_y, &tail) != 2 || o.hover_x < 0 ||

@@ -20,6 +20,7 @@ struct StudioOptions {
   int demo_timeout_s = 110;
   int bench_frames = 0;        // time this many frames, print mean/p95, exit
   bool bench_pan = false;      // pan every benchmark frame (decimation runs each frame)
+  int model_threads = 0;       // intra-op threads of the model worker (0: cores - 1, at least 1)
   bool hover = false;          // simulated mouse position (fractions of the window), for screenshots
   float hover_x = 0, hover_y = 0;
   float font_size = 0;         // 0: 15 px times the monitor's content scale

@@ -10,6 +10,8 @@
 #include <exception>
 #include <fstream>
 
+#include <ATen/Parallel.h>
+
 #include "engine/base/error.h"
 #include "engine/device.h"
 #include "engine/image.h"
@@ -70,7 +72,9 @@ class Baton {
 
 }  // namespace
 
-Session::Session() {
+Session::Session(int model_threads) {
+  const int cores = int(std::max(1u, std::thread::hardware_concurrency()));
+  model_threads_ = model_threads > 0 ? model_threads : std::max(1, cores - 1);
   PreprocessorConfig d;
   proc_ = {d.patch_size, d.merge_size, d.min_pixels, d.max_pixels};
   worker_ = std::thread([this] { worker_loop(); });
@@ -100,6 +104,8 @@ bool Session::post(const char* what, std::function<void()> job, std::string* why
 }
 
 void Session::worker_loop() {
+  // Global for ATen (threads started later, such as the interleaved baseline side, take it too).
+  at::set_num_threads(model_threads_);
   for (;;) {
     std::function<void()> job;
     {

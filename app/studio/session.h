@@ -23,7 +23,10 @@ namespace pvm::studio {
 
 class Session : public Engine {
  public:
-  Session();
+  // model_threads: intra-op threads of the model worker; 0 = cores - 1 (at least 1), so that the UI
+  // thread and the GL rasterizer keep a core: on 2 cores, two OpenMP threads sharing the machine with
+  // the renderer spin at every barrier and decode collapses (experiments/bench/RESULTS_studio.md).
+  explicit Session(int model_threads = 0);
   ~Session() override;  // cancels a running generation and joins the worker
 
   bool load_model(const LoadRequest& r, std::string* why) override;
@@ -37,6 +40,7 @@ class Session : public Engine {
 
   // Blocks until the worker is idle (tests and the scripted demo; never from a frame).
   void wait_idle();
+  int model_threads() const { return model_threads_; }
   // Heatmaps are recorded only while they fit this budget (both sides, all tokens).
   static constexpr int64_t kHeatmapBudgetBytes = int64_t(1) << 30;
 
@@ -64,6 +68,7 @@ class Session : public Engine {
   std::vector<int64_t> proc_;       // patch, merge, min_pixels, max_pixels of the loaded processor
   uint64_t last_synced_run_ = 0;    // UI thread only
 
+  int model_threads_ = 1;
   std::thread worker_;
   std::mutex qmu_;
   std::condition_variable qcv_, idle_cv_;

@@ -794,7 +794,7 @@ int StudioApp::run() {
   LogSink::instance().set_echo_stderr(opt_.verbose);
   if (int rc = init_window()) return rc;
   init_imgui();
-  session_ = std::make_unique<Session>();
+  session_ = std::make_unique<Session>(opt_.model_threads);
   create_views();
   about_->gl_renderer = reinterpret_cast<const char*>(glGetString(GL_RENDERER));
   about_->gl_version = reinterpret_cast<const char*>(glGetString(GL_VERSION));
