@@ -255,3 +255,35 @@ TEST(Reliability, CliReportsWriteErrorsAndCleansUpAfterAFailedScenes) {
   EXPECT_TRUE(fs::exists(out + "/heldout"));  // never a file it did not write
   fs::remove_all(d);
 }
+
+// A full disk, simulated per process with `ulimit -f` (writes past the limit fail with EFBIG; the
+// signal is ignored so the error reaches the writer): a failed checkpoint save removes its temp
+// folder and says so, and a failed `pvm scenes` leaves no images.
+TEST(Reliability, FullDiskDuringSaveOrScenesLeavesNothingBehind) {
+  if (pvm::testing::pvm_bin().empty()) GTEST_SKIP() << "pvm binary not found";
+  auto f = pvm::testing::make_train_fixture("rel_fulldisk", 8);
+  const std::string run = f.dir + "/run";
+  auto cfg = pvm::testing::train_config_json(f, run);
+  cfg["steps"] = 4, cfg["batch_size"] = 2, cfg["save_every"] = 2;
+  atomic_write_file(f.dir + "/cfg.json", cfg.dump());
+  // Half the model's size: the run starts (small files), the first checkpoint cannot be written.
+  const auto limit_kb = fs::file_size(f.model + "/model.safetensors") / 2048;
+  auto limited = [&](const std::string& args, uint64_t kb) {
+    const std::string cmd = "bash -c \"trap '' XFSZ; ulimit -f " + std::to_string(kb) + "; " +
+                            pvm::testing::pvm_bin() + " " + args + "\" >" + f.dir + "/out.txt 2>" + f.dir + "/err.txt";
+    int st = std::system(cmd.c_str());
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  };
+  EXPECT_EQ(limited("train sft --config " + f.dir + "/cfg.json --no-progress", limit_kb), 1);
+  const std::string err = pvm::testing::slurp(f.dir + "/err.txt");
+  EXPECT_TRUE(contains(err, "removed the partial checkpoint")) << err;
+  EXPECT_TRUE(contains(err, "File too large")) << err;
+  for (auto& e : fs::directory_iterator(run + "/checkpoints"))
+    EXPECT_NE(e.path().filename().string().rfind(".tmp-", 0), 0u) << e.path();
+  // scenes: the JSONL files outgrow the limit part-way; the images written so far are removed.
+  const std::string out = f.dir + "/scenes";
+  EXPECT_EQ(limited("scenes --out " + out + " --count 400 --heldout 0 --quiet", 64), 1);
+  EXPECT_TRUE(contains(pvm::testing::slurp(f.dir + "/err.txt"), "note: removed the")) << pvm::testing::slurp(f.dir + "/err.txt");
+  EXPECT_FALSE(fs::exists(out + "/images"));
+  fs::remove_all(f.dir);
+}

@@ -159,6 +159,11 @@ void Session::fail(const std::string& msg) {
 // stat, never by opening it: opening a FIFO would block the UI thread until a writer appears.
 static bool has_regular_file(const std::string& dir, const char* name, const char* what, std::string* why) {
   std::error_code ec;
+  if (!std::filesystem::is_directory(dir, ec)) {
+    if (why) *why = dir + (std::filesystem::exists(dir, ec) ? ": is a file, expected a folder holding " + std::string(name)
+                                                            : ": no such folder (expected " + std::string(what) + " holding " + name + ")");
+    return false;
+  }
   auto st = std::filesystem::status(dir + "/" + name, ec);
   if (!std::filesystem::exists(st)) {
     if (why) *why = dir + ": no " + name + " in this folder (not " + what + ")";
