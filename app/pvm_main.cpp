@@ -1,6 +1,10 @@
 // pvm: the headless CLI. Every sub-command lives in app/cli/cmd_*.cpp and registers itself.
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <exception>
+#include <iostream>
+#include <new>
 #include <string>
 #include <vector>
 
@@ -21,6 +25,38 @@ static void usage() {
   std::fprintf(stderr, "\n'pvm <command> --help' shows the options of one command.\n");
 }
 
+// Output that never arrived (stdout on a full disk, /dev/full, a closed pipe) is a failure: flush
+// and check the stream state after every command, so `pvm ... > file` on a full disk exits 1.
+static int check_stdout(const char* cmd, int rc) {
+  std::cout.flush();
+  errno = 0;
+  bool bad = std::fflush(stdout) != 0 || std::ferror(stdout) || std::cout.fail();
+  if (!bad) return rc;
+  int err = errno;
+  std::fprintf(stderr, "pvm %s: error: cannot write to standard output: %s\n", cmd,
+               err ? std::strerror(err) : "write error");
+  return rc == 0 ? 1 : rc;
+}
+
+static int run_command(const std::string& name, const pvm::cli::Command& c, const std::vector<std::string>& args) {
+  try {
+    return c.run(args);
+  } catch (const pvm::Error& e) {
+    std::fprintf(stderr, "pvm %s: error: %s\n", name.c_str(), e.what());
+    return 1;
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "pvm %s: error: out of memory\n", name.c_str());
+    return 1;
+  } catch (const std::exception& e) {
+    // torch errors carry multi-line backtraces: keep the first line only.
+    std::string msg = e.what();
+    auto nl = msg.find('\n');
+    if (nl != std::string::npos) msg = msg.substr(0, nl);
+    std::fprintf(stderr, "pvm %s: error: %s\n", name.c_str(), msg.c_str());
+    return 1;
+  }
+}
+
 int main(int argc, char** argv) {
   if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
     usage();
@@ -38,19 +74,7 @@ int main(int argc, char** argv) {
     if (a == "--help" || a == "-h") {
       std::printf("usage: pvm %s %s\n\n%s\n", it->first.c_str(), it->second.usage.c_str(),
                   it->second.summary.c_str());
-      return 0;
+      return check_stdout(argv[1], 0);
     }
-  try {
-    return it->second.run(args);
-  } catch (const pvm::Error& e) {
-    std::fprintf(stderr, "pvm %s: error: %s\n", argv[1], e.what());
-    return 1;
-  } catch (const std::exception& e) {
-    // torch errors carry multi-line backtraces: keep the first line only.
-    std::string msg = e.what();
-    auto nl = msg.find('\n');
-    if (nl != std::string::npos) msg = msg.substr(0, nl);
-    std::fprintf(stderr, "pvm %s: error: %s\n", argv[1], msg.c_str());
-    return 1;
-  }
+  return check_stdout(argv[1], run_command(it->first, it->second, args));
 }

@@ -14,7 +14,7 @@ double GenerationResult::decode_tokens_per_s() const {
   return decode_ms > 0 && n > 0 ? n * 1000.0 / decode_ms : 0;
 }
 
-GenerationResult generate(Qwen3VLForConditionalGeneration& m, const GenerationRequest& req) {
+static GenerationResult generate_impl(Qwen3VLForConditionalGeneration& m, const GenerationRequest& req) {
   using clock = std::chrono::steady_clock;
   torch::NoGradGuard ng;
   const auto& cfg = m->config();
@@ -114,6 +114,17 @@ GenerationResult generate(Qwen3VLForConditionalGeneration& m, const GenerationRe
     if (res.finish[g].empty()) res.finish[g] = "length";
   res.decode_ms = std::chrono::duration<double, std::milli>(clock::now() - t1).count();
   return res;
+}
+
+GenerationResult generate(Qwen3VLForConditionalGeneration& m, const GenerationRequest& req) {
+  try {
+    return generate_impl(m, req);
+  } catch (...) {
+    // An allocator failure (KV cache, activations) says what was being generated, in one line.
+    rethrow_with_context("generate", "generating (prompt " + std::to_string(req.prompt_ids.size()) + " tokens + up to " +
+                                         std::to_string(req.max_new_tokens) + " new, " +
+                                         std::to_string(req.num_sequences) + " sequences)");
+  }
 }
 
 }  // namespace pvm

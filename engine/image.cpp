@@ -19,6 +19,8 @@
 #include <sstream>
 
 #include "engine/base/error.h"
+#include "engine/base/fs_util.h"
+#include "engine/base/image_check.h"
 
 namespace pvm {
 
@@ -146,17 +148,7 @@ PreprocessorConfig PreprocessorConfig::parse(const std::string& text, const std:
 
 PreprocessorConfig PreprocessorConfig::load(const std::string& path) {
   // stat before opening: a FIFO would block the open (and a device would read forever)
-  std::error_code ec;
-  auto st = std::filesystem::status(path, ec);
-  if (std::filesystem::exists(st) && !std::filesystem::is_regular_file(st))
-    throw file_error(path, "not a regular file");
-  if (std::filesystem::is_regular_file(st) && std::filesystem::file_size(path, ec) > (16u << 20))
-    throw file_error(path, "preprocessor config is larger than 16 MB");
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw file_error(path, std::string("cannot open (") + std::strerror(errno) + ")");
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return parse(ss.str(), path);
+  return parse(read_file_to_string(path, 16u << 20, "preprocessor config"), path);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -365,6 +357,17 @@ ImageRGB decode_image(const uint8_t* bytes, size_t n, const std::string& name, b
   if (n > static_cast<size_t>(INT_MAX)) throw file_error(name, "file too large to decode (over 2 GiB)");
   const int len = static_cast<int>(n);
   stbi_set_flip_vertically_on_load_thread(0);
+  {
+    // Size from the header, before any pixel is allocated (a 20000x20000 PNG is 1.2 GB decoded).
+    int iw = 0, ih = 0, ic = 0;
+    if (fmt == Format::PNG && n >= 24) {
+      // IHDR directly: stb_image's info refuses very large PNGs ("too large") without their size.
+      auto be32 = [&](size_t o) { return (int64_t(bytes[o]) << 24) | (bytes[o + 1] << 16) | (bytes[o + 2] << 8) | bytes[o + 3]; };
+      check_image_size(be32(16), be32(20), name);
+    } else if (stbi_info_from_memory(bytes, len, &iw, &ih, &ic)) {
+      check_image_size(iw, ih, name);
+    }
+  }
 
   auto fail = [&](const char* what) -> Error {
     const char* why = stbi_failure_reason();
@@ -403,16 +406,15 @@ ImageRGB decode_image(const uint8_t* bytes, size_t n, const std::string& name, b
     img.height = ch;
     img.rgb.assign(px.get(), px.get() + size_t(cw) * ch * 3);
   }
+  check_image_size(img.width, img.height, name);  // also for headers stb_image could not read
   if (exif) apply_orientation(img, exif_orientation(bytes, n, fmt));
   return img;
 }
 
 ImageRGB load_image(const std::string& path, bool exif) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw file_error(path, std::string("cannot open (") + std::strerror(errno) + ")");
-  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  if (f.bad()) throw file_error(path, "read error");
-  return decode_image(bytes.data(), bytes.size(), path, exif);
+  // 1 GiB: far beyond any image the pixel limits accept, but bounded.
+  std::string bytes = read_file_to_string(path, uint64_t(1) << 30, "image");
+  return decode_image(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), path, exif);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -558,7 +560,7 @@ namespace {
 std::string label(const ImageRGB& img) { return img.source.empty() ? std::string("image") : img.source; }
 
 std::pair<int64_t, int64_t> target_size(const ImageRGB& img, const PreprocessorConfig& cfg) {
-  if (img.width <= 0 || img.height <= 0) throw file_error(label(img), "image has 0 pixels");
+  check_image_size(img.width, img.height, label(img));  // images made in memory (studio, scenes) too
   if (!cfg.do_resize) {
     if (img.height % cfg.factor() != 0 || img.width % cfg.factor() != 0)
       throw file_error(label(img), "do_resize is false but the size " + std::to_string(img.width) + "x" +

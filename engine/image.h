@@ -30,6 +30,7 @@
 #include <utility>
 #include <vector>
 
+#include "engine/base/image_check.h"
 #include "engine/torch_pch.h"
 
 namespace pvm {
@@ -72,6 +73,8 @@ struct ImageRGB {
 // Errors (pvm::Error, one line, prefixed with the path/name): missing or unreadable file, not an
 // image ("<path>: not an image (unknown format)"), known-but-unsupported formats (WebP, TIFF, ...),
 // corrupt or truncated data, 0 pixels.
+// Every decode checks the size first (from the header, before any pixel is allocated) with
+// check_image_size (engine/base/image_check.h).
 ImageRGB load_image(const std::string& path, bool exif_orientation = true);
 ImageRGB decode_image(const uint8_t* bytes, size_t n, const std::string& name, bool exif_orientation = true);
 

@@ -4,10 +4,13 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 
 #include "engine/base/error.h"
+#include "engine/base/fs_util.h"
 
 namespace pvm {
 
@@ -62,12 +65,16 @@ void write_image(const std::string& path, int width, int height, int comp, const
   if (!ok) throw file_error(path, "image encoding failed");
   const std::string tmp = path + ".tmp";
   {
+    check_output_file(path, "image");  // a folder, or a missing folder, named as such
     std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    if (!f) throw file_error(path, "cannot open for writing");
+    if (!f) throw file_error(path, std::string("cannot open for writing: ") + std::strerror(errno));
     f.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-    if (!f) {
+    // close() flushes: a full disk often shows only here, so check after it, not before.
+    f.close();
+    if (f.fail()) {
+      int err = errno;
       std::remove(tmp.c_str());
-      throw file_error(path, "write failed");
+      throw file_error(path, std::string("write failed: ") + (err ? std::strerror(err) : "I/O error"));
     }
   }
   if (std::rename(tmp.c_str(), path.c_str()) != 0) {

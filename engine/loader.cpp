@@ -6,6 +6,7 @@
 #include <set>
 
 #include "engine/base/error.h"
+#include "engine/base/fs_util.h"
 #include "engine/base/safetensors.h"
 #include "engine/nn.h"
 #include "engine/tensor_io.h"
@@ -86,6 +87,12 @@ void load_weights(torch::nn::Module& module, const Checkpoint& ckpt, const LoadO
       auto dst = v->shape.empty() ? p : p.narrow(0, r0, n);
       dst.copy_(to_torch(part, /*copy=*/false));
       shard->advise_done(part);
+      // NaN / Inf weights (a broken save, or an overflow converting to f16) would otherwise generate
+      // garbage with exit 0. Checked on the converted block: cheap next to reading it.
+      if (dst.is_floating_point() && !torch::isfinite(dst).all().item<bool>())
+        throw file_error(shard->path(), "tensor " + src + " has " +
+                                            std::to_string(dst.numel() - torch::isfinite(dst).sum().item<int64_t>()) +
+                                            " non-finite values (NaN or Inf) as " + c10::toString(dst.scalar_type()));
     }
     done += v->nbytes;
     if (opt.progress) opt.progress(done, total, src);
@@ -141,6 +148,8 @@ static void check_config_against_checkpoint(const ModelConfig& c, const std::str
 
 LoadedModel load_model(const std::string& dir, const LoadOptions& opt) {
   if (!fs::exists(dir)) throw file_error(dir, "model directory does not exist");
+  if (!fs::is_directory(dir))
+    throw file_error(dir, "is a file, expected a model folder (config.json + model.safetensors); pass its folder");
   std::string cfg_path = (fs::path(dir) / "config.json").string();
   if (!fs::exists(cfg_path)) throw file_error(dir, "no config.json in the model directory");
   LoadedModel out;
@@ -149,18 +158,22 @@ LoadedModel load_model(const std::string& dir, const LoadOptions& opt) {
   auto ckpt = Checkpoint::open(dir);
   check_config_against_checkpoint(out.config, cfg_path, ckpt, opt, ckpt.files().size() == 1 ? ckpt.files()[0] : dir);
   if (opt.device.is_cuda()) cuda_exact_f32();
-  {
-    ParamOptionsGuard g(torch::TensorOptions().dtype(opt.dtype).device(opt.device));
-    out.model = Qwen3VLForConditionalGeneration(out.config);
+  try {
+    {
+      ParamOptionsGuard g(torch::TensorOptions().dtype(opt.dtype).device(opt.device));
+      out.model = Qwen3VLForConditionalGeneration(out.config);
+    }
+    out.model->eval();
+    load_weights(*out.model, ckpt, opt, ckpt.files().size() == 1 ? ckpt.files()[0] : dir);
+  } catch (...) {
+    rethrow_with_context(dir, "loading the model (" + opt.device.str() + ", " + std::string(c10::toString(opt.dtype)) + ")");
   }
-  out.model->eval();
-  load_weights(*out.model, ckpt, opt, ckpt.files().size() == 1 ? ckpt.files()[0] : dir);
   return out;
 }
 
 void save_model(Qwen3VLForConditionalGeneration& m, const std::string& dir, torch::ScalarType dtype,
                 uint64_t max_shard_bytes) {
-  fs::create_directories(dir);
+  make_dirs(dir, "model");
   std::vector<torch::Tensor> keep;  // owners of the CPU copies the views point into
   std::vector<TensorView> views;
   uint64_t bytes = 0;

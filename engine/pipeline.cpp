@@ -18,6 +18,7 @@ Pipeline Pipeline::open(const std::string& model_dir, const LoadOptions& opt, co
   std::string tp = tok_path;
   if (tp.empty()) tp = fs::exists(fs::path(model_dir) / "tokenizer.json") ? (fs::path(model_dir) / "tokenizer.json").string()
                                                                           : default_tokenizer_path();
+  if (!tok_path.empty() && !fs::exists(tp)) throw file_error(tp, "no such tokenizer file (given with --tokenizer)");
   if (!fs::exists(tp)) throw file_error(tp, "tokenizer.json not found (the Qwen3 tokenizer is committed in assets/tokenizers/qwen3/; restore it with git, or pass --tokenizer)");
   Pipeline p(Tokenizer::load(tp));
   p.tokenizer_path = tp;

@@ -154,7 +154,7 @@ void attach_pvm(Qwen3VLForConditionalGenerationImpl& m, const TextConfig& f, uin
 void save_pvm_adapter(Qwen3VLForConditionalGenerationImpl& m, const std::string& dir) {
   const auto& c = m.cfg;
   if (!c.has_pvm()) throw Error("save_pvm_adapter: the model has no PVM blocks");
-  fs::create_directories(dir);
+  make_dirs(dir, "adapter");
   std::vector<std::pair<std::string, torch::Tensor>> tensors;
   for (auto& p : m.named_parameters(true))
     if (p.key().find(".pvm_block.") != std::string::npos) tensors.emplace_back(p.key(), p.value().detach());
@@ -169,17 +169,43 @@ void save_pvm_adapter(Qwen3VLForConditionalGenerationImpl& m, const std::string&
   atomic_write_file((fs::path(dir) / "adapter_config.json").string(), j.dump(2) + "\n");
 }
 
+static void load_pvm_adapter_checked(Qwen3VLForConditionalGenerationImpl& m, const std::string& dir_or_file);
+
 void load_pvm_adapter(Qwen3VLForConditionalGenerationImpl& m, const std::string& dir_or_file) {
-  fs::path dir = fs::is_directory(dir_or_file) ? fs::path(dir_or_file) : fs::path(dir_or_file).parent_path();
+  try {
+    load_pvm_adapter_checked(m, dir_or_file);
+  } catch (...) {
+    rethrow_with_context(dir_or_file, "loading the PVM adapter");
+  }
+}
+
+static void load_pvm_adapter_checked(Qwen3VLForConditionalGenerationImpl& m, const std::string& dir_or_file) {
+  // Errors about the adapter as a whole name the path the user gave (not its parent folder), and
+  // the advice is what works: an adapter is a folder, or its adapter.safetensors beside the config.
+  std::error_code ec;
+  if (!fs::exists(dir_or_file, ec))
+    throw file_error(dir_or_file, "no such PVM adapter (pass the adapter folder holding adapter_config.json and adapter.safetensors)");
+  const bool given_dir = fs::is_directory(dir_or_file, ec);
+  fs::path dir = given_dir ? fs::path(dir_or_file) : fs::path(dir_or_file).parent_path();
+  if (dir.empty()) dir = ".";
   auto cfg_path = (dir / "adapter_config.json").string();
-  if (!fs::exists(cfg_path)) throw file_error(cfg_path, "adapter config not found");
-  // stat before opening: a FIFO would block the open until a writer appears
-  if (!fs::is_regular_file(cfg_path)) throw file_error(cfg_path, "adapter config is not a regular file");
+  if (!fs::exists(cfg_path, ec))
+    throw file_error(dir_or_file, given_dir ? "is not a PVM adapter folder: it has no adapter_config.json"
+                                            : "is not a PVM adapter: no adapter_config.json beside it (pass the adapter "
+                                              "folder holding adapter_config.json and adapter.safetensors)");
   nlohmann::json j;
   try {
-    j = nlohmann::json::parse(read_file_to_string(cfg_path, 1 << 20));
+    j = nlohmann::json::parse(read_file_to_string(cfg_path, 1 << 20, "adapter config"));
   } catch (const nlohmann::json::exception& e) {
     throw file_error(cfg_path, "not valid JSON");
+  }
+  // An adapter of another kind (a PEFT LoRA, ...) must not load as PVM: its type fields must say
+  // "pvm" when present (older PVM adapters have none).
+  if (j.is_object()) {
+    if (j.contains("adapter_type") && !(j["adapter_type"].is_string() && j["adapter_type"] == "pvm"))
+      throw file_error(cfg_path, "adapter_type is " + j["adapter_type"].dump() + ", not \"pvm\": not a PVM adapter");
+    if (j.contains("peft_type"))
+      throw file_error(cfg_path, "is a PEFT " + j["peft_type"].dump() + " adapter, not a PVM adapter");
   }
   TextConfig f = m.cfg.text;
   try {
@@ -211,9 +237,17 @@ void load_pvm_adapter(Qwen3VLForConditionalGenerationImpl& m, const std::string&
   check.text.pvm_source = f.pvm_source;
   check.text.pvm_variant = f.pvm_variant;
   check.validate(cfg_path);
-  auto weights = fs::is_directory(dir_or_file) ? (dir / "adapter.safetensors").string() : dir_or_file;
-  if (!fs::exists(weights)) throw file_error(weights, "adapter weights not found");
+  auto weights = given_dir ? (dir / "adapter.safetensors").string() : dir_or_file;
+  if (!fs::exists(weights, ec)) throw file_error(weights, "adapter weights not found");
   auto ckpt = Checkpoint::open(weights);
+  // NaN / Inf in an adapter (a diverged run's gate) would silently turn every answer into garbage.
+  // Checked before anything is attached, so a bad adapter leaves the model as it was.
+  for (auto& n : ckpt.names()) {
+    auto t = to_torch(*ckpt.find(n), false);
+    if (t.is_floating_point() && !torch::isfinite(t).all().item<bool>())
+      throw file_error(weights, "tensor " + n + " has " + std::to_string(t.numel() - torch::isfinite(t).sum().item<int64_t>()) +
+                                    " non-finite values (NaN or Inf)");
+  }
   attach_pvm(m, f);
   // Exactly the PVM parameters must be in the adapter.
   auto params = m.named_parameters(true);

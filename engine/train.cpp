@@ -496,6 +496,7 @@ struct Runner {
   int64_t step = 0, total = 0;
   double elapsed_before = 0;  // seconds of earlier sessions (resume)
   std::ofstream metrics;
+  std::unique_ptr<DirLock> lock;  // held from setup to the end of the run (main process only)
 
   bool main() const { return dist->is_main(); }
   std::string ckpt_root() const { return join_path(run_dir, "checkpoints"); }
@@ -521,6 +522,20 @@ struct Runner {
     if (run_dir.empty()) {
       if (dist->world() > 1) throw Error("out: a run directory is required with several processes");
       run_dir = join_path("runs", cfg.mode + "-" + timestamp_name());
+    }
+    if (resume && !is_directory(run_dir)) throw file_error(run_dir, "no such run folder to resume");
+    if (main()) {
+      // One trainer per run folder: a second `pvm train --resume` on a live run would interleave
+      // metrics and checkpoints. The lock dies with its process (flock), so kill -9 leaves none.
+      make_dirs(run_dir, "run");
+      lock = std::make_unique<DirLock>(run_dir, "training run");
+      if (lock->stale_pid())
+        std::fprintf(stderr, "note: %s: took over the lock of pid %ld, which is no longer running\n", run_dir.c_str(),
+                     lock->stale_pid());
+      // Holding the lock, every temp folder / file here is from an interrupted save: remove it.
+      for (const auto& d : {ckpt_root(), run_dir})
+        for (auto& n : remove_stale_temps(d, ".tmp-"))
+          std::fprintf(stderr, "note: removed %s, left by an interrupted save\n", join_path(d, n).c_str());
     }
     json state;
     std::string ckpt;
@@ -660,6 +675,22 @@ struct Runner {
     const std::string parent = final_name.empty() ? ckpt_root() : run_dir;
     const std::string dst = join_path(parent, name);
     const std::string tmp = join_path(parent, ".tmp-" + name + "-" + std::to_string(::getpid()));
+    try {
+      save_into(tmp, dst);
+    } catch (...) {
+      // A full disk or an I/O error midway: remove the partial folder, and say so, then fail.
+      std::error_code ec;
+      fs::remove_all(tmp, ec);
+      std::fprintf(stderr, "note: removed the partial checkpoint %s after a failed save\n", tmp.c_str());
+      rethrow_with_context(dst, "saving the checkpoint");
+    }
+    if (final_name.empty()) {
+      atomic_write_file(join_path(ckpt_root(), "latest"), name + "\n");
+      prune();
+    }
+  }
+
+  void save_into(const std::string& tmp, const std::string& dst) {
     fs::remove_all(tmp);
     fs::create_directories(tmp);
     auto& m = *ctx->model;
@@ -693,10 +724,6 @@ struct Runner {
     write_json(join_path(tmp, "trainer_state.json"), st);
     fs::remove_all(dst);
     fs::rename(tmp, dst);  // the checkpoint appears complete or not at all
-    if (final_name.empty()) {
-      atomic_write_file(join_path(ckpt_root(), "latest"), name + "\n");
-      prune();
-    }
   }
 
   void prune() {
@@ -710,39 +737,100 @@ struct Runner {
   }
 
   void restore(const std::string& ckpt, const json& st) {
-    try {
-      step = st.at("step").get<int64_t>();
-      adam.steps = st.at("optimizer_steps").get<int64_t>();
-      elapsed_before = st.value("elapsed_s", 0.0);
-      if (st.value("world_size", 1) != dist->world() && main())
-        std::fprintf(stderr, "warning: resuming a %d-process run on %d processes (batches stay the same)\n",
-                     st.value("world_size", 1), dist->world());
-    } catch (const json::exception&) {
-      throw file_error(join_path(ckpt, "trainer_state.json"), "missing step / optimizer_steps");
+    // Nothing in a trainer state is believed unchecked: a state claiming step 999 of 8, a field of
+    // the wrong type or an optimizer tensor of the wrong shape is an error naming the file, before
+    // any of it is applied.
+    const std::string sp = join_path(ckpt, "trainer_state.json");
+    auto integer = [&](const char* key, bool required) -> int64_t {
+      if (!st.is_object() || !st.contains(key)) {
+        if (required) throw file_error(sp, std::string("missing \"") + key + "\" (not a trainer state written by pvm train?)");
+        return 0;
+      }
+      const json& v = st[key];
+      if (!v.is_number_integer() || (v.is_number_unsigned() && v.get<uint64_t>() > (uint64_t)INT64_MAX) || v.get<int64_t>() < 0)
+        throw file_error(sp, std::string("\"") + key + "\" must be a non-negative integer, got " + v.dump());
+      return v.get<int64_t>();
+    };
+    const int64_t s_step = integer("step", true), s_opt = integer("optimizer_steps", true);
+    if (s_step > total)
+      throw file_error(sp, "step " + std::to_string(s_step) + " is beyond the " + std::to_string(total) +
+                               " steps of this run (config " + cfg.source + "): the state does not belong to this run");
+    if (st.contains("total_steps") && integer("total_steps", false) != total)
+      throw file_error(sp, "total_steps " + std::to_string(integer("total_steps", false)) + " differs from the " +
+                               std::to_string(total) + " steps this run's config and data give (were they changed?)");
+    if (s_opt > s_step)
+      throw file_error(sp, "optimizer_steps " + std::to_string(s_opt) + " exceeds step " + std::to_string(s_step));
+    if (!st.contains("objective") || !st["objective"].is_object()) throw file_error(sp, "missing \"objective\" state");
+    const int64_t s_metrics = integer("metrics_bytes", false);
+    if (st.contains("elapsed_s") && !(st["elapsed_s"].is_number() && st["elapsed_s"].get<double>() >= 0))
+      throw file_error(sp, "\"elapsed_s\" must be a non-negative number");
+    if (st.contains("pvm_only") && (!st["pvm_only"].is_boolean() || st["pvm_only"].get<bool>() != pvm_only))
+      throw file_error(sp, "pvm_only is " + st["pvm_only"].dump() + " but this run trains " +
+                               (pvm_only ? "only PVM" : "more than PVM"));
+    if (st.contains("trainable")) {
+      const json& tr = st["trainable"];
+      if (!tr.is_array()) throw file_error(sp, "\"trainable\" must be a list of parameter names");
+      std::vector<std::string> names;
+      for (auto& n : tr) names.push_back(n.is_string() ? n.get<std::string>() : n.dump());
+      if (names != ctx->trainable_names)
+        throw file_error(sp, "lists " + std::to_string(names.size()) + " trainable tensors but this run trains " +
+                                 std::to_string(ctx->trainable_names.size()) + " others (trainable changed?)");
     }
+    int world_before = 1;
+    if (st.contains("world_size")) world_before = (int)std::min<int64_t>(integer("world_size", false), 1 << 20);
     auto opt_path = join_path(ckpt, "optimizer.safetensors");
     auto ts = load_tensors(opt_path);
+    // Check every optimizer tensor before copying any (copy_ would broadcast a wrong shape silently).
+    auto check = [&](const std::string& key, const torch::Tensor& like) {
+      auto it = ts.find(key);
+      if (it == ts.end()) throw file_error(opt_path, "no tensor " + key);
+      if (!it->second.sizes().equals(like.sizes()))
+        throw file_error(opt_path, "tensor " + key + " has shape " + c10::str(it->second.sizes()) + " but the parameter has " +
+                                       c10::str(like.sizes()));
+      if (!it->second.is_floating_point() || !torch::isfinite(it->second).all().item<bool>())
+        throw file_error(opt_path, "tensor " + key + " is not finite floating point");
+      return it->second;
+    };
+    for (auto& p : adam.ps) {
+      check("exp_avg." + p.name, p.exp_avg);
+      check("exp_avg_sq." + p.name, p.exp_avg_sq);
+      if (p.master.defined()) check("master." + p.name, p.master);
+    }
+    if (ts.count("rng.cpu") && ts["rng.cpu"].scalar_type() != torch::kByte)
+      throw file_error(opt_path, "rng.cpu is not a byte tensor");
+    step = s_step;
+    adam.steps = s_opt;
+    elapsed_before = st.value("elapsed_s", 0.0);
+    if (world_before != dist->world() && main())
+      std::fprintf(stderr, "warning: resuming a %d-process run on %d processes (batches stay the same)\n", world_before,
+                   dist->world());
     torch::NoGradGuard ng;
     for (auto& p : adam.ps) {
-      auto a = ts.find("exp_avg." + p.name), b = ts.find("exp_avg_sq." + p.name);
-      if (a == ts.end() || b == ts.end()) throw file_error(opt_path, "no optimizer state for " + p.name);
-      p.exp_avg.copy_(a->second);
-      p.exp_avg_sq.copy_(b->second);
+      p.exp_avg.copy_(ts["exp_avg." + p.name]);
+      p.exp_avg_sq.copy_(ts["exp_avg_sq." + p.name]);
       if (p.master.defined()) {
-        auto mm = ts.find("master." + p.name);
-        if (mm == ts.end()) throw file_error(opt_path, "no master weights for " + p.name);
-        p.master.copy_(mm->second);
+        p.master.copy_(ts["master." + p.name]);
         p.param.copy_(p.master);
       }
     }
     if (ts.count("rng.cpu")) {
-      at::Generator gen = at::detail::getDefaultCPUGenerator();
-      gen.set_state(ts["rng.cpu"]);
+      try {
+        at::Generator gen = at::detail::getDefaultCPUGenerator();
+        gen.set_state(ts["rng.cpu"]);
+      } catch (...) {
+        rethrow_with_context(opt_path, "restoring the random generator state rng.cpu");
+      }
     }
-    obj->restore(st.at("objective"));
+    try {
+      obj->restore(st.at("objective"));
+    } catch (const json::exception& e) {
+      throw file_error(sp, std::string("bad \"objective\" state: ") + e.what());
+    } catch (const Error& e) {
+      throw file_error(sp, std::string("bad \"objective\" state: ") + e.what());
+    }
     if (main()) {
       auto mp = join_path(run_dir, "metrics.jsonl");
-      int64_t len = st.value("metrics_bytes", (int64_t)0);
+      int64_t len = s_metrics;
       if (fs::exists(mp) && (int64_t)fs::file_size(mp) > len) fs::resize_file(mp, len);
     }
   }

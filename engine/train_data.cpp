@@ -24,6 +24,32 @@ void BadLinePolicy::report(const std::string& msg) const {
   else std::fprintf(stderr, "warning: %s (line skipped)\n", msg.c_str());
 }
 
+void BadLinePolicy::summary(const std::string& path, int64_t skipped, int64_t total) const {
+  if (skipped <= 0) return;
+  std::string m = path + ": skipped " + std::to_string(skipped) + " of " + std::to_string(total) +
+                  " samples (bad lines or images, listed above; bad_lines: fatal stops at the first)";
+  if (warn) warn(m);
+  else std::fprintf(stderr, "warning: %s\n", m.c_str());
+}
+
+int64_t ImageValidator::tokens(const std::string& path) {
+  auto it = cache_.find(path);
+  if (it == cache_.end()) {
+    std::pair<int64_t, std::string> r{0, ""};
+    try {
+      ImageRGB img = load_image(path);  // full decode + check_image_size
+      auto [rh, rw] = smart_resize(img.height, img.width, pp_.factor(), pp_.min_pixels, pp_.max_pixels);
+      r.first = (rh / pp_.patch_size) * (rw / pp_.patch_size) / (pp_.merge_size * pp_.merge_size);
+    } catch (const Error& e) {
+      std::string m = e.what();
+      r.second = m.rfind(path, 0) == 0 ? m : path + ": " + m;
+    }
+    it = cache_.emplace(path, std::move(r)).first;
+  }
+  if (!it->second.second.empty()) throw Error(it->second.second);
+  return it->second.first;
+}
+
 namespace {
 
 std::string resolve_path(const std::string& base_dir, const std::string& p) {
@@ -448,12 +474,22 @@ void fit_length(TokenizedExample& ex, int64_t max_length, int64_t image_token_id
 }  // namespace
 
 SftDataset::SftDataset(const std::string& path, const Tokenizer& tok, const SftDatasetOptions& opt) : tok_(tok), opt_(opt) {
-  auto recs = read_sft_jsonl(path, opt.policy);
+  int64_t lines = 0;
+  BadLinePolicy counting = opt.policy;  // counts the lines read_sft_jsonl skips
+  int64_t line_skips = 0;
+  counting.warn = [&](const std::string& m) {
+    ++line_skips;
+    if (opt.policy.warn) opt.policy.warn(m);
+    else std::fprintf(stderr, "warning: %s (line skipped)\n", m.c_str());
+  };
+  auto recs = read_sft_jsonl(path, counting);
+  lines = (int64_t)recs.size() + line_skips;
   const int64_t image_id = tok.find_token("<|image_pad|>").value_or(-1);
+  ImageValidator images(opt.preprocessor);
   for (auto& r : recs) {
     try {
       std::vector<int64_t> it;
-      for (auto& p : r.images) it.push_back(image_tokens_from_header(p, opt.preprocessor));
+      for (auto& p : r.images) it.push_back(images.tokens(p));
       auto ex = tokenize_sft(r, tok, it);
       fit_length(ex, opt.max_length, image_id, r.where);
       if (ex.n_label_tokens() == 0) throw Error(r.where + ": no assistant token to learn");
@@ -465,8 +501,11 @@ SftDataset::SftDataset(const std::string& path, const Tokenizer& tok, const SftD
       std::string m = e.what();
       if (m.rfind(r.where, 0) != 0) m = r.where + ": " + m;
       opt.policy.report(m);
+      ++skipped_;
     }
   }
+  skipped_ += line_skips;
+  opt.policy.summary(path, skipped_, lines);
   if (records_.empty()) throw file_error(path, "no usable sample");
   hash_ = fnv_file_hash(path);
 }

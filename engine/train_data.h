@@ -18,6 +18,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -57,10 +58,15 @@ struct GrpoRecord {
 };
 
 // Reporting policy for bad lines.
+// One policy for every bad sample, whatever is wrong with it (bad JSON, a missing image, a corrupt
+// image): skip it with a warning (counted, and summed up once loading ends) or, when fatal, stop at
+// the first with its file and line. Applied at load, so nothing fails hours into a run.
 struct BadLinePolicy {
   bool fatal = false;
   std::function<void(const std::string& msg)> warn;  // default: stderr "warning: <msg>"
   void report(const std::string& msg) const;         // throws pvm::Error when fatal
+  // "<path>: skipped N of M samples ..." once at the end of loading, when any was skipped.
+  void summary(const std::string& path, int64_t skipped, int64_t total) const;
 };
 
 // Parse a whole file (bad lines reported through `policy`). Throws when the file cannot be read
@@ -76,6 +82,18 @@ std::vector<ProcessedImage> load_images(const std::vector<std::string>& paths, c
 
 // Number of merged image tokens for an image file, from its header only (no decode).
 int64_t image_tokens_from_header(const std::string& path, const PreprocessorConfig& pp);
+
+// Decode the whole image (so a corrupt or truncated file is found at load, not when its batch
+// comes up), check its size (check_image_size) and return its merged image token count. Results
+// are cached by path: data sets list one image many times.
+class ImageValidator {
+ public:
+  explicit ImageValidator(const PreprocessorConfig& pp) : pp_(pp) {}
+  int64_t tokens(const std::string& path);  // throws pvm::Error naming the file
+ private:
+  PreprocessorConfig pp_;
+  std::map<std::string, std::pair<int64_t, std::string>> cache_;  // path -> tokens, or the error
+};
 
 // ---- tokenised examples ----
 struct TokenizedExample {
@@ -155,6 +173,7 @@ class SftDataset {
   std::pair<TokenizedExample, std::vector<ProcessedImage>> load(int64_t i) const;
   const SftDatasetOptions& options() const { return opt_; }
   std::string hash() const;  // of the file contents (for the manifest)
+  int64_t skipped() const { return skipped_; }  // samples dropped at load under the skip policy
 
  private:
   std::vector<SftRecord> records_;
@@ -163,6 +182,7 @@ class SftDataset {
   Tokenizer tok_;
   SftDatasetOptions opt_;
   std::string hash_;
+  int64_t skipped_ = 0;
 };
 
 // The per-step stream of micro-batches for this rank: global batch -> this rank's slice -> grad_accum

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <mutex>
 
@@ -151,7 +152,30 @@ class GrpoObjective : public Objective {
     BadLinePolicy pol;
     pol.fatal = ctx.cfg.bad_lines == "fatal";
     if (ctx.rank != 0) pol.warn = [](const std::string&) {};
-    records_ = read_grpo_jsonl(ctx.cfg.data, pol);
+    {
+      // The same policy as SFT for missing and corrupt images: every image decoded and checked now.
+      int64_t line_skips = 0;
+      BadLinePolicy counting = pol;
+      counting.warn = [&](const std::string& m) {
+        ++line_skips;
+        if (pol.warn) pol.warn(m);
+        else std::fprintf(stderr, "warning: %s (line skipped)\n", m.c_str());
+      };
+      auto all = read_grpo_jsonl(ctx.cfg.data, counting);
+      ImageValidator images(ctx.preprocessor);
+      int64_t bad = line_skips;
+      for (auto& r : all) {
+        try {
+          for (auto& p : r.images) images.tokens(p);
+          records_.push_back(std::move(r));
+        } catch (const Error& e) {
+          pol.report(r.where + ": " + e.what());
+          ++bad;
+        }
+      }
+      pol.summary(ctx.cfg.data, bad, (int64_t)all.size() + line_skips);
+      if (records_.empty()) throw file_error(ctx.cfg.data, "no usable sample");
+    }
     sampler_ = Sampler((int64_t)records_.size(), g.prompts_per_step, ctx.cfg.seed);
     for (auto id : chat_stop_ids(ctx.tokenizer)) stop_ids_.push_back(id);
     const auto& mc = ctx.model->config();

@@ -6,10 +6,13 @@
 #include <stb_image_write.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <vector>
 
+#include "engine/base/fs_util.h"
 #include "imgui_impl_opengl3.h"
 
 namespace pvm::studio {
@@ -42,8 +45,14 @@ bool write_png_flipped(std::vector<unsigned char>& px, int w, int h, const std::
   std::error_code ec;
   auto parent = std::filesystem::path(path).parent_path();
   if (!parent.empty()) std::filesystem::create_directories(parent, ec);
+  try {
+    pvm::check_output_file(path, "PNG");  // says why: a folder, or a folder that cannot be made
+  } catch (const std::exception& e) {
+    if (error) *error = e.what();
+    return false;
+  }
   if (!stbi_write_png(path.c_str(), w, h, 3, px.data(), int(stride))) {
-    if (error) *error = path + ": cannot write PNG";
+    if (error) *error = path + ": cannot write PNG (" + std::strerror(errno) + ")";
     return false;
   }
   return true;
@@ -92,10 +101,19 @@ bool capture_list_offscreen(const Request& r, int w, int h, std::string* error) 
     std::vector<unsigned char> px(size_t(w) * h * 3);
     glPixelStorei(GL_PACK_ALIGNMENT, 1);
     glReadBuffer(GL_COLOR_ATTACHMENT0);
+    for (int i = 0; i < 16 && glGetError() != GL_NO_ERROR; ++i) {
+    }  // earlier errors are not this read-back's (bounded: a lost context may repeat one)
     glReadPixels(0, 0, w, h, GL_RGB, GL_UNSIGNED_BYTE, px.data());
-    ok = glGetError() == GL_NO_ERROR && write_png_flipped(px, w, h, r.path, error);
+    if (GLenum e = glGetError(); e != GL_NO_ERROR) {
+      ok = false;
+      if (error) *error = r.path + ": reading back the " + std::to_string(w) + "x" + std::to_string(h) +
+                          " capture failed (GL error " + std::to_string(e) + ")";
+    } else {
+      ok = write_png_flipped(px, w, h, r.path, error);
+    }
   } else if (error) {
-    *error = "framebuffer object incomplete";
+    *error = r.path + ": cannot capture: framebuffer object of " + std::to_string(w) + "x" + std::to_string(h) +
+             " is incomplete";
   }
   glBindFramebuffer(GL_FRAMEBUFFER, GLuint(prev_fb));
   glDeleteFramebuffers(1, &fb);
@@ -108,15 +126,18 @@ bool capture_list_offscreen(const Request& r, int w, int h, std::string* error) 
 
 bool save_framebuffer_png(int x, int y, int w, int h, const std::string& path, std::string* error) {
   if (w <= 0 || h <= 0) {
-    if (error) *error = "empty region";
+    if (error) *error = path + ": cannot capture an empty region";
     return false;
   }
   std::vector<unsigned char> px(size_t(w) * h * 3);
   glPixelStorei(GL_PACK_ALIGNMENT, 1);
   glReadBuffer(GL_BACK);
+  for (int i = 0; i < 16 && glGetError() != GL_NO_ERROR; ++i) {
+  }  // earlier errors are not this read-back's (bounded: a lost context may repeat one)
   glReadPixels(x, y, w, h, GL_RGB, GL_UNSIGNED_BYTE, px.data());
   if (GLenum e = glGetError(); e != GL_NO_ERROR) {
-    if (error) *error = "glReadPixels failed (GL error " + std::to_string(e) + ")";
+    if (error) *error = path + ": reading back the " + std::to_string(w) + "x" + std::to_string(h) +
+                        " framebuffer failed (glReadPixels, GL error " + std::to_string(e) + ")";
     return false;
   }
   return write_png_flipped(px, w, h, path, error);

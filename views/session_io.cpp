@@ -10,6 +10,7 @@
 #include "engine/base/error.h"
 #include "engine/base/fs_util.h"
 #include "engine/base/version.h"
+#include "views/view_image.h"
 
 namespace pvm::studio {
 namespace fs = std::filesystem;
@@ -154,12 +155,8 @@ LoadedSession load_session(const std::string& dir) {
     if (j.contains("image")) {
       const json& im = j["image"];
       const std::string ip = dir + "/" + im.at("file").get<std::string>();
-      int w = 0, h = 0, c = 0;
-      unsigned char* px = stbi_load(ip.c_str(), &w, &h, &c, 3);
-      if (!px) throw Error(ip + ": cannot read the session image");
-      s.image.width = w, s.image.height = h;
-      s.image.rgb.assign(px, px + size_t(w) * h * 3);
-      stbi_image_free(px);
+      std::string err;  // the studio's one image loader (same checks as the CLI)
+      if (!load_image_file(ip, &s.image, &err)) throw Error(err + " (session image)");
       s.image.source = im.value("source", ip);
     }
     for (int k = 0; k < 2; ++k) {

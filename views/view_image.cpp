@@ -1,3 +1,5 @@
+#include "engine/base/fs_util.h"
+#include "engine/base/image_check.h"
 #include "engine/base/version.h"
 #include "views/view_image.h"
 
@@ -18,13 +20,24 @@
 namespace pvm::studio {
 
 bool load_image_file(const std::string& path, ImageData* out, std::string* error) {
+  // The same checks as the CLI: one file reader (a folder or FIFO is named as such) and the
+  // engine's image-size check from the header, before any pixel is allocated.
+  std::string bytes;
   int w = 0, h = 0, c = 0;
-  unsigned char* px = stbi_load(path.c_str(), &w, &h, &c, 3);
+  try {
+    bytes = pvm::read_file_to_string(path, uint64_t(1) << 30, "image");
+    if (bytes.size() > size_t(INT32_MAX)) throw pvm::file_error(path, "file too large to decode (over 2 GiB)");
+    const auto* data = reinterpret_cast<const stbi_uc*>(bytes.data());
+    if (!stbi_info_from_memory(data, int(bytes.size()), &w, &h, &c))
+      throw pvm::file_error(path, std::string("not an image this build can read (") + stbi_failure_reason() + ")");
+    pvm::check_image_size(w, h, path);
+  } catch (const std::exception& e) {
+    *error = e.what();
+    return false;
+  }
+  unsigned char* px = stbi_load_from_memory(reinterpret_cast<const stbi_uc*>(bytes.data()), int(bytes.size()), &w, &h, &c, 3);
   if (!px) {
-    std::error_code ec;
-    *error = path + ": " + (std::filesystem::exists(path, ec) ? std::string("not an image this build can read (") +
-                                                                     stbi_failure_reason() + ")"
-                                                               : std::string("no such file"));
+    *error = path + ": not an image this build can read (" + stbi_failure_reason() + ")";
     return false;
   }
   out->width = w, out->height = h;

@@ -8,6 +8,8 @@
 #include "app/cli/command.h"
 #include "engine/base/cli_args.h"
 #include "engine/base/error.h"
+#include "engine/base/fs_util.h"
+#include "engine/base/sampling.h"
 #include "engine/device.h"
 #include "engine/pipeline.h"
 #include "engine/probes.h"
@@ -32,6 +34,19 @@ int run(const std::vector<std::string>& argv) {
   lo.device = dev;
   lo.dtype = pvm::parse_dtype(a.get("--dtype", "auto"), dev);
   const bool json = a.has("--json"), quiet = a.has("--quiet") || json;
+  // Sampling options are checked before the (slow) model load: a bad one fails at once.
+  double temp = a.get_double("--temperature", 0.0);
+  if (!(temp >= 0)) throw pvm::Error("--temperature must be >= 0 (0 = greedy)");
+  pvm::SamplingParams sampling;
+  sampling.do_sample = temp > 0;
+  sampling.temperature = temp > 0 ? temp : 1.0;
+  sampling.top_p = a.get_double("--top-p", 1.0);
+  sampling.top_k = a.get_int("--top-k", 0);
+  sampling.min_p = a.get_double("--min-p", 0.0);
+  sampling.repetition_penalty = a.get_double("--repetition-penalty", 1.0);
+  sampling.seed = a.get_int("--seed", 0);
+  sampling.validate();
+  if (a.has("--trace")) pvm::check_output_file(a.get("--trace"), "trace");
   if (!quiet) std::fprintf(stderr, "loading %s (%s, %s)...\n", model_dir.c_str(), dev.str().c_str(), pvm::dtype_name(lo.dtype).c_str());
   auto pipe = pvm::Pipeline::open(model_dir, lo, a.get("--tokenizer"));
   if (a.has("--pvm")) pvm::load_pvm_adapter(*pipe.model.model, a.get("--pvm"));
@@ -44,15 +59,7 @@ int run(const std::vector<std::string>& argv) {
   auto& req = prep.request;
   req.max_new_tokens = a.get_int("--max-new-tokens", 256);
   if (req.max_new_tokens < 1 || req.max_new_tokens > 1 << 20) throw pvm::Error("--max-new-tokens must be in 1..1048576");
-  double temp = a.get_double("--temperature", 0.0);
-  if (temp < 0) throw pvm::Error("--temperature must be >= 0 (0 = greedy)");
-  req.sampling.do_sample = temp > 0;
-  req.sampling.temperature = temp > 0 ? temp : 1.0;
-  req.sampling.top_p = a.get_double("--top-p", 1.0);
-  req.sampling.top_k = a.get_int("--top-k", 0);
-  req.sampling.min_p = a.get_double("--min-p", 0.0);
-  req.sampling.repetition_penalty = a.get_double("--repetition-penalty", 1.0);
-  req.sampling.seed = a.get_int("--seed", 0);
+  req.sampling = sampling;
   req.num_sequences = a.get_int("--num-sequences", 1);
   if (req.num_sequences < 1 || req.num_sequences > 256) throw pvm::Error("--num-sequences must be in 1..256");
   req.sampling.validate();
@@ -89,6 +96,13 @@ int run(const std::vector<std::string>& argv) {
     rec->attach(req);
   }
   auto res = pvm::generate(pipe.model.model, req);
+  // Ids with no token (the embedding table is larger than the vocabulary) print as nothing: say so.
+  int64_t unknown = 0;
+  for (auto& seq : res.tokens)
+    for (auto id : seq) unknown += !pipe.tokenizer.has_id(int32_t(id));
+  if (unknown)
+    std::fprintf(stderr, "warning: %lld generated ids have no token in %s and print as nothing\n", (long long)unknown,
+                 pipe.tokenizer_path.c_str());
   if (rec && a.has("--trace")) rec->write_jsonl(a.get("--trace"));
   std::vector<double> mean_mass;
   if (rec && !rec->tokens().empty()) {

@@ -21,13 +21,35 @@ struct SplitStats {
   size_t scenes = 0, qa = 0, objects = 0, words = 0;
 };
 
+// What this run created, so that a failure (a full disk) can take it back instead of leaving
+// hundreds of images behind. Folders are listed only when this run created them.
+struct Written {
+  std::vector<std::string> files, data, dirs;  // images, committed JSONL files, folders
+  void mkdirs(const std::string& d) {
+    namespace fs = std::filesystem;
+    std::vector<std::string> fresh;
+    for (fs::path p = d; !p.empty() && !fs::exists(p); p = p.parent_path()) fresh.push_back(p.string());
+    std::error_code ec;
+    fs::create_directories(d, ec);
+    if (ec) throw pvm::file_error(d, "cannot create directory: " + ec.message());
+    dirs.insert(dirs.end(), fresh.rbegin(), fresh.rend());
+  }
+  // Remove the files, then the folders deepest first (only if empty: never a user's file).
+  size_t undo() {
+    std::error_code ec;
+    size_t n = 0;
+    for (auto& f : files) n += std::filesystem::remove(f, ec) ? 1 : 0;
+    for (auto& f : data) std::filesystem::remove(f, ec);
+    for (auto it = dirs.rbegin(); it != dirs.rend(); ++it) std::filesystem::remove(*it, ec);
+    return n;
+  }
+};
+
 // Writes one split into `dir`: images/NNNNNN.png and the four JSONL files (paths relative to them).
 SplitStats write_split(const std::string& dir, uint64_t base_seed, int split, long long count, const sc::SceneOptions& opt,
-                       int qa_per_scene, const std::string& label, bool quiet) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  fs::create_directories(fs::path(dir) / "images", ec);
-  if (ec) throw pvm::file_error(dir + "/images", "cannot create directory: " + ec.message());
+                       int qa_per_scene, const std::string& label, bool quiet, Written& written) {
+  if (pvm::path_exists(dir) && !pvm::is_directory(dir)) throw pvm::file_error(dir, "is a file, expected an output folder");
+  written.mkdirs(pvm::join_path(dir, "images"));
   pvm::AtomicWriter scenes_w(pvm::join_path(dir, "scenes.jsonl")), sft_w(pvm::join_path(dir, "sft.jsonl")),
       grpo_w(pvm::join_path(dir, "grpo.jsonl")), qa_w(pvm::join_path(dir, "qa_sft.jsonl"));
   auto line = [](pvm::AtomicWriter& w, const json& j) {
@@ -46,7 +68,10 @@ SplitStats write_split(const std::string& dir, uint64_t base_seed, int split, lo
     std::snprintf(name, sizeof name, "images/%06lld.png", i);
     pvm::ImageRGB out;
     out.width = img.width, out.height = img.height, out.rgb = std::move(img.rgb);
-    pvm::write_png(pvm::join_path(dir, name), out);
+    const std::string png = pvm::join_path(dir, name);
+    const bool existed = pvm::path_exists(png);  // a file of an earlier run is replaced, not ours to remove
+    if (!existed) written.files.push_back(png);
+    pvm::write_png(png, out);
 
     const std::string desc = sc::describe(scene);
     json sj = sc::to_json(scene);
@@ -74,10 +99,11 @@ SplitStats write_split(const std::string& dir, uint64_t base_seed, int split, lo
       if (i + 1 == count) std::fprintf(stderr, "\n");
     }
   }
-  scenes_w.commit();
-  sft_w.commit();
-  grpo_w.commit();
-  qa_w.commit();
+  for (auto* w : {&scenes_w, &sft_w, &grpo_w, &qa_w}) {
+    const bool existed = pvm::path_exists(w->path());
+    w->commit();
+    if (!existed) written.data.push_back(w->path());  // a split done before a later failure goes too
+  }
   return st;
 }
 
@@ -105,10 +131,20 @@ int run(const std::vector<std::string>& argv) {
   opt.validate("options");
 
   const bool quiet = a.has("--quiet");
-  auto train = write_split(out, static_cast<uint64_t>(seed), 0, count, opt, static_cast<int>(qa), "train", quiet);
-  SplitStats held;
-  if (heldout > 0)
-    held = write_split(pvm::join_path(out, "heldout"), static_cast<uint64_t>(seed), 1, heldout, opt, static_cast<int>(qa), "heldout", quiet);
+  Written written;
+  SplitStats train, held;
+  try {
+    train = write_split(out, static_cast<uint64_t>(seed), 0, count, opt, static_cast<int>(qa), "train", quiet, written);
+    if (heldout > 0)
+      held = write_split(pvm::join_path(out, "heldout"), static_cast<uint64_t>(seed), 1, heldout, opt,
+                         static_cast<int>(qa), "heldout", quiet, written);
+  } catch (...) {
+    // The JSONL files are atomic (never half-written); the images written so far go too.
+    size_t n = written.undo();
+    std::fprintf(stderr, "%snote: removed the %zu images (and %zu data files) this run had written to %s\n",
+                 quiet ? "" : "\n", n, written.data.size(), out.c_str());
+    throw;
+  }
 
   // What made this data set, so it can be regenerated and checked (eval uses split 1 = held-out).
   json info = {{"generator", "pvm scenes"},

@@ -9,17 +9,12 @@
 #include "app/cli/command.h"
 #include "engine/base/cli_args.h"
 #include "engine/base/error.h"
+#include "engine/base/fs_util.h"
 #include "engine/base/tokenizer.h"
 
 namespace {
 
-std::string read_all(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw pvm::file_error(path, "cannot open file");
-  std::ostringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
+std::string read_all(const std::string& path) { return pvm::read_file_to_string(path, uint64_t(1) << 30, "text"); }
 
 pvm::Tokenizer open_tokenizer(const pvm::cli::Args& a) {
   if (a.has("--tokenizer")) return pvm::Tokenizer::load(a.get("--tokenizer"));
@@ -95,6 +90,12 @@ int cmd_detokenize(const std::vector<std::string>& argv) {
   std::vector<int32_t> ids = a.has("--ids") ? parse_ids(a.get("--ids"), "--ids")
                                             : parse_ids(read_all(a.get("--file")), a.get("--file"));
   pvm::Tokenizer tok = open_tokenizer(a);
+  // An id with no token would decode to nothing: the user gave it, so it is an error, not a gap.
+  for (size_t i = 0; i < ids.size(); ++i)
+    if (!tok.has_id(ids[i]))
+      throw pvm::Error((a.has("--ids") ? std::string("--ids") : a.get("--file")) + ": id " + std::to_string(ids[i]) +
+                       " (position " + std::to_string(i) + ") is not in the vocabulary of " + tok.source() + " (" +
+                       std::to_string(tok.vocab_size()) + " ids)");
   std::string text = tok.decode(ids, a.has("--skip-special"));
   std::fwrite(text.data(), 1, text.size(), stdout);
   std::fputc('\n', stdout);

@@ -27,7 +27,8 @@ std::string fmt_time(double s) {
 pvm::ModelConfig model_config_for(const pvm::train::TrainConfig& c) {
   auto mc = pvm::load_config(pvm::join_path(c.model, "config.json"));
   if (!c.adapter.empty()) {
-    auto path = pvm::join_path(c.adapter, "adapter_config.json");
+    // The adapter may be given as its folder or as its adapter.safetensors (as load_pvm_adapter takes it).
+    auto path = pvm::join_path(pvm::is_regular_file(c.adapter) ? pvm::parent_dir(c.adapter) : c.adapter, "adapter_config.json");
     auto j = nlohmann::json::parse(pvm::read_file_to_string(path, 1 << 20), nullptr, false);
     if (j.is_object() && j.contains("pvm_layers") && j["pvm_layers"].is_array()) {
       // exact types, then the same validation as a config.json (bounds, layer range)

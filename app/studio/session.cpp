@@ -165,6 +165,11 @@ void Session::fail(const std::string& msg) {
 // stat, never by opening it: opening a FIFO would block the UI thread until a writer appears.
 static bool has_regular_file(const std::string& dir, const char* name, const char* what, std::string* why) {
   std::error_code ec;
+  if (!std::filesystem::is_directory(dir, ec)) {
+    if (why) *why = dir + (std::filesystem::exists(dir, ec) ? ": is a file, expected a folder holding " + std::string(name)
+                                                            : ": no such folder (expected " + std::string(what) + " holding " + name + ")");
+    return false;
+  }
   auto st = std::filesystem::status(dir + "/" + name, ec);
   if (!std::filesystem::exists(st)) {
     if (why) *why = dir + ": no " + name + " in this folder (not " + what + ")";
@@ -195,6 +200,20 @@ bool Session::load_adapter(const std::string& dir, std::string* why) {
   return post("the adapter", [this, dir] { do_load_adapter(dir); }, why);
 }
 
+namespace {
+SamplingParams to_sampling_params(const SamplingSettings& ss) {
+  SamplingParams sp;
+  sp.do_sample = ss.temperature > 0;
+  sp.temperature = ss.temperature > 0 ? ss.temperature : 1.0;
+  sp.top_p = ss.top_p;
+  sp.top_k = ss.top_k;
+  sp.min_p = ss.min_p;
+  sp.repetition_penalty = ss.repetition_penalty;
+  sp.seed = uint64_t(ss.seed);
+  return sp;
+}
+}  // namespace
+
 bool Session::generate(const GenerateSettings& s, std::string* why) {
   auto bad = [&](const std::string& m) {
     if (why) *why = m;
@@ -203,7 +222,20 @@ bool Session::generate(const GenerateSettings& s, std::string* why) {
   if (s.max_new_tokens < 1 || s.max_new_tokens > 16384) return bad("max new tokens must be in 1..16384");
   if (!s.baseline && !s.pvm) return bad("pick at least one of baseline and PVM");
   if (s.prompt.empty()) return bad("the prompt is empty");
-  if (!(s.sampling.temperature >= 0)) return bad("temperature must be >= 0");
+  // The same checks as the CLI (NaN / inf / out of range), before anything is posted to the worker.
+  if (!(s.sampling.temperature >= 0)) return bad("temperature must be >= 0 (0 = greedy)");
+  if (s.image.valid()) {
+    try {
+      check_image_size(s.image.width, s.image.height, s.image.source.empty() ? "image" : s.image.source);
+    } catch (const Error& e) {
+      return bad(e.what());
+    }
+  }
+  try {
+    to_sampling_params(s.sampling).validate();
+  } catch (const Error& e) {
+    return bad(e.what());
+  }
   {
     std::lock_guard<std::mutex> l(mu_);
     if (!sh_.model.loaded) return bad("no model loaded (Model view: Load)");
@@ -412,13 +444,7 @@ void Session::do_generate(const GenerateSettings& s, uint64_t run_id) {
     try {
       GenerationRequest req = prep.request;
       req.max_new_tokens = s.max_new_tokens;
-      req.sampling.do_sample = s.sampling.temperature > 0;
-      req.sampling.temperature = s.sampling.temperature > 0 ? s.sampling.temperature : 1.0;
-      req.sampling.top_p = s.sampling.top_p;
-      req.sampling.top_k = s.sampling.top_k;
-      req.sampling.min_p = s.sampling.min_p;
-      req.sampling.repetition_penalty = s.sampling.repetition_penalty;
-      req.sampling.seed = uint64_t(s.sampling.seed);  // the same seed on both sides
+      req.sampling = to_sampling_params(s.sampling);  // the same seed on both sides
       req.sampling.validate();
       req.pvm = side == 1;
       req.cancel = &cancel_;

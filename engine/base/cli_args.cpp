@@ -1,6 +1,7 @@
 #include "engine/base/cli_args.h"
 
 #include <cerrno>
+#include <cmath>
 #include <cstdlib>
 
 namespace pvm::cli {
@@ -60,7 +61,10 @@ double Args::get_double(const std::string& n, double def) const {
   char* end = nullptr;
   errno = 0;
   double v = std::strtod(s.c_str(), &end);
-  if (s.empty() || *end || errno) throw Error("option " + n + ": not a number: '" + s + "'");
+  if (s.empty() || *end) throw Error("option " + n + ": not a number: '" + s + "'");
+  // nan / inf parse as numbers but no option means anything by them (nan would compare false
+  // against every bound and slip through, e.g. --temperature nan ran greedy).
+  if (errno == ERANGE || !std::isfinite(v)) throw Error("option " + n + ": not a finite number: '" + s + "'");
   return v;
 }
 
@@ -70,7 +74,8 @@ long long Args::get_int(const std::string& n, long long def) const {
   char* end = nullptr;
   errno = 0;
   long long v = std::strtoll(s.c_str(), &end, 10);
-  if (s.empty() || *end || errno) throw Error("option " + n + ": not an integer: '" + s + "'");
+  if (s.empty() || *end) throw Error("option " + n + ": not an integer: '" + s + "'");
+  if (errno == ERANGE) throw Error("option " + n + ": integer out of range: '" + s + "'");
   return v;
 }
 

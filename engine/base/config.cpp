@@ -134,10 +134,16 @@ void ModelConfig::validate(const std::string& where) const {
   if (v.out_hidden_size != t.hidden_size)
     throw bad("vision_config.out_hidden_size (" + std::to_string(v.out_hidden_size) +
               ") differs from text_config.hidden_size (" + std::to_string(t.hidden_size) + ")");
-  for (auto i : v.deepstack_visual_indexes)
+  for (size_t k = 0; k < v.deepstack_visual_indexes.size(); ++k) {
+    const int64_t i = v.deepstack_visual_indexes[k];
     if (i < 0 || i >= v.depth)
       throw bad("vision_config.deepstack_visual_indexes has " + std::to_string(i) + ", outside 0.." +
                 std::to_string(v.depth - 1));
+    // A repeated tap would feed the same vision layer into two text layers: never what a checkpoint means.
+    for (size_t q = 0; q < k; ++q)
+      if (v.deepstack_visual_indexes[q] == i)
+        throw bad("vision_config.deepstack_visual_indexes lists layer " + std::to_string(i) + " twice");
+  }
   if ((int64_t)v.deepstack_visual_indexes.size() > t.num_hidden_layers)
     throw bad("more deepstack taps than text layers");
   const std::pair<const char*, int64_t> ids[] = {{"image_token_id", image_token_id},
@@ -368,33 +374,8 @@ ModelConfig parse_config(const std::string& text, const std::string& where) {
 }
 
 ModelConfig load_config(const std::string& path) {
-  // Open without blocking (a FIFO would otherwise wait for a writer) and accept only a regular file
-  // of sane size: a directory, FIFO, socket or device is an error, not a hang or an endless read.
-  int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-  if (fd < 0) throw file_error(path, std::string("cannot open config (") + std::strerror(errno) + ")");
-  struct Closer {
-    int fd;
-    ~Closer() { ::close(fd); }
-  } closer{fd};
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) throw file_error(path, std::string("cannot stat config (") + std::strerror(errno) + ")");
-  if (!S_ISREG(st.st_mode)) throw file_error(path, "config is not a regular file");
-  if (st.st_size > kMaxConfigBytes)
-    throw file_error(path, "config is " + std::to_string((long long)st.st_size) + " bytes (at most " +
-                               std::to_string(kMaxConfigBytes) + ")");
-  std::string text;
-  char buf[65536];
-  for (;;) {
-    ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      throw file_error(path, std::string("cannot read config (") + std::strerror(errno) + ")");
-    }
-    if (n == 0) break;
-    text.append(buf, (size_t)n);
-    if ((int64_t)text.size() > kMaxConfigBytes) throw file_error(path, "config grew past the size limit while reading");
-  }
-  return parse_config(text, path);
+  // A directory, FIFO, socket or device is an error, not a hang or an endless read.
+  return parse_config(read_file_to_string(path, uint64_t(kMaxConfigBytes), "config"), path);
 }
 
 std::string config_to_json(const ModelConfig& c) {

@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "engine/base/error.h"
 
@@ -40,9 +41,50 @@ class AtomicWriter {
 // Write `bytes` to `path` atomically (temp + fsync + rename).
 void atomic_write_file(const std::string& path, const std::string& bytes);
 
-// Read a whole regular file. Errors ("<path>: no such file", "... is a directory", "... larger than
-// N bytes") are pvm::Error. `max_bytes` guards against reading huge files by mistake.
-std::string read_file_to_string(const std::string& path, uint64_t max_bytes = uint64_t(1) << 30);
+// The one place that opens a file for reading. Opens without blocking (a FIFO would otherwise wait
+// for a writer forever) and accepts only a regular file; errors are one line naming the path and
+// what was expected ("<path>: cannot open <what>: no such file", "<path>: is a directory, not a
+// <what> file", "<path>: is not a regular file (<what> file expected)"). Returns the fd in
+// blocking mode; the caller closes it. `size` receives the file size.
+int open_regular_file(const std::string& path, const std::string& what, uint64_t* size = nullptr);
+
+// Read a whole regular file (via open_regular_file). `max_bytes` guards against reading huge files
+// by mistake; `what` names the kind of file in errors ("config", "tokenizer", "image").
+std::string read_file_to_string(const std::string& path, uint64_t max_bytes = uint64_t(1) << 30,
+                                 const std::string& what = "input");
+
+// Check that `path` can be created as an output file: its folder exists and it is not a directory.
+// "<path>: output folder <dir> does not exist" / "<path>: is a directory, expected an output file
+// name". `what` names the output ("trace", "plot").
+void check_output_file(const std::string& path, const std::string& what);
+
+// An exclusive lock on a folder (a training run): "<dir>/<name>" holds the owner's pid and is
+// flock()ed for the lifetime of the object, so the kernel releases it when the process dies, even
+// by kill -9. A second locker fails with "<dir>: <what> is in use by pid N (...)". A lock file left
+// by a dead process is taken over; stale_pid() then says whose it was, for the log.
+class DirLock {
+ public:
+  DirLock(const std::string& dir, const std::string& what, const std::string& name = "run.lock");
+  ~DirLock();
+  DirLock(const DirLock&) = delete;
+  DirLock& operator=(const DirLock&) = delete;
+  long stale_pid() const { return stale_pid_; }  // 0 unless a dead owner's lock was taken over
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+  long stale_pid_ = 0;
+};
+
+// Remove what an interrupted writer left in `dir`: folders and files whose name starts with
+// `prefix` (".tmp-" for checkpoint folders) and AtomicWriter temp files ("<name>.tmp.<pid>.<n>").
+// Only call this while holding the folder's lock. Returns the names removed (for the log).
+std::vector<std::string> remove_stale_temps(const std::string& dir, const std::string& prefix);
+
+// create_directories with one-line errors: "<dir>: is a file, expected a <what> folder",
+// "<dir>: cannot create the <what> folder: <reason>".
+void make_dirs(const std::string& dir, const std::string& what);
 
 bool path_exists(const std::string& path);
 bool is_regular_file(const std::string& path);

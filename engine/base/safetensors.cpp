@@ -216,27 +216,8 @@ int64_t TensorView::numel() const {
 // ---------------------------------------------------------------- reader
 
 std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) {
-  // O_NONBLOCK: opening a FIFO must not hang; it has no effect on regular files.
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-  if (fd < 0) {
-    int err = errno;
-    throw file_error(path, err == ENOENT ? std::string("no such file") : "cannot open: " + errno_text(err));
-  }
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    int err = errno;
-    ::close(fd);
-    throw file_error(path, "cannot stat: " + errno_text(err));
-  }
-  if (S_ISDIR(st.st_mode)) {
-    ::close(fd);
-    throw file_error(path, "is a directory, expected a .safetensors file");
-  }
-  if (!S_ISREG(st.st_mode)) {
-    ::close(fd);
-    throw file_error(path, "is not a regular file");
-  }
-  uint64_t size = uint64_t(st.st_size);
+  uint64_t size = 0;
+  int fd = open_regular_file(path, ".safetensors", &size);
   if (size < 8) {
     ::close(fd);
     throw file_error(path, "file is " + std::to_string(size) + " bytes, too small for a safetensors header");

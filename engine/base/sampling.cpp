@@ -4,23 +4,35 @@
 #include <cmath>
 #include <limits>
 #include <numeric>
+#include <string>
 
 #include "engine/base/error.h"
 
 namespace pvm {
 
 void SamplingParams::validate() const {
-  if (do_sample && !(temperature > 0)) throw Error("--temperature must be > 0 when sampling (0 means greedy)");
-  if (top_k < 0) throw Error("--top-k must be >= 0");
+  // Every comparison is written so that NaN fails it; infinities are rejected by the upper bounds.
+  if (!(temperature > 0 && temperature <= kMaxTemperature))
+    throw Error("--temperature must be a finite number in (0, " + std::to_string(int(kMaxTemperature)) +
+                "] when sampling (0 means greedy)");
+  if (top_k < 0) throw Error("--top-k must be >= 0 (0 = off)");
   if (!(top_p > 0 && top_p <= 1)) throw Error("--top-p must be in (0, 1]");
   if (!(min_p >= 0 && min_p <= 1)) throw Error("--min-p must be in [0, 1]");
-  if (!(repetition_penalty > 0)) throw Error("--repetition-penalty must be > 0");
+  if (!(repetition_penalty > 0 && repetition_penalty <= kMaxRepetitionPenalty))
+    throw Error("--repetition-penalty must be a finite number in (0, " + std::to_string(int(kMaxRepetitionPenalty)) + "]");
 }
 
 Sampler::Sampler(const SamplingParams& p, uint64_t stream) : p_(p), rng_(p.seed * 0x9E3779B97F4A7C15ull + stream) {}
 
 int64_t Sampler::next(float* x, int64_t V, const std::vector<int64_t>& context) {
   const float NEG = -std::numeric_limits<float>::infinity();
+  // NaN / +inf logits come from non-finite weights or an overflow in a narrow dtype; argmax over
+  // them picks id 0 every step ("!!!!" with exit 0), so they are an error, not a result.
+  const float POS = std::numeric_limits<float>::infinity();
+  for (int64_t i = 0; i < V; ++i)
+    if (!(x[i] < POS))
+      throw Error("the model produced a non-finite logit (" + std::string(std::isnan(x[i]) ? "NaN" : "+inf") + " for id " +
+                  std::to_string(i) + "): non-finite weights, or an overflow in this dtype (try --dtype f32)");
   if (p_.repetition_penalty != 1.0) {
     // HF: for every id present in the context, logit<0 ? logit*p : logit/p (once per id).
     std::vector<int64_t> ids(context);

@@ -8,6 +8,10 @@
 
 namespace pvm {
 
+// Upper bounds: beyond these the distribution is uniform / the penalty absurd, and inf overflows.
+constexpr double kMaxTemperature = 100.0;
+constexpr double kMaxRepetitionPenalty = 100.0;
+
 struct SamplingParams {
   bool do_sample = false;  // false = greedy (argmax after the repetition penalty)
   double temperature = 1.0;
@@ -16,7 +20,9 @@ struct SamplingParams {
   double min_p = 0.0;      // 0 = off
   double repetition_penalty = 1.0;
   uint64_t seed = 0;
-  void validate() const;  // throws pvm::Error naming the bad option
+  // Throws pvm::Error naming the bad option; rejects NaN / inf everywhere (also when greedy, so a
+  // broken temperature never silently means "greedy").
+  void validate() const;
 };
 
 class Sampler {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <functional>
@@ -10,6 +11,7 @@
 #include <sstream>
 
 #include "engine/base/error.h"
+#include "engine/base/fs_util.h"
 #include "engine/base/tokenizer_text.h"
 #include "engine/base/version.h"
 
@@ -319,12 +321,11 @@ inline uint32_t fold_contraction(uint32_t cp) {
 }
 
 std::string read_file(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw file_error(path, "cannot open tokenizer file");
-  std::ostringstream ss;
-  ss << f.rdbuf();
-  if (f.bad()) throw file_error(path, "read error");
-  return ss.str();
+  // A folder (e.g. the model folder) is named as such, with what to pass instead.
+  if (is_directory(path))
+    throw file_error(path, "is a directory, expected a tokenizer.json file (pass the file itself, e.g. " +
+                               join_path(path, "tokenizer.json") + ")");
+  return read_file_to_string(path, uint64_t(1) << 30, "tokenizer");
 }
 
 }  // namespace
@@ -1000,6 +1001,21 @@ void parse_model(const json& m, TokenizerSax& sax, Tokenizer::Impl& t, const std
     std::string s;
     text::utf8_append(s, bm.byte_to_cp[static_cast<size_t>(b)]);
     t.byte_id[static_cast<size_t>(b)] = t.index.find(t.id_to_token, s);
+  }
+  // Byte-level BPE can spell any text only if every byte has a token; without one, encode would
+  // silently drop that byte from the ids. So an incomplete byte alphabet is a load error.
+  {
+    int missing = 0, first = -1;
+    for (int b = 0; b < 256; ++b)
+      if (t.byte_id[static_cast<size_t>(b)] < 0 && ++missing == 1) first = b;
+    if (missing) {
+      char hex[8];
+      std::snprintf(hex, sizeof hex, "0x%02X", first);
+      std::string tokstr;
+      text::utf8_append(tokstr, bm.byte_to_cp[static_cast<size_t>(first)]);
+      fail(where, "model.vocab lacks " + std::to_string(missing) + " of the 256 byte tokens (first: byte " + hex +
+                      ", token \"" + tokstr + "\"); byte-level BPE needs all 256");
+    }
   }
 
   if (!sax.have_merges) fail(where, "model: missing \"merges\" (a list)");

@@ -25,7 +25,11 @@
 // decode(): bytes of the tokens are concatenated and the result is repaired the same way, so a
 // token list that cuts a multi-byte character yields U+FFFD. Ids with no token (a model's
 // embedding table is often larger than the vocabulary) decode to nothing, as in HF; negative
-// ids throw.
+// ids throw. `pvm detokenize` is stricter: an id with no token is an error there (has_id()), and
+// `pvm generate` warns with a count when the model produced such ids.
+//
+// Load checks: besides the JSON structure, all 256 byte tokens must be in the vocabulary (else
+// encode could not spell every byte and would drop it).
 #pragma once
 #include <cstddef>
 #include <cstdint>

@@ -574,11 +574,12 @@ TEST(AtomicWrite, AbandonedWriterRemovesTemp) {
 
 TEST(AtomicWrite, FailsOnBadTargetsAndKeepsOldFile) {
   TempDir d;
-  expect_error([&] { pvm::atomic_write_file(d / "no/such/dir/f.json", "x"); }, {"f.json", "cannot create temp file"});
-  // Target is an existing directory: the rename fails after the data was written.
+  // The missing folder is named (not the temp file it could not create).
+  expect_error([&] { pvm::atomic_write_file(d / "no/such/dir/f.json", "x"); }, {"f.json", "folder", "does not exist"});
+  // Target is an existing directory: refused before anything is written.
   fs::create_directory(d / "isdir");
   spit(d / "isdir/inside", "keep");
-  expect_error([&] { pvm::atomic_write_file(d / "isdir", "data"); }, {d / "isdir", "rename"});
+  expect_error([&] { pvm::atomic_write_file(d / "isdir", "data"); }, {d / "isdir", "is a directory"});
   EXPECT_TRUE(pvm::is_directory(d / "isdir"));
   EXPECT_EQ(slurp(d / "isdir/inside"), "keep");
   EXPECT_EQ(listing(d.path), std::vector<std::string>{"isdir"});

@@ -10,6 +10,13 @@
 #include <unistd.h>
 
 #include "app/studio/session.h"
+#include "views/view_image.h"
+
+#include <stb_image_write.h>
+
+#include <cmath>
+#include <functional>
+#include <limits>
 
 using namespace pvm::studio;
 namespace fs = std::filesystem;
@@ -220,5 +227,43 @@ TEST(StudioSession, BadRequestsAreMessagesNotCrashes) {
   EXPECT_FALSE(ui.status.error.empty());
   EXPECT_NE(ui.status.message.find("error"), std::string::npos);
   EXPECT_FALSE(fresh.generate(settings(4), &why));  // no model
+  fs::remove_all(dir);
+}
+
+// The studio takes what the CLI takes and refuses what it refuses (issue 21): the engine's one
+// image-size check and the sampling checks, before anything reaches the worker.
+TEST(StudioSession, RefusesWhatTheCliRefuses) {
+  Session fresh;  // the checks come before "no model loaded"
+  std::string why;
+  GenerateSettings g = settings(4);
+  g.image.width = 1, g.image.height = 20000, g.image.rgb.assign(20000 * 3, 0), g.image.source = "thin.png";
+  EXPECT_FALSE(fresh.generate(g, &why));
+  EXPECT_EQ(why.rfind("thin.png: absolute aspect ratio must be smaller than 200", 0), 0u) << why;
+  for (auto set : std::vector<std::function<void(GenerateSettings&)>>{
+           [](auto& s) { s.sampling.temperature = std::nanf(""); },
+           [](auto& s) { s.sampling.top_p = std::nanf(""); },
+           [](auto& s) { s.sampling.min_p = std::numeric_limits<float>::infinity(); },
+           [](auto& s) { s.sampling.repetition_penalty = std::nanf(""); },
+           [](auto& s) { s.sampling.top_k = -2; }}) {
+    g = settings(4);
+    set(g);
+    why.clear();
+    EXPECT_FALSE(fresh.generate(g, &why));
+    EXPECT_FALSE(why.empty());
+    EXPECT_EQ(why.find("no model loaded"), std::string::npos) << why;
+  }
+  // Files: the same reader and size check as the CLI's image loader.
+  const fs::path dir = fs::temp_directory_path() / ("pvm_studio_imgcheck_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  ImageData d;
+  EXPECT_FALSE(load_image_file(dir.string(), &d, &why));
+  EXPECT_EQ(why, dir.string() + ": is a directory, not an image file");
+  std::vector<uint8_t> px(300 * 3, 128);
+  ASSERT_TRUE(stbi_write_png((dir / "thin.png").c_str(), 1, 300, 3, px.data(), 3));
+  EXPECT_FALSE(load_image_file((dir / "thin.png").string(), &d, &why));
+  EXPECT_NE(why.find("aspect ratio"), std::string::npos) << why;
+  ASSERT_TRUE(stbi_write_png((dir / "ok.png").c_str(), 30, 20, 3, px.data(), 90));
+  EXPECT_TRUE(load_image_file((dir / "ok.png").string(), &d, &why)) << why;
+  EXPECT_EQ(d.width, 30);
   fs::remove_all(dir);
 }
