@@ -1,4 +1,4 @@
-// Probes of visual signal dilution (spec section 8), recorded per generated token while
+// Probes of visual signal dilution (definitions: docs/MODEL.md#dilution-and-probes), recorded per generated token while
 // generating: visual attention mass per layer (and per head), the same without sink tokens, PVM
 // activity, an optional backbone heatmap on the merged patch grid, and an optional logit lens.
 //
