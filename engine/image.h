@@ -1,5 +1,5 @@
 // Image loading and Qwen3-VL image preprocessing (HF `Qwen2VLImageProcessorFast`, transformers 4.57),
-// reproduced step by step as in spec/qwen3vl.md §5:
+// reproduced step by step as in docs/MODEL.md#image-preprocessing:
 //
 //   load (stb_image) -> RGB uint8 (alpha dropped, gray expanded, JPEG EXIF orientation applied)
 //   -> smart_resize (factor = patch*merge, Python round-half-to-even)
@@ -35,7 +35,7 @@
 
 namespace pvm {
 
-// preprocessor_config.json. Defaults are the Qwen3-VL Instruct values (spec §5.1); fields missing
+// preprocessor_config.json. Defaults are the Qwen3-VL Instruct values (docs/MODEL.md#image-preprocessing); fields missing
 // from a file keep these defaults.
 struct PreprocessorConfig {
   int64_t min_pixels = 65536;     // size.shortest_edge (legacy: min_pixels)
@@ -78,7 +78,7 @@ struct ImageRGB {
 ImageRGB load_image(const std::string& path, bool exif_orientation = true);
 ImageRGB decode_image(const uint8_t* bytes, size_t n, const std::string& name, bool exif_orientation = true);
 
-// HF smart_resize (transformers 4.57, spec §5.2 step 2): returns (height, width), both multiples of
+// HF smart_resize (transformers 4.57, docs/MODEL.md#image-preprocessing step 2): returns (height, width), both multiples of
 // factor. Double arithmetic, Python round-half-to-even. Throws pvm::Error for 0 pixels, aspect ratio
 // over 200, or non-positive factor/min/max.
 std::pair<int64_t, int64_t> smart_resize(int64_t height, int64_t width, int64_t factor, int64_t min_pixels,
@@ -112,7 +112,7 @@ struct ProcessedImage {
 };
 
 // Frames float32 [F, C, H, W] (F a multiple of temporal_patch_size) -> pixel_values with the exact
-// HF flattening (spec §5.4).
+// HF flattening (docs/MODEL.md#image-preprocessing step 6).
 torch::Tensor patchify(const torch::Tensor& frames, const PreprocessorConfig& cfg);
 // The inverse for one image: pixel_values -> frame tt (0..T-1) as float32 [C, H, W].
 torch::Tensor unpatchify(const torch::Tensor& pixel_values, int64_t grid_t, int64_t grid_h, int64_t grid_w,

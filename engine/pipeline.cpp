@@ -1,9 +1,12 @@
 #include "engine/pipeline.h"
 
+#include <cstdio>
 #include <filesystem>
 
 #include "engine/base/error.h"
 #include "engine/base/version.h"
+#include "engine/device.h"
+#include "engine/pvm.h"
 
 namespace pvm {
 
@@ -12,6 +15,24 @@ namespace fs = std::filesystem;
 std::string default_model_dir() {
   auto d = fs::path(source_dir()) / "assets" / "default-model";
   return fs::exists(d / "config.json") ? d.string() : "";
+}
+
+std::string model_dir_or_default(const std::string& given) {
+  std::string d = given.empty() ? default_model_dir() : given;
+  if (d.empty()) throw Error("no --model given and the default model (assets/default-model) is not present");
+  return d;
+}
+
+Pipeline open_pipeline(const OpenOptions& o) {
+  const std::string dir = model_dir_or_default(o.model_dir);
+  LoadOptions lo;
+  lo.device = parse_device(o.device);
+  lo.dtype = parse_dtype(o.dtype, lo.device);
+  if (!o.quiet)
+    std::fprintf(stderr, "loading %s (%s, %s)...\n", dir.c_str(), lo.device.str().c_str(), dtype_name(lo.dtype).c_str());
+  Pipeline p = Pipeline::open(dir, lo, o.tokenizer);
+  if (!o.adapter.empty()) load_pvm_adapter(*p.model.model, o.adapter);
+  return p;
 }
 
 Pipeline Pipeline::open(const std::string& model_dir, const LoadOptions& opt, const std::string& tok_path) {

@@ -43,4 +43,18 @@ class Pipeline {
 // assets/default-model (the project's own small trained model), or "" when it is not there.
 std::string default_model_dir();
 
+// What a driver (a CLI command, a bench tool) needs to open a model: the names as the user typed
+// them ("auto" picks), an optional tokenizer and an optional PVM adapter loaded on top.
+struct OpenOptions {
+  std::string model_dir;              // "" = the default model (an error when it is absent)
+  std::string device = "auto", dtype = "auto";
+  std::string tokenizer;              // "" = the model folder's, else the committed Qwen3 one
+  std::string adapter;                // PVM adapter folder, "" = none
+  bool quiet = false;                 // no "loading ..." line on stderr
+};
+// The --model folder given, or the default model; throws when neither is there.
+std::string model_dir_or_default(const std::string& given);
+// Parses device and dtype, loads model + tokenizer + processor, then the adapter.
+Pipeline open_pipeline(const OpenOptions& o);
+
 }  // namespace pvm

@@ -1,4 +1,4 @@
-// Probes of visual signal dilution (spec section 8), recorded per generated token while
+// Probes of visual signal dilution (definitions: docs/MODEL.md#dilution-and-probes), recorded per generated token while
 // generating: visual attention mass per layer (and per head), the same without sink tokens, PVM
 // activity, an optional backbone heatmap on the merged patch grid, and an optional logit lens.
 //
@@ -30,6 +30,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/base/dilution.h"  // fit_hyperbolic, fit_power_law: callers of the probes fit them
 #include "engine/generate.h"
 #include "engine/model.h"
 
@@ -138,21 +139,6 @@ class ProbeRecorder {
   std::unique_ptr<TokenProbe> pending_;
   std::vector<TokenProbe> tokens_;
 };
-
-// Fits of visual mass against the generated position (spec section 7). Points with a
-// non-finite value are skipped.
-struct HyperbolicFit {
-  double c = 0, t0 = 0, r2 = 0;  // y ~ c / (t + t0), least squares; r2 on y
-  int64_t n = 0;
-};
-// Grid over t0 (log-spaced 1e-3 .. 1e6, refined around the best) with the closed-form c for each.
-HyperbolicFit fit_hyperbolic(const std::vector<double>& t, const std::vector<double>& y);
-struct PowerFit {
-  double a = 0, k = 0, r2 = 0;  // y ~ a * t^-k by least squares on (log t, log y); r2 in log space
-  int64_t n = 0;
-};
-// Uses the points with t > 0 and y > 0.
-PowerFit fit_power_law(const std::vector<double>& t, const std::vector<double>& y);
 
 // Text of a prompt preset: <source_dir>/assets/prompts/<name>.txt with '-' read as '_'
 // ("blind-painter" -> blind_painter.txt). Errors name the preset and the file.

@@ -137,7 +137,7 @@ void attach_pvm(Qwen3VLForConditionalGenerationImpl& m, const TextConfig& f, uin
     auto& layer = m.model->language_model->layer_list[l];
     auto block = PvmBlock(c);
     layer->pvm_block = layer->register_module("pvm_block", block.ptr());
-    // spec init: matrices N(0, 0.02) (output_expander included, or no gradient could flow),
+    // init (docs/MODEL.md#pvm): matrices N(0, 0.02) (output_expander included, or no gradient could flow),
     // norms 1, gate exactly 0.
     for (auto& p : block->named_parameters()) {
       if (p.value().dim() == 2)

@@ -47,7 +47,7 @@ class PvmBlockImpl : public torch::nn::Module {
 TORCH_MODULE(PvmBlock);
 
 // Add PVM blocks to the layers of c.text.pvm_layers (replacing existing ones); parameters are
-// created with the current ParamOptionsGuard options and random-initialised as the spec says
+// created with the current ParamOptionsGuard options and random-initialised as docs/MODEL.md#pvm says
 // (N(0, 0.02) matrices, norms 1, gate 0) with `seed`.
 class Qwen3VLForConditionalGenerationImpl;
 void attach_pvm(Qwen3VLForConditionalGenerationImpl& m, const TextConfig& pvm_fields, uint64_t seed = 0);

@@ -5,7 +5,7 @@
 // Keys (defaults in brackets); unknown keys are errors.
 //   mode [sft] | grpo           model [pvm::default_model_dir()]   data (JSONL)   eval_data [""]
 //   pvm: {layers: [..], hidden_size [512], variant ["pvm"] | "mlp", source ["embeddings"] | "hidden"}
-//        attach fresh PVM blocks (spec init) -- or -- adapter: "DIR" (start from a PVM adapter)
+//        attach fresh PVM blocks (docs/MODEL.md#pvm init) -- or -- adapter: "DIR" (start from a PVM adapter)
 //   trainable ["pvm"] | "pvm+llm" | "llm" (language model + PVM; vision + merger frozen) | "all"
 //   steps [0 = one epoch]  batch_size [8] (GLOBAL batch per optimizer step, over all ranks)
 //   grad_accum [1] (micro-batches per rank per step)  max_length [2048]

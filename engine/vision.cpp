@@ -1,5 +1,5 @@
 // Qwen3-VL vision tower. Op order, dtypes and devices follow HF modeling_qwen3_vl.py as written down
-// in shared/spec/qwen3vl.md §2 and §7, so that a bf16 run can match HF bit for bit.
+// in docs/MODEL.md#vision-tower and #numerics, so that a bf16 run can match HF bit for bit.
 #include "engine/vision.h"
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -46,7 +46,7 @@ Qwen3VLVisionPatchEmbedImpl::Qwen3VLVisionPatchEmbedImpl(const VisionConfig& c)
 
 torch::Tensor Qwen3VLVisionPatchEmbedImpl::forward(const torch::Tensor& x) {
   // [L, C·T·P·P] -> [L, C, T, P, P] -> cast to the weight dtype (the only place pixel values are
-  // cast) -> conv3d (one output voxel per patch, §7.5: same kernel as HF, not a GEMM) -> [L, Dv].
+  // cast) -> conv3d (one output voxel per patch, docs/MODEL.md#numerics: same kernel as HF, not a GEMM) -> [L, Dv].
   auto v = x.view({-1, in_channels_, temporal_patch_size_, patch_size_, patch_size_})
                .to(proj->weight.device(), proj->weight.scalar_type());
   return proj->forward(v).view({-1, embed_dim_});
@@ -97,7 +97,7 @@ std::pair<torch::Tensor, torch::Tensor> apply_rotary_pos_emb_vision(const torch:
                                                                      const torch::Tensor& k,
                                                                      const torch::Tensor& cos,
                                                                      const torch::Tensor& sin) {
-  // Rotation in fp32 even for bf16 activations (§7.3), cos/sin broadcast over heads: [L, 1, hd].
+  // Rotation in fp32 even for bf16 activations (docs/MODEL.md#numerics), cos/sin broadcast over heads: [L, 1, hd].
   auto qf = q.to(torch::kFloat), kf = k.to(torch::kFloat);
   auto c = cos.unsqueeze(-2).to(torch::kFloat), s = sin.unsqueeze(-2).to(torch::kFloat);
   auto qe = qf * c + rotate_half(qf) * s;

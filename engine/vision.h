@@ -1,6 +1,6 @@
 // Qwen3-VL vision tower (`model.visual`): patch embed + resampled learned position table + ViT blocks
 // with 2-D RoPE and per-image block-diagonal attention + 2x2 patch merger + DeepStack mergers.
-// Spec: shared/spec/qwen3vl.md §2 (architecture), §4 (tensor names), §7 (numerics).
+// Facts: docs/MODEL.md#vision-tower, #weight-names, #numerics.
 //
 // Every registered submodule / parameter name equals the HF checkpoint name, so that
 // named_parameters() yields `patch_embed.proj.weight`, `pos_embed.weight`, `blocks.{i}.attn.qkv.weight`,
@@ -98,7 +98,7 @@ class Qwen3VLVisionModelImpl : public torch::nn::Module {
  public:
   explicit Qwen3VLVisionModelImpl(const VisionConfig& c);
 
-  // pixel_values: [L, C·T·P·P] (f32 from the processor, rows in merge-window order, §5.4);
+  // pixel_values: [L, C·T·P·P] (f32 from the processor, rows in merge-window order, docs/MODEL.md#image-preprocessing);
   // grid_thw: [N, 3] int64 (t, h, w) per item, h and w multiples of m. Runs in the weights' dtype
   // on the weights' device.
   VisionOutput forward(const torch::Tensor& pixel_values, const torch::Tensor& grid_thw);
@@ -107,9 +107,9 @@ class Qwen3VLVisionModelImpl : public torch::nn::Module {
 
   // ---- pieces of forward, public for tests and probes ----
   // Bilinear (align_corners=True) resample of the G×G pos_embed table to each item's h×w, repeated
-  // over t and put in merge-window order: [L, Dv] in the table's dtype/device (§2.2).
+  // over t and put in merge-window order: [L, Dv] in the table's dtype/device (docs/MODEL.md#vision-tower).
   torch::Tensor fast_pos_embed_interpolate(const torch::Tensor& grid_thw);
-  // Per-token RoPE angles [L, hd/2] fp32 on the weights' device: [row·inv_freq | col·inv_freq] (§2.3).
+  // Per-token RoPE angles [L, hd/2] fp32 on the weights' device: [row·inv_freq | col·inv_freq] (docs/MODEL.md#vision-tower).
   torch::Tensor rot_pos_emb(const torch::Tensor& grid_thw);
   // inv_freq[k] = 1 / 10000^(2k/(hd/2)), k < hd/4, fp32 on CPU.
   torch::Tensor inv_freq() const;

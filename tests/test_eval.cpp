@@ -436,3 +436,22 @@ TEST(EvalEndToEnd, RunsGiveMeanAndSpread) {
 }
 
 }  // namespace
+
+// A file with no usable item is an error naming it (exit 1), not an empty report (n=0, exit 0).
+TEST(EvalEndToEnd, NoUsableItemIsAnErrorNamingTheFile) {
+  const std::string bin = pvm_bin();
+  if (bin.empty()) GTEST_SKIP() << "pvm binary not found next to the test (set PVM_BIN)";
+  auto dir = pvm::testing::temp_dir("eval_empty");
+  write_file(dir + "/empty.jsonl", "");
+  write_file(dir + "/header_only.tsv", row(kHeader));
+  // Every row without an image: VLMEvalKit skips such rows, which leaves nothing.
+  write_file(dir + "/no_images.tsv",
+             row(kHeader) + row({"1", "Q?", "nan", "a", "b", "nan", "nan", "A", "c", "l2", "", "dev"}));
+  for (const char* f : {"empty.jsonl", "header_only.tsv", "no_images.tsv"}) {
+    const std::string path = dir + "/" + f, err = dir + "/err.txt";
+    auto [rc, out] = run(bin + " eval --data " + path + " --model " + dir + "/no_model --json --quiet", err);
+    EXPECT_EQ(rc, 1) << f << ": " << out;
+    EXPECT_NE(read_file(err).find(path), std::string::npos) << f << ": " << read_file(err);
+    EXPECT_EQ(out.find("\"n\""), std::string::npos) << f << ": " << out;
+  }
+}

@@ -1,4 +1,4 @@
-// Image loading and Qwen3-VL preprocessing (spec/qwen3vl.md §5).
+// Image loading and Qwen3-VL preprocessing (docs/MODEL.md#image-preprocessing).
 #include <gtest/gtest.h>
 #include <stb_image_write.h>
 #include <sys/stat.h>
@@ -157,7 +157,7 @@ pvm::PreprocessorConfig no_resize_cfg() {
 }  // namespace
 
 // ------------------------------------------------------------------------------------------------
-// smart_resize — expected values are the worked examples of spec §5.2, not outputs of our code.
+// smart_resize — expected values are the worked examples of docs/MODEL.md#image-preprocessing, not outputs of our code.
 // ------------------------------------------------------------------------------------------------
 
 TEST(SmartResize, SpecWorkedExamples) {
@@ -215,12 +215,12 @@ TEST(SmartResize, ZeroPixelsAndAspectRatioAreErrors) {
 }
 
 // ------------------------------------------------------------------------------------------------
-// Pixel values layout (spec §5.4), frame duplication, normalization
+// Pixel values layout (docs/MODEL.md#image-preprocessing step 6), frame duplication, normalization
 // ------------------------------------------------------------------------------------------------
 
 TEST(Preprocess, FlatteningOrderMatchesSpecFormula) {
   // 64 x 96 is already a multiple of 32: no resize, so pixel_values must be exactly the normalized
-  // pixels in the spec's order. Each pixel encodes its coordinates.
+  // pixels in the documented order. Each pixel encodes its coordinates.
   const int H = 64, W = 96;
   auto px = [](int y, int x) {
     return std::array<uint8_t, 3>{uint8_t(y), uint8_t(x), uint8_t((y * 7 + x * 3) % 256)};

@@ -41,7 +41,7 @@ torch::Tensor random_pixels(const std::vector<std::array<int64_t, 3>>& grids, ui
 }  // namespace
 
 TEST(RopeIndex, SpecWorkedExample448) {
-  // Spec 3.4: 448x448 image -> grid (1,28,28) -> 196 tokens after 4 text tokens.
+  // docs/MODEL.md#position-ids: 448x448 image -> grid (1,28,28) -> 196 tokens after 4 text tokens.
   auto c = preset_config("qwen3-vl-2b");
   std::vector<int64_t> ids{151644, 872, 198, c.vision_start_token_id};
   for (int i = 0; i < 196; ++i) ids.push_back(c.image_token_id);

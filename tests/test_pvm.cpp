@@ -104,7 +104,7 @@ TEST(Pvm, BlockMatchesAnExplicitComputation) {
   auto h = torch::randn({1, 3, 64}, torch::kDouble).to(torch::kFloat);
   auto vis = torch::randn({1, 5, 64});
   auto out = b->forward(h, b->make_memory(vis, torch::Tensor()), torch::Tensor());
-  // explicit, in double, straight from the spec's equations
+  // explicit, in double, straight from the equations of docs/MODEL.md#pvm
   auto D = [](const torch::Tensor& t) { return t.to(torch::kDouble); };
   auto rms = [](const torch::Tensor& x, const torch::Tensor& w) {
     return x * torch::rsqrt(x.pow(2).mean(-1, true) + 1e-6) * w;

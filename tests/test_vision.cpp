@@ -1,5 +1,5 @@
 // Qwen3-VL vision tower tests on a tiny config. References here are written independently of
-// engine/vision.cpp: plain loops and double-precision matmuls, following shared/spec/qwen3vl.md §2.
+// engine/vision.cpp: plain loops and double-precision matmuls, following docs/MODEL.md#vision-tower.
 #include <gtest/gtest.h>
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -143,7 +143,7 @@ struct RefOut {
   std::vector<torch::Tensor> deepstack;
 };
 
-// The whole tower, written from the spec with loops and matmuls in double.
+// The whole tower, written from docs/MODEL.md with loops and matmuls in double.
 RefOut naive_forward(pvm::Qwen3VLVisionModel& model, const torch::Tensor& pixels,
                      const std::vector<std::array<int64_t, 3>>& grid) {
   const auto c = tiny_config();
@@ -221,7 +221,7 @@ TEST(Vision, ParameterNamesAndShapesMatchCheckpointTable) {
   const auto c = tiny_config();
   pvm::Qwen3VLVisionModel m(c);
   const int64_t Dv = 32, I = 64, Dm = 4 * Dv, H = 48;
-  // Spec §4 table, in HF registration order.
+  // docs/MODEL.md#weight-names, in HF registration order.
   std::vector<std::pair<std::string, std::vector<int64_t>>> want = {
       {"patch_embed.proj.weight", {Dv, 3, 2, 4, 4}}, {"patch_embed.proj.bias", {Dv}},
       {"pos_embed.weight", {64, Dv}}};

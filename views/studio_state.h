@@ -117,11 +117,6 @@ struct LoadRequest {
   std::string adapter;          // optional PVM adapter folder loaded after the model
 };
 
-struct HypFit {
-  double c = 0, t0 = 0, r2 = 0;
-  int64_t n = 0;
-};
-
 class Engine {
  public:
   virtual ~Engine() = default;
@@ -136,8 +131,6 @@ class Engine {
   virtual void sync(UiState& ui) = 0;
   // Merged patch grid the loaded (or default) processor gives an image of this size.
   virtual GridInfo grid_for(int width, int height) const = 0;
-  // y ~ c / (t + t0) by least squares (engine/probes.h fit_hyperbolic).
-  virtual HypFit fit_hyperbolic(const std::vector<double>& t, const std::vector<double>& y) const = 0;
 };
 
 // Everything a view may need, handed to every view at construction.

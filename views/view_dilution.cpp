@@ -13,6 +13,14 @@ DilutionView::DilutionView(StudioContext& ctx) : View("Dilution", Slot::CenterBo
   plot_.set_axis_labels("generated token t", "attention mass on image tokens");
 }
 
+DilutionCurves DilutionView::dilution_curves(const SideData& sd) {
+  size_t layers = 0;
+  for (const auto& t : sd.tokens) layers = std::max(layers, t.mass.size());
+  DilutionCurves cv{int64_t(layers)};
+  for (size_t i = 0; i < sd.tokens.size(); ++i) cv.add(int64_t(i), sd.tokens[i].mass, sd.tokens[i].mass_nosink);
+  return cv;
+}
+
 void DilutionView::rebuild(bool with_fit) {
   const UiState& ui = *ctx_.ui;
   plot_.clear_series();
@@ -40,15 +48,11 @@ void DilutionView::rebuild(bool with_fit) {
       return y;
     };
     const char* sn = s ? "PVM" : "baseline";
-    // The mean of layers: drawn thick, and what the fit uses.
+    // The mean of layers: drawn thick, and what the fit uses. Computed by the engine's analysis,
+    // the same code as `pvm dilution` (one answer: the mean over this answer's layers).
+    const DilutionCurve mc = dilution_curves(sd).curve(DilutionCurves::kMeanOfLayers, nosink);
     std::vector<float> mean(n, NAN);
-    for (size_t i = 0; i < n; ++i) {
-      const auto& m = nosink ? sd.tokens[i].mass_nosink : sd.tokens[i].mass;
-      if (m.empty()) continue;
-      double a = 0;
-      for (float v : m) a += v;
-      mean[i] = float(a / m.size());
-    }
+    for (size_t k = 0; k < mc.t.size(); ++k) mean[size_t(mc.t[k]) - 1] = float(mc.y[k]);
     if (head_layer >= 0) {
       int H = 0;
       for (const auto& t : sd.tokens)
@@ -92,13 +96,9 @@ void DilutionView::rebuild(bool with_fit) {
     plot_.add_series(std::move(ms));
     if (with_fit && n >= 3) {
       // At most ~4k points: the fit is a 1-D search, and this runs on the UI thread.
-      const size_t stride = std::max<size_t>(1, n / 4096);
-      std::vector<double> t, y;
-      for (size_t i = 0; i < n; i += stride)
-        if (std::isfinite(mean[i])) t.push_back(double(i + 1)), y.push_back(mean[i]);
-      fit_[s] = ctx_.engine ? ctx_.engine->fit_hyperbolic(t, y) : HypFit{};
+      fit_[s] = fit_dilution(mc, 4096).hyperbolic;
     } else if (n < 3) {
-      fit_[s] = HypFit{};
+      fit_[s] = HyperbolicFit{};
     }
     if (show_fit && fit_[s].n >= 3) {
       PlotSeries fs;

@@ -1,11 +1,12 @@
 // Dilution view: visual attention mass against the generated position, baseline and PVM overlaid:
 // the mean of layers, every layer, or picked layers; per head of one layer on demand; with or
 // without sink tokens; smoothing; linear or log axes; the c/(t+t0) least-squares fit of each side's
-// mean. Grows live while tokens stream (rebuilt at most every 0.25 s, the fit every second).
+// mean (engine/base/dilution.h, the same code as `pvm dilution`). Grows live while tokens stream (rebuilt at most every 0.25 s, the fit every second).
 #pragma once
 #include <string>
 #include <vector>
 
+#include "engine/base/dilution.h"
 #include "views/plot.h"
 #include "views/studio_state.h"
 #include "views/view.h"
@@ -19,7 +20,9 @@ class DilutionView : public View {
   Plot& plot() { return plot_; }
   // Rebuilds the series from the UI state now (the bench and tests call it directly).
   void rebuild(bool with_fit);
-  HypFit fit(int side) const { return fit_[side]; }
+  HyperbolicFit fit(int side) const { return fit_[side]; }
+  // One side's answer as the engine's dilution analysis sees it (token i at step i).
+  static DilutionCurves dilution_curves(const SideData& sd);
 
   enum LayerMode { Mean = 0, All = 1, Picked = 2 };
   int layer_mode = Mean;
@@ -32,7 +35,7 @@ class DilutionView : public View {
  private:
   StudioContext& ctx_;
   Plot plot_;
-  HypFit fit_[2];
+  HyperbolicFit fit_[2];
   // What the series were built from: rebuild when any of it changes.
   uint64_t built_run_ = ~0ull;
   size_t built_n_[2] = {0, 0};

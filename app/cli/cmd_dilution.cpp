@@ -1,319 +1,74 @@
 // pvm dilution: visual attention mass vs generated position, baseline (PVM off) vs PVM, with
-// c/(t+t0) and power-law fits and PNG plots (spec sections 7 and 8).
-#include <algorithm>
+// c/(t+t0) and power-law fits and PNG plots. The experiment and its analysis are engine/dilution.h;
+// this file parses options and reports progress.
 #include <atomic>
-#include <cctype>
 #include <chrono>
-#include <cmath>
 #include <csignal>
 #include <cstdio>
-#include <filesystem>
-#include <map>
 
 #include "app/cli/command.h"
 #include "engine/base/cli_args.h"
 #include "engine/base/error.h"
-#include "engine/base/fs_util.h"
-#include "engine/device.h"
-#include "engine/image_write.h"
-#include "engine/pipeline.h"
-#include "engine/plot_png.h"
+#include "engine/dilution.h"
 #include "engine/probes.h"
-#include "engine/pvm.h"
-
-namespace fs = std::filesystem;
 
 namespace {
 
 std::atomic<bool> g_cancel{false};
 void on_sigint(int) { g_cancel = true; }
 
-std::vector<std::string> collect_images(const std::vector<std::string>& args) {
-  std::vector<std::string> out;
-  auto is_image = [](const fs::path& p) {
-    auto e = p.extension().string();
-    std::transform(e.begin(), e.end(), e.begin(), ::tolower);
-    return e == ".png" || e == ".jpg" || e == ".jpeg" || e == ".bmp" || e == ".gif" || e == ".ppm" || e == ".pgm";
-  };
-  for (auto& a : args) {
-    if (fs::is_directory(a)) {
-      std::vector<std::string> d;
-      for (auto& e : fs::directory_iterator(a))
-        if (e.is_regular_file() && is_image(e.path())) d.push_back(e.path().string());
-      std::sort(d.begin(), d.end());
-      if (d.empty()) throw pvm::Error("--images " + a + ": the folder holds no .png/.jpg/.bmp/.gif/.ppm images");
-      out.insert(out.end(), d.begin(), d.end());
-    } else if (fs::is_regular_file(a)) {
-      out.push_back(a);
-    } else {
-      throw pvm::Error("--images " + a + ": no such file or folder");
-    }
-  }
-  if (out.empty()) throw pvm::Error("missing --images DIR|FILE");
-  return out;
-}
-
-struct Row {
-  size_t image;
-  int64_t step, layer;
-  float mass, nosink;
-};
-
-std::string fmt(double v) {
-  char b[40];
-  std::snprintf(b, sizeof b, "%.8g", v);
-  return b;
-}
-
-// Where the model looks at a few positions (1, 4, 16, 64, ... and the last token): the backbone's
-// attention (mean over layers) and, in the PVM run, the PVM read-out (mean over PVM layers).
-void write_heatmaps(const pvm::ProbeRecorder& rec, const pvm::ImageRGB& img, const std::string& out_dir,
-                    const std::string& run_name, size_t ii) {
-  std::vector<size_t> picks;
-  for (size_t s = 1; s <= rec.tokens().size(); s *= 4) picks.push_back(s - 1);
-  if (picks.back() != rec.tokens().size() - 1) picks.push_back(rec.tokens().size() - 1);
-  for (size_t i : picks) {
-    auto save = [&](const torch::Tensor& g, const std::string& kind, const std::string& what) {
-      auto c = g.contiguous();
-      std::vector<float> v(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
-      auto png = pvm::render_heatmap_overlay(img, v, (int)g.size(0), (int)g.size(1),
-                                             run_name + " " + what + " t=" + std::to_string(i + 1));
-      pvm::write_png((fs::path(out_dir) / (kind + "_" + run_name + "_" + std::to_string(ii) + "_t" +
-                                           std::to_string(i + 1) + ".png")).string(), png);
-    };
-    save(rec.heatmap(i, -1, 0), "heatmap", "backbone attn");
-    if (!rec.tokens()[i].pvm.empty() && !rec.tokens()[i].pvm[0].attn.empty())
-      save(rec.pvm_heatmap(i, -1, 0), "pvm_heatmap", "PVM attn");
-  }
-}
-
 int run(const std::vector<std::string>& argv) {
   pvm::cli::Args a(argv,
                    {"--model", "--pvm", "--images", "--prompt-preset", "--prompt", "--max-new-tokens", "--out",
                     "--dtype", "--device", "--tokenizer", "--sink-k"},
                    {"--stop-at-eos", "--quiet", "--heatmaps", "--logit-lens"});
-  std::string model_dir = a.get("--model", pvm::default_model_dir());
-  if (model_dir.empty()) throw pvm::Error("no --model given and the default model (assets/default-model) is not present");
-  const std::string out_dir = a.require("--out");
+  pvm::model_dir_or_default(a.get("--model"));  // that error first, as before the options below
+  pvm::DilutionOptions o;
+  o.out_dir = a.require("--out");
   auto img_args = a.all("--images");
   for (auto& p : a.positional()) img_args.push_back(p);  // --images a.png b.png
-  auto images = collect_images(img_args);
-  const int64_t max_new = a.get_int("--max-new-tokens", 256);
-  if (max_new < 2 || max_new > 1 << 20) throw pvm::Error("--max-new-tokens must be in 2..1048576");
+  o.images = pvm::collect_images(img_args);
+  o.max_new_tokens = a.get_int("--max-new-tokens", 256);
+  if (o.max_new_tokens < 2 || o.max_new_tokens > 1 << 20) throw pvm::Error("--max-new-tokens must be in 2..1048576");
   const int64_t sink_k = a.get_int("--sink-k", 0);
   if (sink_k < 0 || sink_k > 1 << 20) throw pvm::Error("--sink-k must be >= 0 (0 = 1% of the visual tokens)");
+  o.sink_k = (int)sink_k;
   const bool quiet = a.has("--quiet");
-  const bool heatmaps = a.has("--heatmaps");
-  const bool lens = a.has("--logit-lens");
-  std::string prompt = a.has("--prompt") ? a.get("--prompt") : pvm::load_prompt_preset(a.get("--prompt-preset", "blind-painter"));
+  o.heatmaps = a.has("--heatmaps");
+  o.logit_lens = a.has("--logit-lens");
+  o.stop_at_eos = a.has("--stop-at-eos");
+  o.prompt = a.has("--prompt") ? a.get("--prompt") : pvm::load_prompt_preset(a.get("--prompt-preset", "blind-painter"));
 
-  auto dev = pvm::parse_device(a.get("--device", "auto"));
-  pvm::LoadOptions lo;
-  lo.device = dev;
-  lo.dtype = pvm::parse_dtype(a.get("--dtype", "auto"), dev);
-  if (!quiet) std::fprintf(stderr, "loading %s (%s, %s)...\n", model_dir.c_str(), dev.str().c_str(), pvm::dtype_name(lo.dtype).c_str());
-  auto pipe = pvm::Pipeline::open(model_dir, lo, a.get("--tokenizer"));
-  auto& m = pipe.model.model;
-  if (a.has("--pvm")) pvm::load_pvm_adapter(*m, a.get("--pvm"));
-  std::vector<std::string> runs{"baseline"};
-  if (m->config().has_pvm()) runs.push_back("pvm");
-  fs::create_directories(out_dir);
+  auto pipe = pvm::open_pipeline(pvm::cli::open_options(a, quiet));
+  const size_t n_runs = pipe.model.model->config().has_pvm() ? 2 : 1;
   std::signal(SIGINT, on_sigint);
+  o.cancel = &g_cancel;
 
-  const int64_t L = m->config().text.num_hidden_layers;
-  std::map<std::string, std::vector<Row>> rows;
-  // logit lens per run: "image,step,first_layer,kl_0..kl_{L-1}" lines, and sums per step
-  std::map<std::string, std::string> lens_csv;
-  std::map<std::string, std::vector<double>> lens_sum, lens_cnt;
-  const int64_t total = (int64_t)(runs.size() * images.size()) * max_new;
+  const int64_t total = (int64_t)(n_runs * o.images.size()) * o.max_new_tokens;
   int64_t done_tokens = 0;
-  auto t_start = std::chrono::steady_clock::now();
-  for (auto& run_name : runs) {
-    for (size_t ii = 0; ii < images.size() && !g_cancel; ++ii) {
-      pvm::PromptSpec spec;
-      spec.text = prompt;
-      spec.image_paths = {images[ii]};
-      auto prep = pipe.prepare(spec);
-      auto& req = prep.request;
-      req.max_new_tokens = max_new;
-      req.sampling = pvm::SamplingParams{};  // greedy
-      req.pvm = run_name == "pvm";
-      if (!a.has("--stop-at-eos")) req.stop_ids = {-1};  // measure the full length
-      req.cancel = &g_cancel;
-      pvm::ProbeOptions opt;
-      opt.pvm = req.pvm;
-      opt.sink_k = (int)sink_k;
-      opt.heatmap = heatmaps;
-      opt.logit_lens = lens;
-      pvm::ProbeRecorder rec(m, pvm::visual_positions(req.prompt_ids, m->config().image_token_id), opt, req.grids,
-                             m->config().vision.spatial_merge_size);
-      auto t_run = std::chrono::steady_clock::now();
-      rec.on_probe = [&](const pvm::TokenProbe& t) {
-        ++done_tokens;
-        if (quiet || (t.step + 1) % 16 != 0) return;
-        double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
-        double run_el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_run).count();
-        double rate = done_tokens / std::max(el, 1e-9);
-        std::fprintf(stderr, "\r[%s %zu/%zu] token %lld/%lld  %.1f tokens/s  ETA %.0f s   ", run_name.c_str(), ii + 1,
-                     images.size(), (long long)t.step + 1, (long long)max_new, (t.step + 1) / std::max(run_el, 1e-9),
-                     (total - done_tokens) / std::max(rate, 1e-9));
-        std::fflush(stderr);
-      };
-      rec.attach(req);
-      pvm::generate(m, req);
-      for (auto& t : rec.tokens())
-        for (int64_t l = 0; l < (int64_t)t.mass.size(); ++l)
-          rows[run_name].push_back({ii, t.step, l, t.mass[l], t.mass_nosink.empty() ? t.mass[l] : t.mass_nosink[l]});
-      if (lens) {
-        auto& sum = lens_sum[run_name];
-        auto& cnt = lens_cnt[run_name];
-        sum.resize(max_new, 0.0), cnt.resize(max_new, 0.0);
-        for (auto& t : rec.tokens()) {
-          std::string line = fs::path(images[ii]).filename().string() + "," + std::to_string(t.step) + "," +
-                             std::to_string(t.lens_first_layer);
-          for (float k : t.lens_kl) line += "," + fmt(k);
-          lens_csv[run_name] += line + "\n";
-          if (t.step < max_new && t.lens_first_layer >= 0) sum[t.step] += (double)t.lens_first_layer, cnt[t.step] += 1;
-        }
-      }
-      rec.write_jsonl((fs::path(out_dir) / ("probes_" + run_name + "_" + std::to_string(ii) + ".jsonl")).string());
-      if (heatmaps && !rec.tokens().empty()) write_heatmaps(rec, pvm::load_image(images[ii]), out_dir, run_name, ii);
-    }
-  }
+  const auto t_start = std::chrono::steady_clock::now();
+  auto t_run = t_start;
+  o.on_token = [&](const std::string& run_name, size_t ii, int64_t step) {
+    ++done_tokens;
+    if (step == 0) t_run = std::chrono::steady_clock::now();
+    if (quiet || (step + 1) % 16 != 0) return;
+    double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+    double run_el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_run).count();
+    double rate = done_tokens / std::max(el, 1e-9);
+    std::fprintf(stderr, "\r[%s %zu/%zu] token %lld/%lld  %.1f tokens/s  ETA %.0f s   ", run_name.c_str(), ii + 1,
+                 o.images.size(), (long long)step + 1, (long long)o.max_new_tokens, (step + 1) / std::max(run_el, 1e-9),
+                 (total - done_tokens) / std::max(rate, 1e-9));
+    std::fflush(stderr);
+  };
+  const pvm::DilutionResult res = pvm::run_dilution(pipe, o);
   if (!quiet) std::fprintf(stderr, "\n");
   if (g_cancel) std::fprintf(stderr, "interrupted: writing what was measured\n");
-
-  // CSVs, per-step means (over images) per layer, fits
-  std::string fits = "run,layer,series,c,t0,r2_hyperbolic,power_a,power_k,r2_power,points\n";
-  std::vector<pvm::PlotSeries> plot_series, plot_nosink, plot_loglog;
-  std::vector<std::vector<pvm::PlotSeries>> plot_layers(runs.size());
-  const std::array<std::array<uint8_t, 3>, 2> colors{{{31, 119, 180}, {214, 39, 40}}};
-  for (size_t r = 0; r < runs.size(); ++r) {
-    auto& rs = rows[runs[r]];
-    std::string csv = "image,step,layer,mass,mass_nosink\n";
-    for (auto& x : rs)
-      csv += fs::path(images[x.image]).filename().string() + "," + std::to_string(x.step) + "," +
-             std::to_string(x.layer) + "," + fmt(x.mass) + "," + fmt(x.nosink) + "\n";
-    pvm::atomic_write_file((fs::path(out_dir) / ("mass_" + runs[r] + ".csv")).string(), csv);
-    // sums[layer or L = all layers][step]
-    std::vector<std::vector<double>> sum(L + 1, std::vector<double>(max_new, 0)), sum_ns = sum, cnt = sum;
-    for (auto& x : rs) {
-      for (int64_t l : {x.layer, L}) {
-        sum[l][x.step] += x.mass, sum_ns[l][x.step] += x.nosink, cnt[l][x.step] += 1;
-      }
-    }
-    for (int64_t l = 0; l <= L; ++l) {
-      for (int which = 0; which < 2; ++which) {
-        std::vector<double> t, y;
-        for (int64_t s = 0; s < max_new; ++s)
-          if (cnt[l][s] > 0) t.push_back((double)s + 1), y.push_back((which ? sum_ns : sum)[l][s] / cnt[l][s]);
-        auto h = pvm::fit_hyperbolic(t, y);
-        auto p = pvm::fit_power_law(t, y);
-        fits += runs[r] + "," + (l == L ? std::string("mean") : std::to_string(l)) + "," +
-                (which ? "mass_nosink" : "mass") + "," + fmt(h.c) + "," + fmt(h.t0) + "," + fmt(h.r2) + "," +
-                fmt(p.a) + "," + fmt(p.k) + "," + fmt(p.r2) + "," + std::to_string(h.n) + "\n";
-        if (l < L && which == 0 && !t.empty()) {
-          pvm::PlotSeries s;
-          s.label = "layer " + std::to_string(l);
-          s.x = t, s.y = y, s.thickness = 1;
-          // dark blue (first layer) to orange (last layer)
-          double u = L > 1 ? (double)l / (L - 1) : 0;
-          s.color = {(uint8_t)(20 + 220 * u), (uint8_t)(60 + 80 * u), (uint8_t)(160 - 140 * u)};
-          plot_layers[r].push_back(s);
-        }
-        if (l == L && which == 0 && !t.empty()) {
-          pvm::PlotSeries s;
-          s.label = runs[r];
-          s.x = t, s.y = y, s.color = colors[r % 2];
-          plot_loglog.push_back(s);
-          pvm::PlotSeries f;
-          f.label = runs[r] + " power law k=" + fmt(std::round(p.k * 1000) / 1000);
-          f.x = t, f.color = colors[r % 2], f.dotted = true, f.thickness = 1;
-          for (double v : t) f.y.push_back(p.a * std::pow(v, -p.k));
-          plot_loglog.push_back(f);
-          pvm::PlotSeries h2;
-          h2.label = runs[r] + " c/(t+t0)";
-          h2.x = t, h2.color = colors[r % 2], h2.dashed = true, h2.thickness = 1;
-          for (double v : t) h2.y.push_back(h.c / (v + h.t0));
-          plot_loglog.push_back(h2);
-        }
-        if (l == L && which == 1 && !t.empty()) {
-          pvm::PlotSeries s;
-          s.label = runs[r] + " (sinks excluded)";
-          s.x = t, s.y = y, s.color = colors[r % 2];
-          plot_nosink.push_back(s);
-        }
-        if (l == L && which == 0 && !t.empty()) {
-          pvm::PlotSeries s;
-          s.label = runs[r];
-          s.x = t, s.y = y, s.color = colors[r % 2];
-          plot_series.push_back(s);
-          pvm::PlotSeries f;
-          f.label = runs[r] + " fit c/(t+t0) c=" + fmt(std::round(h.c * 1000) / 1000) + " t0=" + fmt(std::round(h.t0 * 10) / 10);
-          f.x = t, f.color = colors[r % 2], f.dashed = true, f.thickness = 1;
-          for (double v : t) f.y.push_back(h.c / (v + h.t0));
-          plot_series.push_back(f);
-        }
-      }
-    }
-  }
-  pvm::atomic_write_file((fs::path(out_dir) / "fits.csv").string(), fits);
-  pvm::PlotSpec ps;
-  ps.title = "visual attention mass vs position";
-  ps.xlabel = "generated token t";
-  ps.ylabel = "mass (mean over layers, heads, images)";
-  ps.width = 960, ps.height = 560;
-  ps.series = plot_series;
-  pvm::write_line_plot((fs::path(out_dir) / "mass_vs_position.png").string(), ps);
-  ps.title = "visual mass without sink tokens";
-  ps.series = plot_nosink;
-  pvm::write_line_plot((fs::path(out_dir) / "mass_nosink_vs_position.png").string(), ps);
-  ps.title = "visual mass, log-log, with fits";
-  ps.series = plot_loglog;
-  ps.logx = ps.logy = true;
-  pvm::write_line_plot((fs::path(out_dir) / "mass_loglog.png").string(), ps);
-  ps.logx = ps.logy = false;
-  for (size_t r = 0; r < runs.size(); ++r) {
-    ps.title = runs[r] + ": visual mass per layer";
-    ps.ylabel = "mass (mean over heads, images)";
-    ps.series = plot_layers[r];
-    ps.height = std::max(560, 60 + 16 * (int)L + 120);  // room for the legend
-    pvm::write_line_plot((fs::path(out_dir) / ("mass_by_layer_" + runs[r] + ".png")).string(), ps);
-  }
-  if (lens) {
-    // First layer whose top-1 equals the model's own (lower = earlier convergence), in bins of 16 tokens.
-    ps.title = "logit lens: first agreeing layer vs position";
-    ps.ylabel = "first layer agreeing with the output (mean, 16-token bins)";
-    ps.height = 560;
-    ps.series.clear();
-    std::string summary = "run,tokens,mean_first_layer\n";
-    for (size_t r = 0; r < runs.size(); ++r) {
-      std::string head = "image,step,first_layer";
-      for (int64_t l = 0; l < L; ++l) head += ",kl_" + std::to_string(l);
-      pvm::atomic_write_file((fs::path(out_dir) / ("lens_" + runs[r] + ".csv")).string(), head + "\n" + lens_csv[runs[r]]);
-      auto& sum = lens_sum[runs[r]];
-      auto& cnt = lens_cnt[runs[r]];
-      pvm::PlotSeries s;
-      s.label = runs[r];
-      s.color = colors[r % 2];
-      double all = 0, n_all = 0;
-      for (int64_t b = 0; b * 16 < (int64_t)sum.size(); ++b) {
-        double bs = 0, bn = 0;
-        for (int64_t k = b * 16; k < std::min<int64_t>((b + 1) * 16, (int64_t)sum.size()); ++k) bs += sum[k], bn += cnt[k];
-        if (bn > 0) s.x.push_back((double)b * 16 + 8), s.y.push_back(bs / bn);
-        all += bs, n_all += bn;
-      }
-      summary += runs[r] + "," + fmt(n_all) + "," + fmt(n_all > 0 ? all / n_all : NAN) + "\n";
-      ps.series.push_back(s);
-    }
-    pvm::atomic_write_file((fs::path(out_dir) / "lens_summary.csv").string(), summary);
-    pvm::write_line_plot((fs::path(out_dir) / "lens_first_layer.png").string(), ps);
-    std::printf("%s", summary.c_str());
-  }
+  if (o.logit_lens) std::printf("%s", res.lens_summary_csv.c_str());
   if (!quiet)
     std::fprintf(stderr, "wrote %s/{mass_%s.csv,fits.csv,mass_vs_position.png,mass_nosink_vs_position.png,mass_loglog.png,mass_by_layer_*.png} (%zu image(s), %lld tokens per run)\n",
-                 out_dir.c_str(), runs.size() > 1 ? "{baseline,pvm}" : "baseline", images.size(), (long long)max_new);
-  std::printf("%s\n", fits.c_str());
+                 o.out_dir.c_str(), res.runs.size() > 1 ? "{baseline,pvm}" : "baseline", o.images.size(),
+                 (long long)o.max_new_tokens);
+  std::printf("%s\n", res.fits_csv.c_str());
   return 0;
 }
 

@@ -1,7 +1,9 @@
 // pvm eval: a model (with or without PVM) on a VLMEvalKit TSV (MMBench, MMStar, AI2D, SEED, ...) or
 // a JSONL of open questions, scored by rule-only answer extraction (engine/base/answer_extract.h),
-// with a per-item JSONL log that an interrupted run resumes from. `pvm eval --task scenes` is the
-// scenes world's evaluation (app/cli/eval_scenes.h).
+// with a per-item JSONL log that an interrupted run resumes from; or, with `--task scenes`, on
+// held-out scenes of the scenes world. Both are engine/eval.h's loop over an item source
+// (DatasetSource, engine/eval_scenes.h ScenesSource); this file parses options, keeps the log and
+// prints the reports.
 //
 // The per-item log (--out FILE.jsonl) is append-only on purpose: its first line records the
 // settings, then one line per (item, run), flushed as soon as the item is done, so a crash loses at
@@ -15,48 +17,27 @@
 #include <csignal>
 #include <cstdio>
 #include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <set>
 
 #include "app/cli/command.h"
-#include "engine/base/answer_extract.h"
 #include "engine/base/cli_args.h"
 #include "engine/base/error.h"
 #include "engine/base/eval_data.h"
 #include "engine/base/fs_util.h"
-#include "engine/device.h"
+#include "engine/eval.h"
+#include "engine/eval_scenes.h"
 #include "engine/pipeline.h"
-#include "engine/pvm.h"
-
-#if __has_include("app/cli/eval_scenes.h")
-#include "app/cli/eval_scenes.h"
-#define PVM_HAVE_SCENES_EVAL 1
-#endif
 
 namespace {
 
 using nlohmann::json;
 namespace ev = pvm::eval;
-namespace ans = pvm::answers;
+namespace sc = pvm::scenes;
 
 std::atomic<bool> g_cancel{false};
 void on_sigint(int) { g_cancel = true; }
-
-// Output-length buckets (generated tokens, stop token excluded).
-const char* const kBuckets[] = {"<64", "64-255", "256-1024", ">1024"};
-int bucket_of(int64_t tokens) { return tokens < 64 ? 0 : tokens < 256 ? 1 : tokens <= 1024 ? 2 : 3; }
-
-uint64_t fnv1a(const std::string& s) {
-  uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
-  return h;
-}
-uint64_t splitmix(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
 
 std::string fmt_duration(double s) {
   if (!std::isfinite(s) || s < 0) return "?";
@@ -115,144 +96,6 @@ Log read_log(const std::string& path, bool repair) {
   return lg;
 }
 
-// ---- report ------------------------------------------------------------------------------------
-
-struct Counts {
-  long long n = 0, correct = 0, refusal = 0, none = 0, ambiguous = 0, errors = 0;
-  double tokens = 0;
-  void add(const json& r) {
-    const std::string kind = r.value("kind", "");
-    if (kind == "error") {
-      ++errors;
-      return;
-    }
-    ++n;
-    correct += r.value("correct", false) ? 1 : 0;
-    refusal += kind == "refusal";
-    none += kind == "none";
-    ambiguous += kind == "ambiguous";
-    tokens += r.value("tokens", 0);
-  }
-};
-
-// One group (overall, a category, a length bucket): counts per run, then mean and sample std of the
-// per-run accuracy over the runs that have items in the group.
-json group_stats(const std::vector<Counts>& per_run) {
-  Counts tot;
-  std::vector<double> accs;
-  for (auto& c : per_run) {
-    tot.n += c.n, tot.correct += c.correct, tot.refusal += c.refusal, tot.none += c.none;
-    tot.ambiguous += c.ambiguous, tot.errors += c.errors, tot.tokens += c.tokens;
-    if (c.n > 0) accs.push_back(double(c.correct) / double(c.n));
-  }
-  double mean = 0, sd = 0;
-  for (double a : accs) mean += a / double(accs.size());
-  if (accs.size() > 1) {
-    for (double a : accs) sd += (a - mean) * (a - mean);
-    sd = std::sqrt(sd / double(accs.size() - 1));
-  }
-  json j;
-  j["n"] = tot.n;
-  j["correct"] = tot.correct;
-  j["accuracy"] = accs.empty() ? json(nullptr) : json(mean);
-  j["accuracy_std"] = accs.size() > 1 ? json(sd) : json(nullptr);
-  j["accuracy_per_run"] = accs;
-  auto rate = [&](long long k) { return tot.n ? double(k) / double(tot.n) : 0.0; };
-  j["refusal_rate"] = rate(tot.refusal);
-  j["unextracted_rate"] = rate(tot.none + tot.ambiguous);
-  j["ambiguous_rate"] = rate(tot.ambiguous);
-  j["refusals"] = tot.refusal;
-  j["unextracted"] = tot.none + tot.ambiguous;
-  j["errors"] = tot.errors;
-  j["mean_tokens"] = tot.n ? tot.tokens / double(tot.n) : 0.0;
-  return j;
-}
-
-json build_report(const json& header, const std::vector<json>& recs, const std::vector<ev::EvalItem>& items, int runs) {
-  std::map<std::string, const ev::EvalItem*> by_key;
-  for (auto& it : items) by_key[it.key] = &it;
-  std::vector<Counts> overall(size_t(runs), Counts{});
-  std::map<std::string, std::vector<Counts>> cat, l2, len;
-  std::map<std::string, std::vector<int>> circ;  // MMBench circular groups: index % 1e6 -> per-run all-correct
-  std::map<std::string, std::vector<int>> circ_seen;
-  bool circular = false;
-  for (auto& it : items) {
-    char* end = nullptr;
-    long long v = std::strtoll(it.key.c_str(), &end, 10);
-    if (end && !*end && v >= 1000000) circular = true;
-  }
-  std::set<std::pair<std::string, int>> seen;
-  long long done = 0;
-  for (auto& r : recs) {
-    std::string key = r["index"].is_string() ? r["index"].get<std::string>() : r["index"].dump();
-    int run = r["run"].get<int>();
-    auto f = by_key.find(key);
-    if (f == by_key.end() || run < 0 || run >= runs) continue;  // beyond --limit / --runs
-    if (!seen.insert({key, run}).second) continue;               // duplicates: the first counts
-    ++done;
-    const ev::EvalItem& it = *f->second;
-    overall[size_t(run)].add(r);
-    auto add = [&](std::map<std::string, std::vector<Counts>>& m, const std::string& g) {
-      auto& v = m[g];
-      v.resize(size_t(runs));
-      v[size_t(run)].add(r);
-    };
-    if (!it.category.empty()) add(cat, it.category);
-    if (!it.l2_category.empty()) add(l2, it.l2_category);
-    if (r.value("kind", "") != "error") add(len, kBuckets[bucket_of(r.value("tokens", 0))]);
-    if (circular) {
-      char* end = nullptr;
-      long long v = std::strtoll(key.c_str(), &end, 10);
-      std::string g = std::to_string(v % 1000000);
-      auto& c = circ[g];
-      auto& s = circ_seen[g];
-      c.resize(size_t(runs), 1);
-      s.resize(size_t(runs), 0);
-      s[size_t(run)] += 1;
-      if (!r.value("correct", false)) c[size_t(run)] = 0;
-    }
-  }
-  json rep;
-  rep["scoring"] = "rule-only";
-  for (const char* k : {"data", "model", "pvm_adapter", "pvm_enabled", "prompt_style", "temperature", "top_p", "top_k", "seed",
-                        "max_new_tokens", "system"})
-    if (header.contains(k)) rep[k] = header[k];
-  rep["items"] = items.size();
-  rep["runs"] = runs;
-  rep["done"] = done;
-  rep["expected"] = (long long)items.size() * runs;
-  rep["complete"] = done == (long long)items.size() * runs;
-  rep["overall"] = group_stats(overall);
-  auto groups = [&](std::map<std::string, std::vector<Counts>>& m) {
-    json j = json::object();
-    for (auto& [g, v] : m) j[g] = group_stats(v);
-    return j;
-  };
-  rep["by_category"] = groups(cat);
-  rep["by_l2_category"] = groups(l2);
-  json lj = json::object();
-  for (const char* b : kBuckets) {
-    auto& v = len[b];
-    v.resize(size_t(runs));
-    lj[b] = group_stats(v);
-  }
-  rep["by_length"] = lj;
-  if (circular) {
-    // MMBench's circular evaluation: a question counts only when all its rotations are right.
-    std::vector<double> accs;
-    for (int r = 0; r < runs; ++r) {
-      long long n = 0, ok = 0;
-      for (auto& [g, c] : circ)
-        if (circ_seen[g][size_t(r)] > 0) ++n, ok += c[size_t(r)];
-      if (n) accs.push_back(double(ok) / double(n));
-    }
-    double mean = 0;
-    for (double a : accs) mean += a / double(accs.size());
-    rep["circular"] = {{"groups", circ.size()}, {"accuracy", accs.empty() ? json(nullptr) : json(mean)}, {"accuracy_per_run", accs}};
-  }
-  return rep;
-}
-
 std::string pct(const json& v) {
   if (v.is_null()) return "   -  ";
   char b[32];
@@ -278,24 +121,117 @@ void print_report(const json& rep) {
     if (rep[sec].empty()) continue;
     std::printf("%s:\n", sec + 3);
     if (std::string(sec) == "by_length") {
-      for (const char* b : kBuckets) print_group(std::string(b) + " tokens", rep[sec][b]);
+      for (const char* b : ev::kLengthBuckets) print_group(std::string(b) + " tokens", rep[sec][b]);
     } else {
       for (auto& [k, v] : rep[sec].items()) print_group(k, v);
     }
   }
 }
 
-// ---- the run -----------------------------------------------------------------------------------
+// ---- the scenes world ---------------------------------------------------------------------------
 
-int run_eval(const std::vector<std::string>& argv) {
-  for (auto& s : argv)
-    if (s == "--task" || s.rfind("--task=", 0) == 0) {
-#ifdef PVM_HAVE_SCENES_EVAL
-      return pvm::cli::run_scenes_eval(argv);
-#else
-      throw pvm::Error("--task scenes is not built into this pvm (app/cli/eval_scenes.h missing)");
-#endif
+// Scene i has seed scenes::scene_seed(S, 1, i): the held-out split of `pvm scenes --seed S`.
+int run_scenes(const std::vector<std::string>& argv) {
+  pvm::cli::Args a(argv,
+                   {"--task", "--model", "--pvm", "--count", "--seed", "--objects", "--max-new-tokens", "--qa-per-scene",
+                    "--qa-max-new-tokens", "--out", "--csv", "--device", "--dtype", "--tokenizer"},
+                   {"--json", "--no-pvm", "--textures", "--digits", "--quiet"});
+  if (a.has("--task") && a.get("--task") != "scenes")
+    throw pvm::Error("--task: expected 'scenes', got '" + a.get("--task") + "'");
+  const std::string model_dir = pvm::model_dir_or_default(a.get("--model"));
+  ev::ScenesSettings st;
+  const long long count = a.get_int("--count", 200);
+  if (count < 1 || count > 1000000) throw pvm::Error("--count must be in 1..1000000");
+  const long long seed = a.get_int("--seed", 0);
+  if (seed < 0) throw pvm::Error("--seed must be >= 0");
+  const long long max_new = a.get_int("--max-new-tokens", 768);
+  if (max_new < 1 || max_new > 65536) throw pvm::Error("--max-new-tokens must be in 1..65536");
+  const long long qa_n = a.get_int("--qa-per-scene", 2);
+  if (qa_n < 0 || qa_n > 64) throw pvm::Error("--qa-per-scene must be in 0..64");
+  const long long qa_max_new = a.get_int("--qa-max-new-tokens", 96);
+  if (qa_max_new < 1 || qa_max_new > 65536) throw pvm::Error("--qa-max-new-tokens must be in 1..65536");
+  sc::SceneOptions& opt = st.scene;
+  if (a.has("--objects")) sc::parse_objects_option(a.get("--objects"), opt);
+  opt.textures = a.has("--textures");
+  opt.digits = a.has("--digits");
+  opt.validate("options");
+  st.count = count, st.seed = uint64_t(seed), st.max_new_tokens = max_new;
+  st.qa_per_scene = int(qa_n), st.qa_max_new_tokens = qa_max_new;
+  const bool json_out = a.has("--json"), quiet = a.has("--quiet");
+  const bool use_pvm = !a.has("--no-pvm");
+
+  auto pipe = pvm::open_pipeline(pvm::cli::open_options(a, quiet));
+  // Records are streamed to a temp file and renamed at the end (a killed run leaves no half file).
+  std::unique_ptr<pvm::AtomicWriter> out;
+  if (a.has("--out")) out = std::make_unique<pvm::AtomicWriter>(a.get("--out"));
+
+  ev::ScenesSource src(st);
+  ev::LoopOptions lo;
+  lo.use_pvm = use_pvm;
+  const auto t0 = std::chrono::steady_clock::now();
+  lo.on_record = [&](const json& rec, size_t i, int) {
+    if (out) {
+      std::string line = rec.dump() + "\n";
+      out->write(line.data(), line.size());
     }
+    if (!quiet) {
+      const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      std::fprintf(stderr, "\rscene %lld/%lld: accuracy %.3f (running %.3f), %.0f s, ETA %.0f s   ", (long long)i + 1, count,
+                   rec["grade"]["accuracy"].get<double>(), src.tally().overall.accuracy(), el,
+                   el / double(i + 1) * double(count - (long long)i - 1));
+      if ((long long)i + 1 == count) std::fprintf(stderr, "\n");
+    }
+  };
+  ev::run_eval(pipe, src, lo);
+  if (out) out->commit();
+
+  const ev::ScenesTally& t = src.tally();
+  const ev::PositionStats first3 = t.first3();
+  const long long qa_c = t.qa_correct(), qa_t = t.qa_total();
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  json rep = src.report();
+  rep["model"] = model_dir;
+  rep["pvm_adapter"] = a.get("--pvm");
+  rep["pvm"] = use_pvm;
+  rep["seconds"] = secs;
+  if (a.has("--csv")) pvm::atomic_write_file(a.get("--csv"), src.by_position_csv());
+  if (json_out) {
+    std::printf("%s\n", rep.dump().c_str());
+    return 0;
+  }
+  std::printf("scenes eval: %lld held-out scenes (seed %lld, %d-%d objects), model %s%s\n", count, seed, opt.min_objects,
+              opt.max_objects, model_dir.c_str(),
+              a.has("--pvm") ? (" + PVM " + a.get("--pvm") + (use_pvm ? "" : " (off)")).c_str() : (use_pvm ? "" : " (PVM off)"));
+  std::printf("attribute accuracy: %.4f overall, %.4f on the first 3 objects\n", t.overall.accuracy(), first3.accuracy());
+  auto print_attrs = [&](const char* what, const ev::PositionStats& ps) {
+    std::printf("  %s: shape %.3f, colour %.3f, size %.3f", what, ps.rate(ps.shape), ps.rate(ps.color), ps.rate(ps.size));
+    if (opt.textures) std::printf(", texture %.3f", ps.rate(ps.texture));
+    if (opt.digits) std::printf(", digit %.3f", ps.rate(ps.digit));
+    std::printf("\n");
+  };
+  print_attrs("by attribute, all objects", t.overall);
+  print_attrs("by attribute, first 3 objects", first3);
+  std::printf("objects: %lld, described %lld, missing %lld, hallucinated %lld; count stated right in %lld/%lld; exact %lld/%lld\n",
+              t.overall.objects, t.overall.matched, t.missing, t.hallucinated, t.count_ok, count, t.exact, count);
+  std::printf("generated %.1f tokens per description on average, %lld truncated at --max-new-tokens\n",
+              double(t.gen_tokens) / double(count), t.truncated);
+  std::printf("\n%8s %8s %10s %9s %7s %7s %7s\n", "position", "objects", "described", "accuracy", "shape", "colour", "size");
+  for (auto& [p, ps] : t.by_pos)
+    std::printf("%8d %8lld %10lld %9.4f %7.3f %7.3f %7.3f\n", p, ps.objects, ps.matched, ps.accuracy(), ps.rate(ps.shape),
+                ps.rate(ps.color), ps.rate(ps.size));
+  if (qa_t) {
+    std::printf("\nQA accuracy: %.4f (%lld/%lld)", double(qa_c) / qa_t, qa_c, qa_t);
+    for (auto& [k, v] : t.qa_by_kind)
+      std::printf("; %s %.3f (%lld)", k.c_str(), v.second ? double(v.first) / v.second : 0.0, v.second);
+    std::printf("\n");
+  }
+  std::printf("%.1f s\n", secs);
+  return 0;
+}
+
+// ---- VLMEvalKit TSV / JSONL ---------------------------------------------------------------------
+
+int run_dataset(const std::vector<std::string>& argv) {
   pvm::cli::Args a(argv,
                    {"--data", "--model", "--pvm", "--runs", "--temperature", "--top-p", "--top-k", "--seed",
                     "--max-new-tokens", "--limit", "--out", "--prompt-style", "--system", "--dtype", "--device",
@@ -320,9 +256,13 @@ int run_eval(const std::vector<std::string>& argv) {
   const bool resume = a.has("--resume");
   if (resume && out_path.empty()) throw pvm::Error("--resume needs --out FILE.jsonl (the log to continue)");
   const bool use_pvm = !a.has("--no-pvm");
-  std::string model_dir = a.get("--model", pvm::default_model_dir());
-  if (model_dir.empty()) throw pvm::Error("no --model given and the default model (assets/default-model) is not present");
-  pvm::SamplingParams sp;
+  const std::string model_dir = pvm::model_dir_or_default(a.get("--model"));
+  ev::DatasetSettings ds;
+  ds.style = style;
+  ds.system = a.get("--system");
+  ds.seed = uint64_t(seed);
+  ds.max_new_tokens = max_new;
+  pvm::SamplingParams& sp = ds.sampling;
   sp.do_sample = temp > 0;
   sp.temperature = temp > 0 ? temp : 1.0;
   sp.top_p = top_p;
@@ -334,7 +274,8 @@ int run_eval(const std::vector<std::string>& argv) {
   ev::EvalData data = ev::load_eval_data(data_path);
   if (data.skipped_no_image && !quiet)
     std::fprintf(stderr, "%s: %d rows without an image skipped (as VLMEvalKit does)\n", data_path.c_str(), data.skipped_no_image);
-  std::vector<ev::EvalItem> items = std::move(data.items);
+  ev::DatasetSource src(data_path, std::move(data), ds);  // throws when no item is usable
+  std::vector<ev::EvalItem>& items = src.items();
   if (limit > 0 && (size_t)limit < items.size()) items.resize(size_t(limit));
 
   // Settings that change the answers: a resumed log must have been written with the same ones.
@@ -393,100 +334,40 @@ int run_eval(const std::vector<std::string>& argv) {
   if (!quiet && resume) std::fprintf(stderr, "resuming: %zu item runs done, %lld to go\n", done.size(), todo);
 
   if (todo > 0) {
-    auto dev = pvm::parse_device(a.get("--device", "auto"));
-    pvm::LoadOptions lo;
-    lo.device = dev;
-    lo.dtype = pvm::parse_dtype(a.get("--dtype", "auto"), dev);
-    if (!quiet) std::fprintf(stderr, "loading %s (%s, %s)...\n", model_dir.c_str(), dev.str().c_str(), pvm::dtype_name(lo.dtype).c_str());
-    auto pipe = pvm::Pipeline::open(model_dir, lo, a.get("--tokenizer"));
-    if (a.has("--pvm")) pvm::load_pvm_adapter(*pipe.model.model, a.get("--pvm"));
+    auto pipe = pvm::open_pipeline(pvm::cli::open_options(a, quiet));
     std::signal(SIGINT, on_sigint);
     const bool tty = ::isatty(2);
     const auto t0 = std::chrono::steady_clock::now();
     auto last_print = t0;
     long long n_done = 0, n_correct = 0;
-    for (int run = 0; run < runs && !g_cancel; ++run) {
-      for (size_t k = 0; k < items.size() && !g_cancel; ++k) {
-        const ev::EvalItem& it = items[k];
-        if (done.count({it.key, run})) continue;
-        json rec = {{"index", it.key}, {"run", run}, {"line", it.line}, {"answer", it.answer}};
-        if (!it.category.empty()) rec["category"] = it.category;
-        if (!it.l2_category.empty()) rec["l2_category"] = it.l2_category;
-        if (!it.split.empty()) rec["split"] = it.split;
-        pvm::PromptSpec spec;
-        spec.system = a.get("--system");
-        spec.text = ev::build_prompt(it, style);
-        rec["prompt"] = spec.text;
-        auto t_item = std::chrono::steady_clock::now();
-        try {
-          for (auto& ref : it.images) {
-            if (ref.base64) {
-              std::string bytes = ev::base64_decode(*ref.base64, ref.name);
-              spec.images.push_back(pvm::decode_image(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), ref.name));
-            } else {
-              spec.image_paths.push_back(ref.path);
-            }
-          }
-          auto prep = pipe.prepare(spec);
-          auto& req = prep.request;
-          req.max_new_tokens = max_new;
-          req.sampling = sp;
-          // Per (seed, run, item) so a resumed or reordered run samples the same answers.
-          req.sampling.seed = splitmix(uint64_t(seed) ^ splitmix(uint64_t(run) + 1) ^ fnv1a(it.key));
-          req.pvm = use_pvm;
-          req.cancel = &g_cancel;
-          auto res = pvm::generate(pipe.model.model, req);
-          if (res.finish[0] == "cancelled") break;  // not recorded: redone on --resume
-          std::vector<int64_t> toks = res.tokens[0];
-          if (res.finish[0] == "stop" && !toks.empty()) toks.pop_back();
-          const std::string output = pipe.decode(toks, true);
-          rec["output"] = output;
-          rec["tokens"] = (int64_t)toks.size();
-          rec["finish"] = res.finish[0];
-          if (it.open) {
-            std::string extracted = ans::extract_open(output);
-            bool ok = ans::open_match(output, it.answer);
-            rec["extracted"] = extracted;
-            rec["correct"] = ok;
-            rec["kind"] = ok ? "answer" : (ans::is_refusal(output) ? "refusal" : extracted.empty() ? "none" : "answer");
-            rec["how"] = "open";
-          } else {
-            auto c = ans::extract_choice(output, it.option_texts());
-            rec["extracted"] = c.kind == ans::ChoiceKind::Letter ? json(std::string(1, c.letter)) : json(nullptr);
-            rec["kind"] = ans::kind_name(c.kind);
-            rec["how"] = c.how;
-            rec["correct"] = c.kind == ans::ChoiceKind::Letter && std::string(1, c.letter) == it.answer;
-          }
-        } catch (const pvm::Error& e) {
-          // A broken image in one row: recorded (and counted apart), the evaluation goes on.
-          rec["kind"] = "error";
-          rec["error"] = e.what();
-          rec["correct"] = false;
-          rec["tokens"] = 0;
-          std::fprintf(stderr, "%s%s\n", tty ? "\n" : "", e.what());
-        }
-        rec["ms"] = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_item).count();
-        if (log) {
-          std::string l = rec.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
-          if (std::fwrite(l.data(), 1, l.size(), log) != l.size() || std::fflush(log) != 0)
-            throw pvm::file_error(out_path, "write failed");
-        }
-        records.push_back(rec);
-        done.insert({it.key, run});
-        ++n_done;
-        n_correct += rec["correct"].get<bool>();
-        auto now = std::chrono::steady_clock::now();
-        double el = std::chrono::duration<double>(now - t0).count();
-        double rate = el > 0 ? n_done / el : 0;
-        if (!quiet && (tty || std::chrono::duration<double>(now - last_print).count() >= 10 || n_done == todo)) {
-          std::fprintf(stderr, "%s[eval] %lld/%lld  run %d/%lld  %.2f items/s  ETA %s  acc %.1f%%%s", tty ? "\r" : "",
-                       n_done, todo, run + 1, runs, rate, fmt_duration(rate > 0 ? (todo - n_done) / rate : -1).c_str(),
-                       100.0 * n_correct / n_done, tty ? "   " : "\n");
-          std::fflush(stderr);
-          last_print = now;
-        }
+    ev::LoopOptions lo;
+    lo.runs = int(runs);
+    lo.use_pvm = use_pvm;
+    lo.cancel = &g_cancel;
+    lo.done = [&](const std::string& key, int run) { return done.count({key, run}) > 0; };
+    lo.on_record = [&](const json& rec, size_t k, int run) {
+      if (rec.value("kind", "") == "error") std::fprintf(stderr, "%s%s\n", tty ? "\n" : "", rec.value("error", "").c_str());
+      if (log) {
+        std::string l = rec.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+        if (std::fwrite(l.data(), 1, l.size(), log) != l.size() || std::fflush(log) != 0)
+          throw pvm::file_error(out_path, "write failed");
       }
-    }
+      records.push_back(rec);
+      done.insert({items[k].key, run});
+      ++n_done;
+      n_correct += rec["correct"].get<bool>();
+      auto now = std::chrono::steady_clock::now();
+      double el = std::chrono::duration<double>(now - t0).count();
+      double rate = el > 0 ? n_done / el : 0;
+      if (!quiet && (tty || std::chrono::duration<double>(now - last_print).count() >= 10 || n_done == todo)) {
+        std::fprintf(stderr, "%s[eval] %lld/%lld  run %d/%lld  %.2f items/s  ETA %s  acc %.1f%%%s", tty ? "\r" : "",
+                     n_done, todo, run + 1, runs, rate, fmt_duration(rate > 0 ? (todo - n_done) / rate : -1).c_str(),
+                     100.0 * n_correct / n_done, tty ? "   " : "\n");
+        std::fflush(stderr);
+        last_print = now;
+      }
+    };
+    ev::run_eval(pipe, src, lo);
     if (!quiet && tty) std::fprintf(stderr, "\n");
   }
   // The report reads the records back from the log (so old and new runs count alike).
@@ -494,7 +375,7 @@ int run_eval(const std::vector<std::string>& argv) {
     std::fflush(log);
     records = read_log(out_path, false).records;
   }
-  json rep = build_report(header, records, items, int(runs));
+  json rep = ev::dataset_report(header, records, items, int(runs));
   if (!out_path.empty()) rep["log"] = out_path;
   if (json_out)
     std::printf("%s\n", rep.dump(1, ' ', false, json::error_handler_t::replace).c_str());
@@ -507,11 +388,20 @@ int run_eval(const std::vector<std::string>& argv) {
   return 0;
 }
 
+int run_eval(const std::vector<std::string>& argv) {
+  for (auto& s : argv)
+    if (s == "--task" || s.rfind("--task=", 0) == 0) return run_scenes(argv);
+  return run_dataset(argv);
+}
+
 }  // namespace
 
 PVM_COMMAND("eval", "rule-only accuracy on a VLMEvalKit TSV or a JSONL of open questions (or --task scenes)",
             "--data FILE.tsv|FILE.jsonl [--model DIR] [--pvm ADAPTER] [--no-pvm] [--runs N --temperature T "
             "--top-p P --top-k K --seed S] [--max-new-tokens N] [--limit N] [--prompt-style dataset|qwen3vl] "
             "[--system TEXT] [--out FILE.jsonl [--resume]] [--dtype D] [--device D] [--tokenizer FILE] [--json] "
-            "[--quiet]\n  or: pvm eval --task scenes ... (see app/cli/eval_scenes.h)",
+            "[--quiet]\n  or: pvm eval --task scenes [--model DIR] [--pvm ADAPTER] [--no-pvm] [--count N] [--seed S] "
+            "[--objects MIN-MAX] [--textures] [--digits] [--max-new-tokens N] [--qa-per-scene K] "
+            "[--qa-max-new-tokens N] [--device D] [--dtype T] [--tokenizer FILE] [--json] [--out FILE.jsonl] "
+            "[--csv FILE.csv] [--quiet]",
             run_eval);

@@ -26,13 +26,6 @@ int run(const std::vector<std::string>& argv) {
                     "--top-k", "--min-p", "--repetition-penalty", "--seed", "--dtype", "--device", "--tokenizer",
                     "--num-sequences", "--pvm", "--trace"},
                    {"--json", "--quiet", "--probe", "--no-pvm"});
-  std::string model_dir = a.get("--model", pvm::default_model_dir());
-  if (model_dir.empty())
-    throw pvm::Error("no --model given and the default model (assets/default-model) is not present");
-  auto dev = pvm::parse_device(a.get("--device", "auto"));
-  pvm::LoadOptions lo;
-  lo.device = dev;
-  lo.dtype = pvm::parse_dtype(a.get("--dtype", "auto"), dev);
   const bool json = a.has("--json"), quiet = a.has("--quiet") || json;
   // Sampling options are checked before the (slow) model load: a bad one fails at once.
   double temp = a.get_double("--temperature", 0.0);
@@ -47,9 +40,7 @@ int run(const std::vector<std::string>& argv) {
   sampling.seed = a.get_int("--seed", 0);
   sampling.validate();
   if (a.has("--trace")) pvm::check_output_file(a.get("--trace"), "trace");
-  if (!quiet) std::fprintf(stderr, "loading %s (%s, %s)...\n", model_dir.c_str(), dev.str().c_str(), pvm::dtype_name(lo.dtype).c_str());
-  auto pipe = pvm::Pipeline::open(model_dir, lo, a.get("--tokenizer"));
-  if (a.has("--pvm")) pvm::load_pvm_adapter(*pipe.model.model, a.get("--pvm"));
+  auto pipe = pvm::open_pipeline(pvm::cli::open_options(a, quiet));
 
   pvm::PromptSpec spec;
   spec.text = a.require("--prompt");

@@ -5,6 +5,9 @@
 #include <string>
 #include <vector>
 
+#include "engine/base/cli_args.h"
+#include "engine/pipeline.h"
+
 namespace pvm::cli {
 
 struct Command {
@@ -17,6 +20,18 @@ std::map<std::string, Command>& registry();
 struct Registrar {
   Registrar(Command c) { registry()[c.name] = std::move(c); }
 };
+
+// The options every model-running command shares: --model, --device, --dtype, --tokenizer, --pvm.
+inline OpenOptions open_options(const Args& a, bool quiet) {
+  OpenOptions o;
+  o.model_dir = model_dir_or_default(a.get("--model"));
+  o.device = a.get("--device", "auto");
+  o.dtype = a.get("--dtype", "auto");
+  o.tokenizer = a.get("--tokenizer");
+  o.adapter = a.get("--pvm");
+  o.quiet = quiet;
+  return o;
+}
 
 #define PVM_CONCAT2(a, b) a##b
 #define PVM_CONCAT(a, b) PVM_CONCAT2(a, b)

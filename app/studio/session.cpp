@@ -588,9 +588,4 @@ GridInfo Session::grid_for(int width, int height) const {
   return g;
 }
 
-HypFit Session::fit_hyperbolic(const std::vector<double>& t, const std::vector<double>& y) const {
-  auto f = pvm::fit_hyperbolic(t, y);
-  return HypFit{f.c, f.t0, f.r2, f.n};
-}
-
 }  // namespace pvm::studio

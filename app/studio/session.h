@@ -36,7 +36,6 @@ class Session : public Engine {
   bool busy() const override { return busy_.load(); }
   void sync(UiState& ui) override;
   GridInfo grid_for(int width, int height) const override;
-  HypFit fit_hyperbolic(const std::vector<double>& t, const std::vector<double>& y) const override;
 
   // Blocks until the worker is idle (tests and the scripted demo; never from a frame).
   void wait_idle();

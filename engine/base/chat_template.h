@@ -1,6 +1,6 @@
 // The Qwen3-VL Instruct chat template, written out in C++ (no template engine). It renders what
 // HF's apply_chat_template(messages, add_generation_prompt=...) renders for messages whose
-// content is a list of text and image parts (spec section 6.1):
+// content is a list of text and image parts (docs/MODEL.md#chat-template-and-stop-tokens):
 //
 //   [<|im_start|>system\n{system text}<|im_end|>\n]            only if messages[0] is "system"
 //   <|im_start|>user\n{parts}<|im_end|>\n                      an image part is
@@ -9,7 +9,7 @@
 //   [<|im_start|>assistant\n]                                  if add_generation_prompt
 //
 // There is no default system prompt. N (the number of <|image_pad|> per image) is the caller's:
-// grid_t * grid_h * grid_w / merge_size^2 (spec 5.3), i.e. the processor's expansion is done here.
+// grid_t * grid_h * grid_w / merge_size^2 (docs/MODEL.md#image-preprocessing), i.e. the processor's expansion is done here.
 // Not supported (pvm::Error): tools / tool messages, videos, a system message anywhere but first,
 // images in system or assistant messages.
 //

@@ -1,4 +1,4 @@
-// GRPO rewards (torch-free). The paper's reward (spec pvm.md section 5):
+// GRPO rewards (torch-free). The paper's reward (docs/MODEL.md#training-recipe-and-rewards):
 //   0.1 if the WHOLE completion is `<think>...</think>` then `<answer>...</answer>` (optional
 //       whitespace around and between the blocks, no nested or repeated tags), plus
 //   0.9 if the text inside the first `<answer>...</answer>` grades equal to the solution.

@@ -513,7 +513,7 @@ struct LineCtx {
   [[noreturn]] void fail(const std::string& what) const { throw Error(where + ": " + what); }
 };
 
-// A messages list rendered as the chat template renders it (spec section 6.1).
+// A messages list rendered as the chat template renders it (docs/MODEL.md#chat-template-and-stop-tokens).
 std::string render_messages(const json& msgs, const LineCtx& ctx, const std::string& field) {
   if (!msgs.is_array()) ctx.fail("\"" + field + "\" must be a list of messages");
   std::string out;

@@ -34,7 +34,7 @@ COMMON_TEXT = dict(vocab_size=151936, head_dim=128, num_key_value_heads=8, hidde
                                     "mrope_interleaved": True})
 COMMON_VISION = dict(patch_size=16, temporal_patch_size=2, spatial_merge_size=2, in_channels=3, num_heads=16,
                      num_position_embeddings=2304, hidden_act="gelu_pytorch_tanh")
-# spec/qwen3vl.md section 1.2 (the published config.json files)
+# docs/MODEL.md#sizes (the published config.json files)
 SIZES = {
     "2b": dict(text=dict(hidden_size=2048, num_hidden_layers=28, num_attention_heads=16, intermediate_size=6144),
                vision=dict(depth=24, hidden_size=1024, intermediate_size=4096, out_hidden_size=2048,

@@ -1,4 +1,4 @@
-// Qwen3-VL Instruct chat template (spec section 6): rendering, ids, stop tokens, errors.
+// Qwen3-VL Instruct chat template (docs/MODEL.md#chat-template-and-stop-tokens): rendering, ids, stop tokens, errors.
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
@@ -72,7 +72,7 @@ pvm::Tokenizer tiny_chat_tokenizer(bool with_im_end = true) {
 // ---- rendering (no tokenizer needed) ----
 
 TEST(ChatTemplate, RendersSpecExample) {
-  // spec 6.1, with the processor's expansion to N pads
+  // docs/MODEL.md#chat-template-and-stop-tokens, with the processor's expansion to N pads
   std::string want = "<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>Describe this image.<|im_end|>\n"
                      "<|im_start|>assistant\n";
   EXPECT_EQ(pvm::render_chat({user_with_image(1, "Describe this image.")}), want);
@@ -156,7 +156,7 @@ TEST(ChatQwen, SpecIdsAndImageSpan) {
   ASSERT_EQ(e.images.size(), 1u);
   EXPECT_EQ(e.images[0].first_pad, 4u);
   EXPECT_EQ(e.images[0].n_pads, n);
-  EXPECT_EQ(e.stop_ids, (Ids{151645, 151643}));  // spec 6.2: eos [151645, 151643]
+  EXPECT_EQ(e.stop_ids, (Ids{151645, 151643}));  // docs/MODEL.md#chat-template-and-stop-tokens: eos [151645, 151643]
   // The text between the image and <|im_end|> is the plain encoding of the text.
   Ids text = tok.encode("Describe this image.");
   EXPECT_EQ(Ids(ids.begin() + 5 + n, ids.end() - 5), text);

@@ -207,7 +207,7 @@ void expect_error(F&& f, const std::vector<std::string>& needles) {
 
 TEST(TokenizerQwen, SpecChatIds) {
   PVM_REQUIRE_QWEN_TOKENIZER(tok);
-  // spec section 6.1
+  // docs/MODEL.md#chat-template-and-stop-tokens
   EXPECT_EQ(tok.encode("<|im_start|>user\n"), (Ids{151644, 872, 198}));
   EXPECT_EQ(tok.encode("<|im_start|>assistant\n"), (Ids{151644, 77091, 198}));
   EXPECT_EQ(tok.encode("<|im_end|>\n"), (Ids{151645, 198}));
