@@ -152,7 +152,7 @@ DilutionResult run_dilution(Pipeline& pipe, const DilutionOptions& o) {
   fits = "run,layer,series,c,t0,r2_hyperbolic,power_a,power_k,r2_power,points\n";
   std::vector<PlotSeries> plot_series, plot_nosink, plot_loglog;
   std::vector<std::vector<PlotSeries>> plot_layers(runs.size());
-  const std::array<std::array<uint8_t, 3>, 2> colors{{{31, 119, 180}, {214, 39, 40}}};
+  const uint32_t colors[2] = {rgb(31, 119, 180), rgb(214, 39, 40)};
   for (size_t r = 0; r < runs.size(); ++r) {
     auto& rs = rows[runs[r]];
     std::string csv = "image,step,layer,mass,mass_nosink\n";
@@ -174,43 +174,43 @@ DilutionResult run_dilution(Pipeline& pipe, const DilutionOptions& o) {
                 fmt(p.a) + "," + fmt(p.k) + "," + fmt(p.r2) + "," + std::to_string(h.n) + "\n";
         if (l < L && which == 0 && !t.empty()) {
           PlotSeries s;
-          s.label = "layer " + std::to_string(l);
-          s.x = t, s.y = y, s.thickness = 1;
+          s.name = "layer " + std::to_string(l);
+          s.x.assign(t.begin(), t.end()), s.y.assign(y.begin(), y.end()), s.thickness = 1;
           // dark blue (first layer) to orange (last layer)
           double u = L > 1 ? (double)l / (L - 1) : 0;
-          s.color = {(uint8_t)(20 + 220 * u), (uint8_t)(60 + 80 * u), (uint8_t)(160 - 140 * u)};
+          s.color = rgb((uint8_t)(20 + 220 * u), (uint8_t)(60 + 80 * u), (uint8_t)(160 - 140 * u));
           plot_layers[r].push_back(s);
         }
         if (l == L && which == 0 && !t.empty()) {
           PlotSeries s;
-          s.label = runs[r];
-          s.x = t, s.y = y, s.color = colors[r % 2];
+          s.name = runs[r];
+          s.x.assign(t.begin(), t.end()), s.y.assign(y.begin(), y.end()), s.color = colors[r % 2];
           plot_loglog.push_back(s);
           PlotSeries f;
-          f.label = runs[r] + " power law k=" + fmt(std::round(p.k * 1000) / 1000);
-          f.x = t, f.color = colors[r % 2], f.dotted = true, f.thickness = 1;
+          f.name = runs[r] + " power law k=" + fmt(std::round(p.k * 1000) / 1000);
+          f.x.assign(t.begin(), t.end()), f.color = colors[r % 2], f.dotted = true, f.thickness = 1;
           for (double v : t) f.y.push_back(p.a * std::pow(v, -p.k));
           plot_loglog.push_back(f);
           PlotSeries h2;
-          h2.label = runs[r] + " c/(t+t0)";
-          h2.x = t, h2.color = colors[r % 2], h2.dashed = true, h2.thickness = 1;
+          h2.name = runs[r] + " c/(t+t0)";
+          h2.x.assign(t.begin(), t.end()), h2.color = colors[r % 2], h2.dashed = true, h2.thickness = 1;
           for (double v : t) h2.y.push_back(h.c / (v + h.t0));
           plot_loglog.push_back(h2);
         }
         if (l == L && which == 1 && !t.empty()) {
           PlotSeries s;
-          s.label = runs[r] + " (sinks excluded)";
-          s.x = t, s.y = y, s.color = colors[r % 2];
+          s.name = runs[r] + " (sinks excluded)";
+          s.x.assign(t.begin(), t.end()), s.y.assign(y.begin(), y.end()), s.color = colors[r % 2];
           plot_nosink.push_back(s);
         }
         if (l == L && which == 0 && !t.empty()) {
           PlotSeries s;
-          s.label = runs[r];
-          s.x = t, s.y = y, s.color = colors[r % 2];
+          s.name = runs[r];
+          s.x.assign(t.begin(), t.end()), s.y.assign(y.begin(), y.end()), s.color = colors[r % 2];
           plot_series.push_back(s);
           PlotSeries f;
-          f.label = runs[r] + " fit c/(t+t0) c=" + fmt(std::round(h.c * 1000) / 1000) + " t0=" + fmt(std::round(h.t0 * 10) / 10);
-          f.x = t, f.color = colors[r % 2], f.dashed = true, f.thickness = 1;
+          f.name = runs[r] + " fit c/(t+t0) c=" + fmt(std::round(h.c * 1000) / 1000) + " t0=" + fmt(std::round(h.t0 * 10) / 10);
+          f.x.assign(t.begin(), t.end()), f.color = colors[r % 2], f.dashed = true, f.thickness = 1;
           for (double v : t) f.y.push_back(h.c / (v + h.t0));
           plot_series.push_back(f);
         }
@@ -255,7 +255,7 @@ DilutionResult run_dilution(Pipeline& pipe, const DilutionOptions& o) {
       auto& sum = lens_sum[runs[r]];
       auto& cnt = lens_cnt[runs[r]];
       PlotSeries s;
-      s.label = runs[r];
+      s.name = runs[r];
       s.color = colors[r % 2];
       double all = 0, n_all = 0;
       for (int64_t b = 0; b * 16 < (int64_t)sum.size(); ++b) {

@@ -212,6 +212,11 @@ ImageRGB render_line_plot(const PlotSpec& s) {
   if (!s.xlabel.empty()) draw_text(img, (L + R - text_width(s.xlabel, sc)) / 2, B + 28, s.xlabel, black, sc);
   if (!s.ylabel.empty()) draw_text(img, 8, T - 18, s.ylabel, black, sc);
   // series (clipped to the plot area by dropping points outside it vertically)
+  auto color_of = [](const PlotSeries& se) {
+    return se.color ? rgb_of(se.color) : std::array<uint8_t, 3>{31, 119, 180};
+  };
+  auto thick_of = [](const PlotSeries& se) { return se.thickness > 0 ? std::max(1, int(std::lround(se.thickness))) : 2; };
+  auto listed = [](const PlotSeries& se) { return se.legend && !se.name.empty(); };
   for (auto& se : s.series) {
     int phase = 0;
     bool have = false;
@@ -223,15 +228,15 @@ ImageRGB render_line_plot(const PlotSpec& s) {
         continue;
       }
       int x = std::clamp(px(u), L, R), y = std::clamp(py(v), T, B);
-      if (have) line(img, lx, ly, x, y, se.color, se.thickness, se.dotted ? 2 : se.dashed ? 6 : 0, phase);
-      else line(img, x, y, x, y, se.color, se.thickness, 0, phase);
+      if (have) line(img, lx, ly, x, y, color_of(se), thick_of(se), se.dotted ? 2 : se.dashed ? 6 : 0, phase);
+      else line(img, x, y, x, y, color_of(se), thick_of(se), 0, phase);
       lx = x, ly = y, have = true;
     }
   }
   // legend (top right)
   int lw = 0, n = 0;
   for (auto& se : s.series)
-    if (!se.label.empty()) lw = std::max(lw, text_width(se.label, sc)), ++n;
+    if (listed(se)) lw = std::max(lw, text_width(se.name, sc)), ++n;
   if (n > 0) {
     int bw = lw + 44, bh = n * 16 + 8, bx = R - bw - 6, by = T + 6;
     fill_rect(img, bx, by, bw, bh, {255, 255, 255});
@@ -240,10 +245,10 @@ ImageRGB render_line_plot(const PlotSpec& s) {
     line(img, bx, by, bx, by + bh, dark, 1, 0, p2), line(img, bx + bw, by, bx + bw, by + bh, dark, 1, 0, p2);
     int k = 0;
     for (auto& se : s.series) {
-      if (se.label.empty()) continue;
+      if (!listed(se)) continue;
       int y = by + 8 + k * 16 + 5, phase = 0;
-      line(img, bx + 6, y, bx + 30, y, se.color, se.thickness, se.dotted ? 2 : se.dashed ? 6 : 0, phase);
-      draw_text(img, bx + 36, y - 5, se.label, black, sc);
+      line(img, bx + 6, y, bx + 30, y, color_of(se), thick_of(se), se.dotted ? 2 : se.dashed ? 6 : 0, phase);
+      draw_text(img, bx + 36, y - 5, se.name, black, sc);
       ++k;
     }
   }

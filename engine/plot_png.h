@@ -6,18 +6,14 @@
 #include <string>
 #include <vector>
 
+#include "engine/base/plot_series.h"
 #include "engine/image.h"
 
 namespace pvm {
 
-struct PlotSeries {
-  std::string label;
-  std::vector<double> x, y;  // same length; non-finite points are skipped (they break the line)
-  std::array<uint8_t, 3> color{31, 119, 180};
-  bool dashed = false;
-  bool dotted = false;  // short dashes (fits drawn next to dashed ones)
-  int thickness = 2;
-};
+// Series: engine/base/plot_series.h (the studio draws the same type). Here color 0 is blue
+// (31, 119, 180), thickness 0 is 2 pixels, and series without a name (or legend = false) are not
+// listed in the legend.
 
 struct PlotSpec {
   std::string title, xlabel, ylabel;

@@ -12,6 +12,8 @@
 
 #include "engine/base/error.h"
 #include "engine/base/fs_util.h"
+#include "engine/base/hash.h"
+#include "engine/base/proc.h"
 #include "engine/base/safetensors.h"
 #include "engine/base/version.h"
 #include "engine/device.h"
@@ -388,18 +390,7 @@ double now_s() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-int64_t rss_bytes() {
-  std::ifstream f("/proc/self/statm");
-  int64_t size = 0, rss = 0;
-  f >> size >> rss;
-  return rss * (int64_t)sysconf(_SC_PAGESIZE);
-}
-
-uint64_t fnv(uint64_t h, const void* data, size_t n) {
-  auto* p = static_cast<const uint8_t*>(data);
-  for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 1099511628211ull;
-  return h;
-}
+uint64_t fnv(uint64_t h, const void* data, size_t n) { return fnv1a(data, n, h); }
 
 std::string hex64(uint64_t h, const char* prefix = "fnv1a64:") {
   char b[48];
@@ -410,7 +401,7 @@ std::string hex64(uint64_t h, const char* prefix = "fnv1a64:") {
 std::string file_hash(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
   if (!f) return "";
-  uint64_t h = 1469598103934665603ull;
+  uint64_t h = kFnv1aOffset;
   std::vector<char> buf(1 << 20);
   while (f) {
     f.read(buf.data(), buf.size());
@@ -421,7 +412,7 @@ std::string file_hash(const std::string& path) {
 
 // Fast model identity: config.json bytes + every safetensors file's name, size and header.
 std::string model_hash(const std::string& dir) {
-  uint64_t h = 1469598103934665603ull;
+  uint64_t h = kFnv1aOffset;
   auto cfg = read_file_to_string(join_path(dir, "config.json"), 16 << 20);
   h = fnv(h, cfg.data(), cfg.size());
   std::vector<fs::path> files;
@@ -913,7 +904,7 @@ struct Runner {
         const double per_step = (t1 - loop_start) / (double)(step - first);
         line["step_time_s"] = t1 - t0;
         line["eta_s"] = per_step * (double)(total - step);
-        line["mem_bytes"] = rss_bytes();
+        line["mem_bytes"] = process_rss_bytes();
         line["gate_alpha"] = gate_alphas();
         for (auto& [k, v] : s.metrics.items())
           if (!line.contains(k)) line[k] = v;

@@ -13,6 +13,7 @@
 
 #include "engine/base/error.h"
 #include "engine/base/fs_util.h"
+#include "engine/base/hash.h"
 
 namespace pvm::train {
 
@@ -445,11 +446,11 @@ void Sampler::restore(const json& s) {
 namespace {
 std::string fnv_file_hash(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
-  uint64_t h = 1469598103934665603ull;
+  uint64_t h = kFnv1aOffset;
   std::vector<char> buf(1 << 20);
   while (f) {
     f.read(buf.data(), buf.size());
-    for (std::streamsize i = 0; i < f.gcount(); ++i) h = (h ^ (uint8_t)buf[i]) * 1099511628211ull;
+    h = fnv1a(buf.data(), size_t(f.gcount()), h);
   }
   char out[32];
   std::snprintf(out, sizeof out, "fnv1a64:%016llx", (unsigned long long)h);

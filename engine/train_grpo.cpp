@@ -6,6 +6,7 @@
 #include <cstring>
 #include <mutex>
 
+#include "engine/base/base64.h"
 #include "engine/base/chat_template.h"
 #include "engine/base/error.h"
 #include "engine/generate.h"
@@ -24,54 +25,13 @@ std::mutex g_override_mu;
 GrpoRewardFn g_override;
 
 // ---- exact binary round trip through JSON (f32 log-probs, i32 ids) ----
-const char* kB64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-std::string b64enc(const void* data, size_t n) {
-  auto p = static_cast<const uint8_t*>(data);
-  std::string out;
-  out.reserve((n + 2) / 3 * 4);
-  for (size_t i = 0; i < n; i += 3) {
-    uint32_t v = uint32_t(p[i]) << 16;
-    if (i + 1 < n) v |= uint32_t(p[i + 1]) << 8;
-    if (i + 2 < n) v |= p[i + 2];
-    out += kB64[(v >> 18) & 63];
-    out += kB64[(v >> 12) & 63];
-    out += i + 1 < n ? kB64[(v >> 6) & 63] : '=';
-    out += i + 2 < n ? kB64[v & 63] : '=';
-  }
-  return out;
-}
-
-std::vector<uint8_t> b64dec(const std::string& s) {
-  if (s.size() % 4) throw Error("trainer state: grpo cache: bad base64 length");
-  auto val = [](char c) -> int {
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+') return 62;
-    if (c == '/') return 63;
-    return -1;
-  };
-  std::vector<uint8_t> out;
-  for (size_t i = 0; i < s.size(); i += 4) {
-    int a = val(s[i]), b = val(s[i + 1]);
-    int c = s[i + 2] == '=' ? 0 : val(s[i + 2]), d = s[i + 3] == '=' ? 0 : val(s[i + 3]);
-    if (a < 0 || b < 0 || c < 0 || d < 0) throw Error("trainer state: grpo cache: bad base64");
-    uint32_t v = (uint32_t(a) << 18) | (uint32_t(b) << 12) | (uint32_t(c) << 6) | uint32_t(d);
-    out.push_back(uint8_t(v >> 16));
-    if (s[i + 2] != '=') out.push_back(uint8_t(v >> 8));
-    if (s[i + 3] != '=') out.push_back(uint8_t(v));
-  }
-  return out;
-}
-
 template <class T>
 std::string pack(const std::vector<T>& v) {
-  return b64enc(v.data(), v.size() * sizeof(T));
+  return base64_encode(v.data(), v.size() * sizeof(T));
 }
 template <class T>
 std::vector<T> unpack(const std::string& s) {
-  auto b = b64dec(s);
+  const std::string b = base64_decode(s, "trainer state: grpo cache");
   if (b.size() % sizeof(T)) throw Error("trainer state: grpo cache: truncated array");
   std::vector<T> v(b.size() / sizeof(T));
   if (!b.empty()) std::memcpy(v.data(), b.data(), b.size());

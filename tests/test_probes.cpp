@@ -308,8 +308,8 @@ TEST(Probes, LinePlotDrawsSeriesAxesAndText) {
   s.width = 400, s.height = 240;
   s.title = "mass";
   PlotSeries a;
-  a.label = "baseline";
-  a.color = {200, 0, 0};
+  a.name = "baseline";
+  a.color = rgb(200, 0, 0);
   for (int i = 0; i < 50; ++i) a.x.push_back(i), a.y.push_back(1.0 / (i + 5));
   s.series.push_back(a);
   auto img = render_line_plot(s);
@@ -349,7 +349,7 @@ TEST(Probes, LogLogPlotDrawsAPowerLawStraight) {
   PlotSpec s;
   s.width = 500, s.height = 300;
   PlotSeries a;  // no label: no legend box over the line
-  a.color = {200, 0, 0};
+  a.color = rgb(200, 0, 0);
   a.thickness = 1;
   for (int i = 1; i <= 400; ++i) a.x.push_back(i), a.y.push_back(3.0 * std::pow(i, -0.7));
   a.x.push_back(0), a.y.push_back(1);  // not drawable on a log axis: skipped, not a crash

@@ -193,6 +193,7 @@ void Plot::set_y_scale(AxisScale s) {
 int Plot::add_series(PlotSeries s) {
   Entry e;
   e.color = s.color ? s.color : plot_palette(int(series_.size()));
+  if (s.thickness <= 0) s.thickness = 1.0f;
   e.sorted = std::is_sorted(s.x.begin(), s.x.end());
   e.s = std::move(s);
   series_.push_back(std::move(e));

@@ -12,22 +12,18 @@
 #include <string>
 #include <vector>
 
+#include "engine/base/plot_series.h"
 #include "imgui.h"
 #include "views/line_raster.h"
 
 namespace pvm::studio {
 
+using pvm::PlotSeries;  // the one series type, shared with the PNG writer
+
 enum class AxisScale { Linear, Log10 };
 
-struct PlotSeries {
-  std::string name;
-  std::vector<float> x, y;  // same length; ascending x takes the fast path (binary search)
-  ImU32 color = 0;          // 0: next colour of the default palette
-  bool dashed = false;
-  bool visible = true;
-  bool legend = true;       // false: drawn but not listed (e.g. 36 layer curves explained elsewhere)
-  float thickness = 1.0f;
-};
+// PlotSeries: engine/base/plot_series.h (the PNG writer draws the same type). Here color 0 is the
+// next colour of the palette and thickness 0 is one pixel.
 
 // What the last draw() did, for the status line and --bench-frames.
 struct PlotStats {

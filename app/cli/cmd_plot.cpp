@@ -111,10 +111,13 @@ int run(const std::vector<std::string>& argv) {
       throw pvm::Error("--series " + specs[k] + ": expected FILE:XCOL:YCOL[:LABEL]");
     auto csv = read_csv(parts[0]);
     pvm::PlotSeries s;
-    s.x = csv.cols[csv.column(parts[1], parts[0])];
-    s.y = csv.cols[csv.column(parts[2], parts[0])];
-    s.label = parts.size() == 4 ? parts[3] : parts[2];
-    s.color = palette[k % palette.size()];
+    const auto& xs = csv.cols[csv.column(parts[1], parts[0])];
+    const auto& ys = csv.cols[csv.column(parts[2], parts[0])];
+    s.x.assign(xs.begin(), xs.end());
+    s.y.assign(ys.begin(), ys.end());
+    s.name = parts.size() == 4 ? parts[3] : parts[2];
+    const auto& c = palette[k % palette.size()];
+    s.color = pvm::rgb(c[0], c[1], c[2]);
     s.dashed = k >= palette.size();
     p.series.push_back(std::move(s));
   }

@@ -13,6 +13,7 @@
 #include <ATen/Parallel.h>
 
 #include "engine/base/error.h"
+#include "engine/base/proc.h"
 #include "engine/device.h"
 #include "engine/image.h"
 #include "engine/pipeline.h"
@@ -24,15 +25,6 @@ namespace pvm::studio {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-int64_t rss_bytes() {
-  long pages = 0, resident = 0;
-  if (FILE* f = std::fopen("/proc/self/statm", "r")) {
-    if (std::fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = 0;
-    std::fclose(f);
-  }
-  return int64_t(resident) * sysconf(_SC_PAGESIZE);
-}
 
 // U+FFFD at the end: the token stream stopped inside a UTF-8 character.
 bool ends_incomplete(const std::string& s) {
@@ -373,7 +365,7 @@ void Session::refresh_model_info() {
   i.pvm_layers.assign(c.text.pvm_layers.begin(), c.text.pvm_layers.end());
   i.params = params;
   i.weight_bytes = bytes;
-  i.rss_bytes = rss_bytes();
+  i.rss_bytes = process_rss_bytes();
 }
 
 void Session::do_generate(const GenerateSettings& s, uint64_t run_id) {

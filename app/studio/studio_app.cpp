@@ -395,15 +395,10 @@ void StudioApp::export_plots(const std::string& dir, bool png_via_gl) {
       spec.logx = p->x_scale() == AxisScale::Log10;
       spec.logy = p->y_scale() == AxisScale::Log10;
       for (size_t i = 0; i < p->series_count() && i < 64; ++i) {
-        const PlotSeries& s = p->series(i);
-        pvm::PlotSeries ps;
-        ps.label = s.name;
-        ps.x.assign(s.x.begin(), s.x.end());
-        ps.y.assign(s.y.begin(), s.y.end());
-        const ImU32 c = s.color ? s.color : plot_palette(int(i));
-        ps.color = {uint8_t(c & 255), uint8_t((c >> 8) & 255), uint8_t((c >> 16) & 255)};
-        ps.dashed = s.dashed;
-        ps.thickness = s.thickness >= 2 ? 2 : 1;
+        pvm::PlotSeries ps = p->series(i);  // the same type: only colour and width differ
+        if (!ps.color) ps.color = plot_palette(int(i));
+        ps.thickness = ps.thickness >= 2 ? 2 : 1;
+        ps.legend = true;  // the PNG lists every named series
         spec.series.push_back(std::move(ps));
       }
       try {

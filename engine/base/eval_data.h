@@ -23,6 +23,8 @@
 #include <utility>
 #include <vector>
 
+#include "engine/base/base64.h"
+
 namespace pvm::eval {
 
 struct ImageRef {
@@ -71,10 +73,9 @@ bool pandas_na(const std::string& cell);
 // Python's repr() of a float ("3.0", "0.1", "1e-05", "1e+16").
 std::string python_float_repr(double v);
 
-// RFC 4648 base64 (standard alphabet). Decoding skips whitespace, accepts missing padding, and
-// throws pvm::Error "<where>: ..." on any other character or a truncated quantum.
-std::string base64_decode(const std::string& s, const std::string& where);
-std::string base64_encode(const std::string& bytes);
+// Images in TSVs are base64 (engine/base/base64.h).
+using pvm::base64_decode;
+using pvm::base64_encode;
 
 enum class PromptStyle {
   Dataset,  // VLMEvalKit's ImageMCQDataset / ImageBaseDataset.build_prompt (any model)

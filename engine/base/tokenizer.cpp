@@ -22,16 +22,13 @@ using text::kCrLf;
 using text::kLetter;
 using text::kNfcUnsafe;
 using text::kNumber;
+using text::kQwen2Pattern;
 using text::kSpace;
+using text::match_qwen2;
 
 namespace {
 
 using json = nlohmann::json;
-
-// The Qwen2 pre-tokenizer regex, as written in tokenizer.json (after JSON unescaping).
-const char* const kQwen2Pattern =
-    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
-    "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 
 // ---- GPT-2 byte <-> unicode map ----
 struct ByteMap {
@@ -314,12 +311,6 @@ Scratch& scratch() {
 
 inline bool is_word_char(uint32_t cp) { return cp == '_' || (char_class(cp) & (kLetter | kNumber)); }
 
-inline uint32_t fold_contraction(uint32_t cp) {
-  if (cp >= 'A' && cp <= 'Z') return cp + 32;
-  if (cp == 0x17F) return 's';  // LATIN SMALL LETTER LONG S case-folds to 's'
-  return cp;
-}
-
 std::string read_file(const std::string& path) {
   // A folder (e.g. the model folder) is named as such, with what to pass instead.
   if (is_directory(path))
@@ -476,58 +467,6 @@ struct Tokenizer::Impl {
       bpe_piece(s.substr(off[p], off[e] - off[p]), out);
       p = e;
     }
-  }
-
-  // End of the match of the Qwen2 pattern at p (every code point matches some branch).
-  static size_t match_qwen2(const uint32_t* cp, const uint8_t* cl, size_t n, size_t p) {
-    const uint8_t c = cl[p];
-    // (?i:'s|'t|'re|'ve|'m|'ll|'d)
-    if (cp[p] == '\'' && p + 1 < n) {
-      uint32_t a = fold_contraction(cp[p + 1]);
-      if (a == 's' || a == 't' || a == 'm' || a == 'd') return p + 2;
-      if (p + 2 < n && (a == 'r' || a == 'v' || a == 'l')) {
-        uint32_t b = fold_contraction(cp[p + 2]);
-        if ((a == 'r' && b == 'e') || (a == 'v' && b == 'e') || (a == 'l' && b == 'l')) return p + 3;
-      }
-    }
-    // [^\r\n\p{L}\p{N}]?\p{L}+
-    if (c & kLetter) {
-      size_t j = p + 1;
-      while (j < n && (cl[j] & kLetter)) ++j;
-      return j;
-    }
-    if (!(c & (kCrLf | kNumber)) && p + 1 < n && (cl[p + 1] & kLetter)) {
-      size_t j = p + 2;
-      while (j < n && (cl[j] & kLetter)) ++j;
-      return j;
-    }
-    // \p{N}
-    if (c & kNumber) return p + 1;
-    // ' ?[^\s\p{L}\p{N}]+[\r\n]*'
-    {
-      size_t k = p;
-      if (cp[p] == ' ' && p + 1 < n && !(cl[p + 1] & (kSpace | kLetter | kNumber))) k = p + 1;
-      if (!(cl[k] & (kSpace | kLetter | kNumber))) {
-        size_t j = k + 1;
-        while (j < n && !(cl[j] & (kSpace | kLetter | kNumber))) ++j;
-        while (j < n && (cl[j] & kCrLf)) ++j;
-        return j;
-      }
-    }
-    // Here cl[p] is White_Space.
-    size_t j = p;
-    size_t last_crlf = SIZE_MAX;
-    while (j < n && (cl[j] & kSpace)) {
-      if (cl[j] & kCrLf) last_crlf = j;
-      ++j;
-    }
-    // \s*[\r\n]+  (backtracks to the last CR/LF of the run)
-    if (last_crlf != SIZE_MAX) return last_crlf + 1;
-    // \s+(?!\S)
-    if (j == n) return j;
-    if (j - p >= 2) return j - 1;
-    // \s+
-    return j;
   }
 
   // End of the match of the GPT-2 pattern

@@ -67,4 +67,69 @@ std::string nfc(std::string_view utf8);
 // alone when `s` is already NFC, else writes NFC(s) to `out` and returns true.
 bool nfc_if_needed(std::string_view utf8, std::string& out);
 
+// ---- the Qwen2 pre-tokenizer, by hand (no regex engine) ----
+// The Split regex of Qwen2/Qwen3 tokenizer.json files (after JSON unescaping): the one pattern
+// pvm::Tokenizer accepts, and the one pvm tokenizer-train writes.
+inline constexpr const char* kQwen2Pattern =
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
+    "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+
+// Case folding of the contraction branch (Oniguruma (?i)): ASCII upper case, and U+017F (LATIN
+// SMALL LETTER LONG S) to 's'.
+inline uint32_t fold_contraction(uint32_t cp) {
+  if (cp >= 'A' && cp <= 'Z') return cp + 32;
+  if (cp == 0x17F) return 's';
+  return cp;
+}
+
+// End of the Qwen2 pattern's match at code point p of cp[0, n) (cl: their classes from
+// class_table()). Every code point matches some branch, so the result is > p. The branches are
+// tried in the regex's order. pvm::Tokenizer and the tokenizer trainer both split with it.
+inline size_t match_qwen2(const uint32_t* cp, const uint8_t* cl, size_t n, size_t p) {
+  const uint8_t c = cl[p];
+  // (?i:'s|'t|'re|'ve|'m|'ll|'d)
+  if (cp[p] == '\'' && p + 1 < n) {
+    uint32_t a = fold_contraction(cp[p + 1]);
+    if (a == 's' || a == 't' || a == 'm' || a == 'd') return p + 2;
+    if (p + 2 < n && (a == 'r' || a == 'v' || a == 'l')) {
+      uint32_t b = fold_contraction(cp[p + 2]);
+      if ((a == 'r' && b == 'e') || (a == 'v' && b == 'e') || (a == 'l' && b == 'l')) return p + 3;
+    }
+  }
+  // [^\r\n\p{L}\p{N}]?\p{L}+
+  if (c & kLetter) {
+    size_t j = p + 1;
+    while (j < n && (cl[j] & kLetter)) ++j;
+    return j;
+  }
+  if (!(c & (kCrLf | kNumber)) && p + 1 < n && (cl[p + 1] & kLetter)) {
+    size_t j = p + 2;
+    while (j < n && (cl[j] & kLetter)) ++j;
+    return j;
+  }
+  // \p{N}
+  if (c & kNumber) return p + 1;
+  // ' ?[^\s\p{L}\p{N}]+[\r\n]*'
+  {
+    size_t k = p;
+    if (cp[p] == ' ' && p + 1 < n && !(cl[p + 1] & (kSpace | kLetter | kNumber))) k = p + 1;
+    if (!(cl[k] & (kSpace | kLetter | kNumber))) {
+      size_t j = k + 1;
+      while (j < n && !(cl[j] & (kSpace | kLetter | kNumber))) ++j;
+      while (j < n && (cl[j] & kCrLf)) ++j;
+      return j;
+    }
+  }
+  // cl[p] is White_Space here.
+  size_t j = p, last_crlf = SIZE_MAX;
+  while (j < n && (cl[j] & kSpace)) {
+    if (cl[j] & kCrLf) last_crlf = j;
+    ++j;
+  }
+  if (last_crlf != SIZE_MAX) return last_crlf + 1;  // \s*[\r\n]+ (backtracks to the last CR/LF)
+  if (j == n) return j;                             // \s+(?!\S) at the end
+  if (j - p >= 2) return j - 1;                     // \s+(?!\S): leave one space for the next word
+  return j;                                         // \s+
+}
+
 }  // namespace pvm::text

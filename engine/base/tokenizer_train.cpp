@@ -19,11 +19,8 @@ namespace {
 
 using json = nlohmann::json;
 using ojson = nlohmann::ordered_json;
-
-// The Qwen2 Split regex exactly as pvm::Tokenizer accepts it (tokenizer.cpp, kQwen2Pattern).
-const char* const kQwen2Pattern =
-    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
-    "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+using text::kQwen2Pattern;
+using text::match_qwen2;
 
 // GPT-2 byte -> unicode code point (printable bytes map to themselves, the rest to 256 + k).
 std::array<uint32_t, 256> byte_to_cp() {
@@ -41,65 +38,6 @@ std::string byte_level(std::string_view bytes) {
   std::string s;
   for (unsigned char b : bytes) text::utf8_append(s, m[b]);
   return s;
-}
-
-inline uint32_t fold_contraction(uint32_t cp) {
-  if (cp >= 'A' && cp <= 'Z') return cp + 32;
-  if (cp == 0x17F) return 's';  // LATIN SMALL LETTER LONG S case-folds to 's' (Oniguruma (?i))
-  return cp;
-}
-
-// End of the Qwen2 pattern's match at code point p. The branches are tried in the regex's order;
-// see tokenizer.cpp (match_qwen2) for the same logic behind pvm::Tokenizer.
-size_t match_qwen2(const uint32_t* cp, const uint8_t* cl, size_t n, size_t p) {
-  using text::kCrLf;
-  using text::kLetter;
-  using text::kNumber;
-  using text::kSpace;
-  const uint8_t c = cl[p];
-  // (?i:'s|'t|'re|'ve|'m|'ll|'d)
-  if (cp[p] == '\'' && p + 1 < n) {
-    uint32_t a = fold_contraction(cp[p + 1]);
-    if (a == 's' || a == 't' || a == 'm' || a == 'd') return p + 2;
-    if (p + 2 < n && (a == 'r' || a == 'v' || a == 'l')) {
-      uint32_t b = fold_contraction(cp[p + 2]);
-      if ((a == 'r' && b == 'e') || (a == 'v' && b == 'e') || (a == 'l' && b == 'l')) return p + 3;
-    }
-  }
-  // [^\r\n\p{L}\p{N}]?\p{L}+
-  if (c & kLetter) {
-    size_t j = p + 1;
-    while (j < n && (cl[j] & kLetter)) ++j;
-    return j;
-  }
-  if (!(c & (kCrLf | kNumber)) && p + 1 < n && (cl[p + 1] & kLetter)) {
-    size_t j = p + 2;
-    while (j < n && (cl[j] & kLetter)) ++j;
-    return j;
-  }
-  // \p{N}
-  if (c & kNumber) return p + 1;
-  // ' ?[^\s\p{L}\p{N}]+[\r\n]*'
-  {
-    size_t k = p;
-    if (cp[p] == ' ' && p + 1 < n && !(cl[p + 1] & (kSpace | kLetter | kNumber))) k = p + 1;
-    if (!(cl[k] & (kSpace | kLetter | kNumber))) {
-      size_t j = k + 1;
-      while (j < n && !(cl[j] & (kSpace | kLetter | kNumber))) ++j;
-      while (j < n && (cl[j] & kCrLf)) ++j;
-      return j;
-    }
-  }
-  // cl[p] is White_Space here.
-  size_t j = p, last_crlf = SIZE_MAX;
-  while (j < n && (cl[j] & kSpace)) {
-    if (cl[j] & kCrLf) last_crlf = j;
-    ++j;
-  }
-  if (last_crlf != SIZE_MAX) return last_crlf + 1;  // \s*[\r\n]+ (backtracks to the last CR/LF)
-  if (j == n) return j;                             // \s+(?!\S) at the end
-  if (j - p >= 2) return j - 1;                     // \s+(?!\S): leave one space for the next word
-  return j;                                         // \s+
 }
 
 template <class F>

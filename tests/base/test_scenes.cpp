@@ -8,6 +8,7 @@
 #include <set>
 
 #include "engine/base/error.h"
+#include "engine/base/hash.h"
 #include "engine/base/scenes.h"
 
 using namespace pvm;
@@ -21,11 +22,7 @@ SceneOptions opts(int lo, int hi, bool textures = false, bool digits = false) {
   return o;
 }
 
-uint64_t fnv1a(const std::vector<uint8_t>& v) {
-  uint64_t h = 1469598103934665603ULL;
-  for (uint8_t b : v) h = (h ^ b) * 1099511628211ULL;
-  return h;
-}
+uint64_t fnv1a(const std::vector<uint8_t>& v) { return pvm::fnv1a(v.data(), v.size()); }
 
 // Sentences of a description ("." terminated, leading space trimmed).
 std::vector<std::string> sentences(const std::string& d) {

@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/base/base64.h"
 #include "engine/base/chat_template.h"
 #include "engine/base/error.h"
 #include "engine/base/fs_util.h"
@@ -120,29 +121,6 @@ std::string error_of(F&& f) {
     return e.what();
   }
   return "(no error)";
-}
-
-std::string b64encode(const std::string& s) {
-  static const char* a = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  size_t i = 0;
-  for (; i + 2 < s.size(); i += 3) {
-    uint32_t v = (uint8_t(s[i]) << 16) | (uint8_t(s[i + 1]) << 8) | uint8_t(s[i + 2]);
-    for (int k = 3; k >= 0; --k) out += a[(v >> (6 * k)) & 63];
-  }
-  if (i + 1 == s.size()) {
-    uint32_t v = uint8_t(s[i]) << 16;
-    out += a[(v >> 18) & 63];
-    out += a[(v >> 12) & 63];
-    out += "==";
-  } else if (i + 2 == s.size()) {
-    uint32_t v = (uint8_t(s[i]) << 16) | (uint8_t(s[i + 1]) << 8);
-    out += a[(v >> 18) & 63];
-    out += a[(v >> 12) & 63];
-    out += a[(v >> 6) & 63];
-    out += '=';
-  }
-  return out;
 }
 
 // Strings that exercise every branch of the pre-tokenizer and the byte fallback.
@@ -460,7 +438,7 @@ TEST(TokenizerTrain, AgreesWithHfTokenizers) {
   cases.push_back("<|im_start|>user\n<|vision_start|><|image_pad|><|image_pad|><|vision_end|>What?<|im_end|>\n");
   cases.push_back("<think>a</think><answer>b</answer> \xF0\x9F\x8E\xA8 \xE8\x89\xB2");
   std::string in;
-  for (const std::string& t : cases) in += "{\"b64\":\"" + b64encode(t) + "\"}\n";
+  for (const std::string& t : cases) in += "{\"b64\":\"" + pvm::base64_encode(t) + "\"}\n";
   write_file(d + "/texts.jsonl", in);
   const std::string script = pvm_test::tokenizer_data_dir() + "/crosscheck_hf.py";
   const std::string cmd = "'" + python + "' '" + script + "' '" + d + "' '" + d + "/texts.jsonl' '" + d +

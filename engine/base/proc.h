@@ -1,0 +1,10 @@
+// Facts about the running process (Linux /proc), for memory figures in logs and the studio.
+#pragma once
+#include <cstdint>
+
+namespace pvm {
+
+// Resident set size in bytes (/proc/self/statm), 0 when unreadable.
+int64_t process_rss_bytes();
+
+}  // namespace pvm
