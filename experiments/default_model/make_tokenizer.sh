@@ -2,7 +2,8 @@
 # Regenerate the default model's tokenizer (tokenizer.json + tokenizer_config.json) from a freshly
 # generated scenes corpus, then check that config.json's token ids match it.
 #
-#   bash experiments/default_model/make_tokenizer.sh [OUT_DIR]     # default: experiments/default_model
+#   bash experiments/default_model/make_tokenizer.sh [OUT_DIR]     # default: assets/default-model
+# (deterministic: on an unchanged grammar it rewrites the committed files byte for byte)
 #
 # Environment: PVM (the pvm binary, default build/pvm), COUNT (scenes, default 2000), SEED (default 1),
 # VOCAB (all ids, incl. the 10 added tokens at VOCAB-10 .. VOCAB-1; default: config.json's
@@ -14,7 +15,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 PVM=${PVM:-$root/build/pvm}
-out=${1:-$here}
+out=${1:-$root/assets/default-model}
 count=${COUNT:-2000}
 seed=${SEED:-1}
 config=$here/config.json

@@ -96,7 +96,8 @@ fresh_init() {
   [ -f "$WORK/$name/model.safetensors" ] && return 0
   rm -rf "$WORK/$name.tmp"
   "$PVM" init --config "$here/config.json" --out "$WORK/$name.tmp" --dtype f32 --seed 0
-  cp "$here/tokenizer.json" "$here/tokenizer_config.json" "$here/preprocessor_config.json" "$WORK/$name.tmp/"
+  cp "$root/assets/default-model/tokenizer.json" "$root/assets/default-model/tokenizer_config.json" \
+    "$here/preprocessor_config.json" "$WORK/$name.tmp/"
   "$@" "$WORK/$name.tmp"
   mv "$WORK/$name.tmp" "$WORK/$name"
 }
