@@ -51,7 +51,13 @@ struct OpenOptions {
   std::string tokenizer;              // "" = the model folder's, else the committed Qwen3 one
   std::string adapter;                // PVM adapter folder, "" = none
   bool quiet = false;                 // no "loading ..." line on stderr
+  int threads = 0;                    // CPU intra-op threads; 0 = default_cpu_threads(config)
 };
+// Intra-op threads for running a model on the CPU: 1 for small decoders (hidden size under 1024),
+// whose operators are too small to split (each split costs a barrier, and a barrier waits a whole
+// time slice when another process holds a core: 10x slower decode on a busy 2-core machine,
+// experiments/bench/RESULTS_studio.md); otherwise LibTorch's default (the physical cores).
+int default_cpu_threads(const ModelConfig& c);
 // The --model folder given, or the default model; throws when neither is there.
 std::string model_dir_or_default(const std::string& given);
 // Parses device and dtype, loads model + tokenizer + processor, then the adapter.

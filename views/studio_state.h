@@ -35,6 +35,9 @@ struct SideData {
   bool running = false;
   double tokens_per_s = 0, prefill_ms = 0;
   int64_t prompt_tokens = 0;
+  // Seconds from the start of the run to this side's first and last token (-1: none yet): the
+  // throughput of interleaved sides, whose own clocks also count the other side's turns.
+  double first_token_s = -1, last_token_s = -1;
 };
 
 // The merged patch grid of an image as the model sees it (one cell = one visual token).

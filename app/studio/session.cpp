@@ -477,6 +477,8 @@ void Session::do_generate(const GenerateSettings& s, uint64_t run_id) {
           SideData& sd = sh_.side[side];
           if (!r.special) sd.text += r.piece;
           sd.tokens.push_back(std::move(r));
+          sd.last_token_s = std::chrono::duration<double>(Clock::now() - t_start).count();
+          if (sd.first_token_s < 0) sd.first_token_s = sd.last_token_s;
           const double el = std::chrono::duration<double>(Clock::now() - t_first).count();
           sd.tokens_per_s = el > 0 ? (sd.tokens.size() - 1) / el : 0;
           size_t done = 0;
@@ -558,6 +560,7 @@ void Session::sync(UiState& ui) {
     dst.finish = src.finish;
     dst.running = src.running;
     dst.tokens_per_s = src.tokens_per_s;
+    dst.first_token_s = src.first_token_s, dst.last_token_s = src.last_token_s;
     dst.prefill_ms = src.prefill_ms;
     dst.prompt_tokens = src.prompt_tokens;
   }
