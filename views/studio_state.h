@@ -35,9 +35,9 @@ struct SideData {
   bool running = false;
   double tokens_per_s = 0, prefill_ms = 0;
   int64_t prompt_tokens = 0;
-  // Seconds from the start of the run to this side's first and last token (-1: none yet): the
-  // throughput of interleaved sides, whose own clocks also count the other side's turns.
-  double first_token_s = -1, last_token_s = -1;
+  // Seconds this side spent decoding since its first token, not counting the turns of the other
+  // side when the two are interleaved (tokens_per_s = (tokens - 1) / decode_s).
+  double decode_s = 0;
 };
 
 // The merged patch grid of an image as the model sees it (one cell = one visual token).

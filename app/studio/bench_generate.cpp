@@ -60,7 +60,6 @@ struct SideFigures {
   int64_t tokens = 0;
   bool same_answer = false;  // CLI only: its text equals the studio's (both greedy on the same inputs)
   double tokens_per_s = 0;  // this side's own rate
-  double first_s = -1, last_s = -1;
 };
 
 }  // namespace
@@ -77,23 +76,23 @@ int report_generate_bench(const UiState& ui, const GenerateSettings& s, const Ge
   const std::string cli = cli_path.empty() ? beside_this_binary("pvm") : cli_path;
   if (access(cli.c_str(), X_OK) != 0) return fail(cli + " is not an executable (build it, or pass --bench-cli PATH)");
 
-  // The studio's figures: each side's own rate, and both together over the wall time (interleaved
-  // sides take turns, so each side's own clock also counts the other's tokens).
+  // The studio's figures: each side's own decode rate (interleaved sides take turns; the other
+  // side's turns are not counted), and both sides' tokens over their summed decode time, as the
+  // CLI's "both" below (comparable whether or not the studio interleaves).
   SideFigures st[2];
-  double first = 1e300, last = -1;
+  double studio_time = 0;
   int64_t total = 0;
   for (int k = 0; k < 2; ++k) {
     const SideData& sd = ui.side[k];
     st[k].tokens = int64_t(sd.tokens.size());
-    st[k].first_s = sd.first_token_s, st[k].last_s = sd.last_token_s;
-    if (st[k].tokens > 1 && sd.last_token_s > sd.first_token_s) {
-      st[k].tokens_per_s = double(st[k].tokens - 1) / (sd.last_token_s - sd.first_token_s);
-      first = std::min(first, sd.first_token_s), last = std::max(last, sd.last_token_s);
+    if (st[k].tokens > 1 && sd.decode_s > 0) {
+      st[k].tokens_per_s = double(st[k].tokens - 1) / sd.decode_s;
+      studio_time += sd.decode_s;
       total += st[k].tokens - 1;
     }
   }
-  if (total == 0 || last <= first) return fail("the studio generated fewer than 2 tokens on every side");
-  const double studio_both = double(total) / (last - first);
+  if (total == 0 || studio_time <= 0) return fail("the studio generated fewer than 2 tokens on every side");
+  const double studio_both = double(total) / studio_time;
 
   // The same inputs for the CLI: the image as a lossless PNG (the CLI preprocesses it the same way).
   std::error_code ec;

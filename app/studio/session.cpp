@@ -445,11 +445,12 @@ void Session::do_generate(const GenerateSettings& s, uint64_t run_id) {
       ProbeRecorder rec(model, visual, o, prep.request.grids, merge);
       std::vector<int32_t> pending;  // ids of an unfinished UTF-8 character
       auto t_first = Clock::now();
+      double waited_s = 0;  // in baton.pass after the first token: the other side's turns
       req.on_token = [&](int64_t seq, int64_t tok, int64_t step) {
         if (seq != 0) return true;
         TokenRec r;
         r.id = tok;
-        if (step == 0) t_first = Clock::now();
+        if (step == 0) t_first = Clock::now(), waited_s = 0;
         pending.push_back(int32_t(tok));
         std::string piece = pipe_->decode(std::vector<int64_t>(pending.begin(), pending.end()), false);
         if (!ends_incomplete(piece) || pending.size() >= 4) {
@@ -477,10 +478,9 @@ void Session::do_generate(const GenerateSettings& s, uint64_t run_id) {
           SideData& sd = sh_.side[side];
           if (!r.special) sd.text += r.piece;
           sd.tokens.push_back(std::move(r));
-          sd.last_token_s = std::chrono::duration<double>(Clock::now() - t_start).count();
-          if (sd.first_token_s < 0) sd.first_token_s = sd.last_token_s;
-          const double el = std::chrono::duration<double>(Clock::now() - t_first).count();
-          sd.tokens_per_s = el > 0 ? (sd.tokens.size() - 1) / el : 0;
+          // Own decode time: the other side's turns (its prefill included) are not this side's.
+          sd.decode_s = std::chrono::duration<double>(Clock::now() - t_first).count() - waited_s;
+          sd.tokens_per_s = sd.decode_s > 0 ? (sd.tokens.size() - 1) / sd.decode_s : 0;
           size_t done = 0;
           for (int x : sides) done += sh_.side[x].tokens.size();
           sh_.status.progress = float(double(done) / (double(sides.size()) * s.max_new_tokens));
@@ -489,7 +489,11 @@ void Session::do_generate(const GenerateSettings& s, uint64_t run_id) {
                         sh_.side[0].tokens.size(), sh_.side[1].tokens.size(), s.max_new_tokens, sd.tokens_per_s);
           sh_.status.message = msg;
         }
-        if (interleave) baton.pass(side);
+        if (interleave) {
+          const auto w0 = Clock::now();
+          baton.pass(side);
+          waited_s += std::chrono::duration<double>(Clock::now() - w0).count();
+        }
         return true;
       };
       rec.attach(req);
@@ -501,7 +505,7 @@ void Session::do_generate(const GenerateSettings& s, uint64_t run_id) {
       sd.running = false;
       sd.finish = res.finish.empty() ? "length" : res.finish[0];
       sd.prefill_ms = res.prefill_ms;
-      sd.tokens_per_s = res.decode_tokens_per_s();
+      if (!interleave) sd.tokens_per_s = res.decode_tokens_per_s();  // interleaved: own time, from on_token
     } catch (const std::exception& e) {
       if (interleave) baton.finish(side);
       errors[side] = e.what();
@@ -560,7 +564,7 @@ void Session::sync(UiState& ui) {
     dst.finish = src.finish;
     dst.running = src.running;
     dst.tokens_per_s = src.tokens_per_s;
-    dst.first_token_s = src.first_token_s, dst.last_token_s = src.last_token_s;
+    dst.decode_s = src.decode_s;
     dst.prefill_ms = src.prefill_ms;
     dst.prompt_tokens = src.prompt_tokens;
   }

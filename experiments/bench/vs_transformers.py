@@ -192,6 +192,8 @@ def main():
     ap.add_argument("--work", default="/tmp/pvm-vs-transformers")
     ap.add_argument("--results", default=os.path.join(HERE, "RESULTS_cpu.md"))
     ap.add_argument("--keep", action="store_true", help="keep the random checkpoint in --work for a later run")
+    ap.add_argument("--smoke", action="store_true",
+                    help="a check of the script itself: 4 decoder layers, contexts 64 and 256 (numbers mean nothing)")
     # internal: the transformers side in its own process
     ap.add_argument("--hf-side", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--model", help=argparse.SUPPRESS)
@@ -216,8 +218,18 @@ def main():
     import transformers
     from real_shapes import build_and_save, make_inputs
 
+    global CONTEXTS
     torch.set_num_threads(args.threads)
     os.makedirs(args.work, exist_ok=True)
+    if args.smoke:
+        import real_shapes
+
+        real_shapes.SIZES[args.size]["text"]["num_hidden_layers"] = 4  # >= the 3 DeepStack taps
+        CONTEXTS = (64, 256)
+        args.work = os.path.join(args.work, "smoke")
+        os.makedirs(args.work, exist_ok=True)
+        if args.results == os.path.join(HERE, "RESULTS_cpu.md"):  # never overwrite the real table
+            args.results = os.path.join(args.work, "RESULTS_cpu.md")
     t_start = time.time()
     inputs, ids, _, _ = make_inputs(torch, args.work, os.path.join(REPO, "assets", "tokenizers", "qwen3"))
     model_dir = os.path.join(args.work, "qwen3-vl-%s-random" % args.size)
