@@ -66,6 +66,7 @@ class Baton {
 
 Session::Session(int model_threads) {
   const int cores = int(std::max(1u, std::thread::hardware_concurrency()));
+  threads_given_ = model_threads > 0;
   model_threads_ = model_threads > 0 ? model_threads : std::max(1, cores - 1);
   PreprocessorConfig d;
   proc_ = {d.patch_size, d.merge_size, d.min_pixels, d.max_pixels};
@@ -304,6 +305,13 @@ void Session::do_load(const LoadRequest& r) {
     if (std::filesystem::exists(d / "adapter_config.json", ec)) adapter = d.string();
   }
   if (!adapter.empty()) load_pvm_adapter(*p->model.model, adapter);
+  // A small decoder runs best on one thread (pipeline.h default_cpu_threads); a large one on every
+  // core but the one the UI and the GL rasterizer keep.
+  if (!threads_given_ && lo.device.is_cpu()) {
+    const int cores = int(std::max(1u, std::thread::hardware_concurrency()));
+    model_threads_ = std::min(std::max(1, cores - 1), default_cpu_threads(p->model.config));
+    at::set_num_threads(model_threads_);
+  }
   pipe_ = std::move(p);
   {
     std::lock_guard<std::mutex> l(mu_);
