@@ -10,7 +10,9 @@
 #include "engine/base/error.h"
 #include "engine/loader.h"
 #include "engine/pvm.h"
+#include "engine/memory_estimate.h"
 #include "engine/train.h"
+#include "engine/train_sft.h"
 #include "tests/cli_util.h"
 #include "tests/test_train_util.h"
 
