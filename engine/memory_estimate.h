@@ -7,7 +7,7 @@
 #include <string>
 
 #include "engine/base/config.h"
-#include "engine/train_config.h"
+#include "engine/base/train_config.h"
 #include "engine/torch_pch.h"
 
 namespace pvm::train {

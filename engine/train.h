@@ -34,7 +34,7 @@
 #include "engine/distributed.h"
 #include "engine/image.h"
 #include "engine/model.h"
-#include "engine/train_config.h"
+#include "engine/base/train_config.h"
 #include "engine/train_data.h"
 
 namespace pvm::train {

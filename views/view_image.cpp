@@ -15,7 +15,7 @@
 #endif
 #include "views/gl_texture.h"
 #include "views/ui_util.h"
-#include "views/view_log.h"
+#include "engine/base/log_sink.h"
 
 namespace pvm::studio {
 

@@ -11,7 +11,7 @@
 #include "engine/base/scenes.h"
 #endif
 #include "views/ui_util.h"
-#include "views/view_log.h"
+#include "engine/base/log_sink.h"
 
 namespace pvm::studio {
 namespace fs = std::filesystem;
