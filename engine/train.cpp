@@ -208,7 +208,7 @@ struct Runner {
     run_dir = resume ? opt.resume_dir : cfg.out;
     if (run_dir.empty()) {
       if (dist->world() > 1) throw Error("out: a run directory is required with several processes");
-      run_dir = join_path("runs", cfg.mode + "-" + timestamp_name());
+      run_dir = join_path(default_runs_dir(), cfg.mode + "-" + timestamp_name());
     }
     if (resume && !is_directory(run_dir)) throw file_error(run_dir, "no such run folder to resume");
     rd = std::make_unique<RunDir>(run_dir);

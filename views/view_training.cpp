@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "engine/base/fs_util.h"
+#include "engine/base/paths.h"
 #include "engine/base/train_config.h"
 #include "imgui_stdlib.h"
 #include "views/ui_util.h"
@@ -234,7 +235,7 @@ void fill_training_plots(const std::vector<MetricRow>& rows, Plot& loss, Plot& r
 TrainingView::TrainingView(StudioContext& ctx)
     : View("Training", Slot::CenterBottom, true), ctx_(ctx), loss_("train_loss"), reward_("train_reward"),
       gates_("train_gate_alpha"), lr_("train_lr") {
-  runs_root = (pvm::source_dir() + "/runs");
+  runs_root = pvm::default_runs_dir();
   form_.values["out"] = runs_root + "/run";
   loss_.set_title("loss");
   gates_.set_title("gate_alpha per PVM layer");
@@ -333,7 +334,7 @@ void TrainingView::draw() {
     const bool was = trainer_.pid() > 0;
     if (was && !trainer_.running())
       log_info("trainer exited with code %d%s", trainer_.exit_code(),
-               trainer_.exit_code() ? " (see runs/.logs/ for its output)" : "");
+               trainer_.exit_code() ? (" (its output: " + runs_root + "/.logs/)").c_str() : "");
     if (estimator_.pid() > 0 && !estimator_.running()) {
       std::ifstream f(estimate_log_);
       std::stringstream ss;
