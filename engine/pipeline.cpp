@@ -14,11 +14,6 @@ namespace pvm {
 
 namespace fs = std::filesystem;
 
-std::string default_model_dir() {
-  auto d = fs::path(source_dir()) / "assets" / "default-model";
-  return fs::exists(d / "config.json") ? d.string() : "";
-}
-
 std::string model_dir_or_default(const std::string& given) {
   std::string d = given.empty() ? default_model_dir() : given;
   if (d.empty()) throw Error("no --model given and the default model (assets/default-model) is not present");

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "engine/base/chat_template.h"
+#include "engine/base/paths.h"
 #include "engine/base/tokenizer.h"
 #include "engine/generate.h"
 #include "engine/image.h"
@@ -40,8 +41,6 @@ class Pipeline {
   std::string tokenizer_path;
 };
 
-// assets/default-model (the project's own small trained model), or "" when it is not there.
-std::string default_model_dir();
 
 // What a driver (a CLI command, a bench tool) needs to open a model: the names as the user typed
 // them ("auto" picks), an optional tokenizer and an optional PVM adapter loaded on top.

@@ -144,7 +144,6 @@ struct StudioContext {
   GenerateSettings draft;       // the Prompt view's form (image from the Image view)
   // Set by views to ask the app for cross-view actions.
   std::function<void(const std::string& adapter_dir)> request_load_adapter;
-  bool scenes_available = false;
 };
 
 }  // namespace pvm::studio

@@ -19,7 +19,7 @@
 #include "engine/pipeline.h"
 #include "engine/probes.h"
 #include "engine/pvm.h"
-#include "views/view_log.h"
+#include "engine/base/log_sink.h"
 
 namespace pvm::studio {
 namespace {

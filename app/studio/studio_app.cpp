@@ -254,9 +254,6 @@ void StudioApp::shutdown() {
 void StudioApp::create_views() {
   ctx_.engine = session_.get();
   ctx_.ui = &ui_;
-#ifdef PVM_HAVE_SCENES
-  ctx_.scenes_available = true;
-#endif
   ctx_.request_load_adapter = [this](const std::string& dir) {
     if (model_->load_adapter(dir)) model_->focus();
   };
@@ -676,8 +673,7 @@ void StudioApp::start_up() {
   }
   model_->load(opt_.model, opt_.pvm);  // "" = default model (random tiny one when absent)
   // The default model was trained on the scenes world: open on its instruction, not the generic preset.
-  if (opt_.model.empty() && std::filesystem::exists((pvm::source_dir() + "/assets/default-model/config.json")) &&
-      ctx_.scenes_available)
+  if (opt_.model.empty() && std::filesystem::exists((pvm::source_dir() + "/assets/default-model/config.json")))
     prompt_->use_preset("scene_description");
   if (!opt_.open.empty()) {
     std::string err;
@@ -690,7 +686,7 @@ void StudioApp::start_up() {
   }
   if (!opt_.image.empty()) {
     image_->open_file(opt_.image);
-  } else if (!(ctx_.scenes_available && image_->new_scene(7))) {
+  } else if (!image_->new_scene(7)) {
     image_->open_file((pvm::source_dir() + "/assets/samples/shapes.png"));
   }
   if (opt_.demo) {
