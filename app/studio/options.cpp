@@ -54,8 +54,7 @@ StudioOptions parse_options(const std::vector<std::string>& argv) {
   o.help = o.help || a.has("--help");
   o.screenshot = a.get("--screenshot");
   if (a.has("--screenshot") && o.screenshot.empty()) throw Error("--screenshot needs a file name");
-  o.frames = int(a.get_int("--frames", 10));
-  if (o.frames < 1 || o.frames > 100000) throw Error("--frames must be in 1..100000");
+  o.frames = int(a.get_int("--frames", 10, 1, 100000));
   if (a.has("--size")) {
     int w = 0, h = 0;
     char tail = 0;
@@ -71,14 +70,11 @@ StudioOptions parse_options(const std::vector<std::string>& argv) {
   o.open = a.get("--open");
   o.save_session = a.get("--save-session");
   if (!o.save_session.empty() && o.screenshot.empty()) throw Error("--save-session needs --screenshot (interactive: File > Save session)");
-  o.demo_tokens = int(a.get_int("--demo-tokens", 64));
-  if (o.demo_tokens < 1 || o.demo_tokens > 16384) throw Error("--demo-tokens must be in 1..16384");
+  o.demo_tokens = int(a.get_int("--demo-tokens", 64, 1, 16384));
   if (!o.open.empty() && o.demo) throw Error("--open and --demo exclude each other");
-  o.bench_frames = int(a.get_int("--bench-frames", 0));
-  if (o.bench_frames < 0 || o.bench_frames > 100000) throw Error("--bench-frames must be in 0..100000");
+  o.bench_frames = int(a.get_int("--bench-frames", 0, 0, 100000));
   o.bench_pan = a.has("--bench-pan");
-  o.model_threads = int(a.get_int("--model-threads", 0));
-  if (o.model_threads < 0 || o.model_threads > 1024) throw Error("--model-threads must be in 1..1024");
+  o.model_threads = int(a.get_int("--model-threads", 0, 0, 1024));  // 0 = cores - 1
   if (a.has("--hover")) {
     char tail = 0;
     if (std::sscanf(a.get("--hover").c_str(), "%f,%f%c", &o.hover_x, &o.hover_y, &tail) != 2 || o.hover_x < 0 ||
