@@ -4,6 +4,7 @@
 
 #include "engine/base/cli_args.h"
 #include "engine/base/error.h"
+#include "engine/base/fs_util.h"
 
 namespace pvm::studio {
 
@@ -91,6 +92,9 @@ StudioOptions parse_options(const std::vector<std::string>& argv) {
   o.no_ini = a.has("--no-ini");
   o.ini = a.get("--ini");
   if (!o.ini.empty() && o.no_ini) throw Error("--ini and --no-ini exclude each other");
+  // ImGui opens the layout file itself (fopen): a FIFO would block the first frame forever.
+  if (!o.ini.empty() && path_exists(o.ini) && !is_regular_file(o.ini))
+    throw Error("--ini " + o.ini + ": is not a regular file (a layout file, or a new name, expected)");
   o.verbose = a.has("--verbose");
   return o;
 }

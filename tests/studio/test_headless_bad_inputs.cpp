@@ -242,6 +242,11 @@ TEST(StudioHeadless, RefusesTheBadInputsTheCliRefuses) {
       EXPECT_NE(lines[0].find(c.names), std::string::npos) << c.cli_args << ": " << o.cli.err;
     }
   }
+  // A FIFO as the layout file (ImGui would fopen it in the first frame and block): a usage error.
+  Result ini = run("DISPLAY=" + x.display + " timeout 60 " + studio + " --screenshot " + d + "/ini.png --ini " + d + "/fifo.png", d);
+  EXPECT_EQ(ini.rc, 2) << ini.err;
+  EXPECT_EQ(ini.err.rfind("pvm-studio: error: --ini " + d + "/fifo.png: is not a regular file", 0), 0u) << ini.err;
+  EXPECT_FALSE(fs::exists(d + "/ini.png"));
   std::printf("[headless] %zu bad inputs in %.1f s\n", cases.size(),
               std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   fs::remove_all(d);
