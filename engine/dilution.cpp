@@ -11,6 +11,7 @@
 #include "engine/base/dilution.h"
 #include "engine/base/error.h"
 #include "engine/base/fs_util.h"
+#include "engine/image.h"
 #include "engine/image_write.h"
 #include "engine/plot_png.h"
 #include "engine/probes.h"
@@ -75,7 +76,7 @@ std::vector<std::string> collect_images(const std::vector<std::string>& args) {
     } else if (fs::is_regular_file(a)) {
       out.push_back(a);
     } else {
-      throw Error("--images " + a + ": no such file or folder");
+      throw Error("--images " + a + (fs::exists(a) ? ": is not a regular file or folder (a FIFO or device?)" : ": no such file or folder"));
     }
   }
   if (out.empty()) throw Error("missing --images DIR|FILE");
@@ -87,6 +88,9 @@ DilutionResult run_dilution(Pipeline& pipe, const DilutionOptions& o) {
   const auto& images = o.images;
   const int64_t max_new = o.max_new_tokens;
   const std::string& out_dir = o.out_dir;
+  // Every image is decoded (and size-checked) before the first generation: a corrupt one is an
+  // error now, not after the images before it have run.
+  for (const auto& p : images) (void)load_image(p);
   DilutionResult res;
   std::vector<std::string>& runs = res.runs;
   runs = {"baseline"};

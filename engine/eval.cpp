@@ -9,6 +9,7 @@
 #include "engine/base/answer_extract.h"
 #include "engine/base/error.h"
 #include "engine/base/hash.h"
+#include "engine/image.h"
 
 namespace pvm::eval {
 
@@ -56,6 +57,56 @@ uint64_t splitmix(uint64_t x) {
 }
 
 }  // namespace
+
+int64_t validate_images(EvalData& data, const train::BadLinePolicy& policy) {
+  std::map<const std::string*, std::string> b64_seen;  // shared base64 image -> "" or its error
+  std::map<std::string, std::string> file_seen;         // path -> "" or its error
+  auto check = [](const std::function<void()>& decode) -> std::string {
+    try {
+      decode();
+      return "";
+    } catch (const Error& e) {
+      return e.what();
+    } catch (...) {
+      try {
+        rethrow_with_context("image", "decoding");
+      } catch (const Error& e) {
+        return e.what();
+      }
+    }
+  };
+  std::vector<EvalItem> kept;
+  const int64_t total = int64_t(data.items.size());
+  for (EvalItem& it : data.items) {
+    std::string bad;
+    for (const ImageRef& ref : it.images) {
+      if (ref.base64) {
+        auto [pos, fresh] = b64_seen.emplace(ref.base64.get(), "");
+        if (fresh) pos->second = check([&] {
+            const std::string bytes = base64_decode(*ref.base64, ref.name);
+            (void)decode_image(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), ref.name);
+          });
+        bad = pos->second;
+      } else {
+        auto [pos, fresh] = file_seen.emplace(ref.path, "");
+        if (fresh) pos->second = check([&] { (void)load_image(ref.path); });
+        bad = pos->second;
+      }
+      if (!bad.empty()) break;
+    }
+    if (bad.empty()) {
+      kept.push_back(std::move(it));
+      continue;
+    }
+    // Messages name the data file and line first (an image file's own error names only the image).
+    const std::string where = data.path + ":" + std::to_string(it.line);
+    policy.report(bad.rfind(where, 0) == 0 ? bad : where + ": " + bad);
+  }
+  const int64_t dropped = total - int64_t(kept.size());
+  data.items = std::move(kept);
+  policy.summary(data.path, dropped, total, "items", "--bad-lines fatal");
+  return dropped;
+}
 
 DatasetSource::DatasetSource(const std::string& path, EvalData data, DatasetSettings s)
     : items_(std::move(data.items)), s_(std::move(s)) {

@@ -16,6 +16,7 @@
 
 #include "engine/base/eval_data.h"
 #include "engine/pipeline.h"
+#include "engine/train_data.h"
 
 namespace pvm::eval {
 
@@ -61,6 +62,13 @@ struct DatasetSettings {
   uint64_t seed = 0;
   int64_t max_new_tokens = 1024;
 };
+
+// Decodes every image of the items once (base64 and files alike: decode and the one size check),
+// so a broken image is found at load, not when its item comes up, with the policy of training
+// data (train::BadLinePolicy, `--bad-lines`): an item with a bad image is dropped with a warning
+// naming the file, line and image, and counted in a summary; when fatal, the first one is the error.
+// Returns the number of items dropped.
+int64_t validate_images(EvalData& data, const train::BadLinePolicy& policy);
 
 class DatasetSource : public ItemSource {
  public:

@@ -101,7 +101,16 @@ PreprocessorConfig PreprocessorConfig::parse(const std::string& text, const std:
   }
   if (!j.is_object()) throw file_error(where, "expected a JSON object");
   PreprocessorConfig c;
-  auto has = [&](const char* k) { return j.contains(k) && !j[k].is_null(); };
+  // null means "not set" only where HF's processor takes None (size, min_pixels, max_pixels); for
+  // any other field it is an error naming it, not a silent default.
+  auto has = [&](const char* k) {
+    if (!j.contains(k)) return false;
+    if (!j[k].is_null()) return true;
+    static const char* const optional[] = {"size", "min_pixels", "max_pixels"};
+    for (const char* o : optional)
+      if (std::string(k) == o) return false;
+    throw file_error(where, std::string(k) + " is null (give a value, or leave the key out for the default)");
+  };
   if (has("size")) {
     const json& s = j["size"];
     if (!s.is_object()) throw file_error(where, "size must be an object (got " + s.dump() + ")");

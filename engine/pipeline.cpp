@@ -26,7 +26,7 @@ int default_cpu_threads(const ModelConfig& c) {
 }
 
 Pipeline open_pipeline(const OpenOptions& o) {
-  if (o.threads < 0 || o.threads > 1024) throw Error("--threads must be in 1..1024 (0 = automatic)");
+  if (o.threads < 0 || o.threads > 1024) throw Error("--threads must be in 0..1024 (0 = automatic)");
   const std::string dir = model_dir_or_default(o.model_dir);
   LoadOptions lo;
   lo.device = parse_device(o.device);

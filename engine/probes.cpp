@@ -452,11 +452,8 @@ std::string load_prompt_preset(const std::string& name) {
   std::string file = name;
   std::replace(file.begin(), file.end(), '-', '_');
   auto path = std::filesystem::path(source_dir()) / "assets" / "prompts" / (file + ".txt");
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error("unknown prompt preset '" + name + "': " + path.string() + " not found");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  std::string s = ss.str();
+  if (!path_exists(path.string())) throw Error("unknown prompt preset '" + name + "': " + path.string() + " not found");
+  std::string s = read_file_to_string(path.string(), 1 << 20, "prompt preset");
   while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
   if (s.empty()) throw Error("prompt preset " + path.string() + " is empty");
   return s;

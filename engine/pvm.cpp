@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/base/error.h"
+#include "engine/base/file_format.h"
 #include "engine/base/fs_util.h"
 #include "engine/base/safetensors.h"
 #include "engine/loader.h"
@@ -15,6 +16,10 @@
 namespace pvm {
 
 namespace fs = std::filesystem;
+
+// "pvm_adapter_format" in adapter_config.json: the newest format this build writes and reads
+// (adapters written before the number existed read as 1; a newer one is refused).
+constexpr int64_t kPvmAdapterFormat = 1;
 
 std::pair<torch::Tensor, torch::Tensor> split_visual_rows(const torch::Tensor& flat, const torch::Tensor& mask) {
   const int64_t B = mask.size(0), H = flat.size(-1);
@@ -160,6 +165,7 @@ void save_pvm_adapter(Qwen3VLForConditionalGenerationImpl& m, const std::string&
     if (p.key().find(".pvm_block.") != std::string::npos) tensors.emplace_back(p.key(), p.value().detach());
   save_tensors((fs::path(dir) / "adapter.safetensors").string(), tensors, {{"format", "pt"}});
   nlohmann::json j{{"adapter_type", "pvm"},
+                   {"pvm_adapter_format", kPvmAdapterFormat},
                    {"pvm_hidden_size", c.text.pvm_hidden_size},
                    {"pvm_layers", c.text.pvm_layers},
                    {"pvm_source", c.text.pvm_source},
@@ -206,27 +212,29 @@ static void load_pvm_adapter_checked(Qwen3VLForConditionalGenerationImpl& m, con
       throw file_error(cfg_path, "adapter_type is " + j["adapter_type"].dump() + ", not \"pvm\": not a PVM adapter");
     if (j.contains("peft_type"))
       throw file_error(cfg_path, "is a PEFT " + j["peft_type"].dump() + " adapter, not a PVM adapter");
+    check_file_format(j, "pvm_adapter_format", kPvmAdapterFormat, cfg_path, "PVM adapter");
   }
   TextConfig f = m.cfg.text;
-  try {
-    if (!j.is_object()) throw std::runtime_error("not an object");
-    // exact types: nlohmann would silently turn 512.7 or true into an integer
-    auto integer = [](const nlohmann::json& v) {
-      if (!v.is_number_integer() || (v.is_number_unsigned() && v.get<uint64_t>() > (uint64_t)INT64_MAX))
-        throw std::runtime_error("not an integer");
-      return v.get<int64_t>();
-    };
-    f.pvm_hidden_size = integer(j.at("pvm_hidden_size"));
-    if (!j.at("pvm_layers").is_array()) throw std::runtime_error("not a list");
-    f.pvm_layers.clear();
-    for (auto& e : j.at("pvm_layers")) f.pvm_layers.push_back(integer(e));
-    for (auto key : {"pvm_source", "pvm_variant"})
-      if (j.contains(key) && !j[key].is_string()) throw std::runtime_error("not a string");
-    f.pvm_source = j.value("pvm_source", std::string("embeddings"));
-    f.pvm_variant = j.value("pvm_variant", std::string("pvm"));
-  } catch (const std::exception& e) {
-    throw file_error(cfg_path, "needs integer pvm_hidden_size, a list of integers pvm_layers and string pvm_source/pvm_variant");
-  }
+  // Exact types, each error naming its field (nlohmann would silently turn 512.7 or true into an
+  // integer, and a null must not become a default).
+  if (!j.is_object()) throw file_error(cfg_path, "expected a JSON object");
+  auto wrong = [&](const std::string& key, const nlohmann::json* v, const char* want) {
+    return file_error(cfg_path, v ? key + " must be " + want + ", got " + v->dump().substr(0, 40) : "missing " + key + " (" + want + ")");
+  };
+  auto integer = [&](const std::string& key, const nlohmann::json* v) {
+    if (!v || !v->is_number_integer() || (v->is_number_unsigned() && v->get<uint64_t>() > (uint64_t)INT64_MAX))
+      throw wrong(key, v, "an integer");
+    return v->get<int64_t>();
+  };
+  auto field = [&](const char* key) { return j.contains(key) ? &j[key] : nullptr; };
+  f.pvm_hidden_size = integer("pvm_hidden_size", field("pvm_hidden_size"));
+  if (!field("pvm_layers") || !j["pvm_layers"].is_array()) throw wrong("pvm_layers", field("pvm_layers"), "a list of layer indices");
+  f.pvm_layers.clear();
+  for (auto& e : j["pvm_layers"]) f.pvm_layers.push_back(integer("pvm_layers", &e));
+  for (auto key : {"pvm_source", "pvm_variant"})
+    if (j.contains(key) && !j[key].is_string()) throw wrong(key, &j[key], "a string");
+  f.pvm_source = j.value("pvm_source", std::string("embeddings"));
+  f.pvm_variant = j.value("pvm_variant", std::string("pvm"));
   if (j.contains("base_hidden_size") && j["base_hidden_size"].is_number_integer() &&
       j["base_hidden_size"].get<int64_t>() != m.cfg.text.hidden_size)
     throw file_error(cfg_path, "adapter is for hidden size " + std::to_string(j["base_hidden_size"].get<int64_t>()) +

@@ -43,14 +43,15 @@ double now_s() {
 }
 
 std::string file_hash(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) return "";
+  InputFile in(path, "data");  // (the data was read already; a FIFO swapped in since must not hang us)
+  std::istream& f = in.stream();
   uint64_t h = kFnv1aOffset;
   std::vector<char> buf(1 << 20);
   while (f) {
     f.read(buf.data(), buf.size());
     h = fnv(h, buf.data(), (size_t)f.gcount());
   }
+  in.finish();
   return hex64(h);
 }
 
@@ -65,10 +66,11 @@ std::string model_hash(const std::string& dir) {
   std::sort(files.begin(), files.end());
   for (auto& f : files) {
     auto name = f.filename().string();
-    uint64_t size = fs::file_size(f);
+    InputFile file(f.string(), ".safetensors");
+    uint64_t size = file.size();
     h = fnv(h, name.data(), name.size());
     h = fnv(h, &size, sizeof size);
-    std::ifstream in(f, std::ios::binary);
+    std::istream& in = file.stream();
     uint64_t hl = 0;
     in.read(reinterpret_cast<char*>(&hl), 8);
     if (in && hl < (100u << 20)) {

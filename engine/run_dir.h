@@ -18,6 +18,8 @@ class RunDir {
  public:
   explicit RunDir(std::string dir) : dir_(std::move(dir)) {}
   const std::string& dir() const { return dir_; }
+  // The folder was moved while training (the runner follows it): later writes go to `dir`.
+  void moved_to(std::string dir) { dir_ = std::move(dir); }
   std::string file(const std::string& name) const { return join_path(dir_, name); }
   std::string checkpoints() const { return join_path(dir_, "checkpoints"); }
 

@@ -1,5 +1,9 @@
 #include "engine/train.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
@@ -10,6 +14,8 @@
 #include "engine/base/fs_util.h"
 #include "engine/base/proc.h"
 #include "engine/base/version.h"
+#include "engine/base/file_format.h"
+#include "engine/train_state.h"
 #include "engine/device.h"
 #include "engine/loader.h"
 #include "engine/optimizer.h"
@@ -194,8 +200,44 @@ struct Runner {
 
   bool main() const { return dist->is_main(); }
 
+  // The run folder as setup found it (device and inode, and an open descriptor): a folder moved
+  // while training is followed (the run goes on where it now is, and says so), a removed one is an
+  // error, instead of the next save silently re-creating an empty folder at the old path.
+  int dir_fd = -1;
+  dev_t dir_dev = 0;
+  ino_t dir_ino = 0;
+  std::string moved_from;  // the path the run started in, once it has moved
+  std::string end_state;   // "finished" | "stopped", once the loop has ended
+
+  void pin_run_dir() {
+    dir_fd = ::open(run_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    struct stat sb {};
+    if (dir_fd >= 0 && ::fstat(dir_fd, &sb) == 0) dir_dev = sb.st_dev, dir_ino = sb.st_ino;
+  }
+  void follow_run_dir() {
+    if (!main() || dir_fd < 0) return;
+    struct stat sb {};
+    if (::stat(run_dir.c_str(), &sb) == 0 && sb.st_dev == dir_dev && sb.st_ino == dir_ino) return;
+    // /proc/self/fd names the folder we still hold open, wherever it went.
+    char buf[4096];
+    const ssize_t n = ::readlink(("/proc/self/fd/" + std::to_string(dir_fd)).c_str(), buf, sizeof buf - 1);
+    const std::string now = n > 0 ? std::string(buf, size_t(n)) : "";
+    struct stat nb {};
+    if (now.empty() || ::stat(now.c_str(), &nb) != 0 || nb.st_dev != dir_dev || nb.st_ino != dir_ino)
+      throw file_error(run_dir, "the run folder was removed while training (at step " + std::to_string(step) +
+                                    "); nothing more can be saved");
+    std::fprintf(stderr, "note: the run folder %s was moved to %s while training; the run goes on there\n", run_dir.c_str(),
+                 now.c_str());
+    if (moved_from.empty()) moved_from = run_dir;
+    run_dir = now;
+    ctx->run_dir = now;
+    rd->moved_to(now);  // the lock file moved with the folder
+  }
+
   void status(const std::string& state, const std::string& message = "") {
-    if (main()) rd->write_status(state, step, total, message);
+    if (!main()) return;
+    follow_run_dir();
+    rd->write_status(state, step, total, message);
   }
 
   void setup() {
@@ -212,12 +254,17 @@ struct Runner {
     }
     if (resume && !is_directory(run_dir)) throw file_error(run_dir, "no such run folder to resume");
     rd = std::make_unique<RunDir>(run_dir);
-    if (main()) rd->lock_for_training();
+    if (main()) {
+      rd->lock_for_training();
+      pin_run_dir();
+    }
     json state;
     std::string ckpt;
     if (resume) {
       ckpt = rd->latest_checkpoint();
       state = read_json(join_path(ckpt, "trainer_state.json"));
+      // A newer format is refused before the (slow) model load; the rest is checked in restore().
+      check_file_format(state, "pvm_trainer_state", kTrainerStateFormat, join_path(ckpt, "trainer_state.json"), "trainer state");
     } else if (rd->holds_run()) {
       throw file_error(run_dir, "already holds a run; resume it with --resume " + run_dir + " or choose another out");
     }
@@ -335,6 +382,7 @@ struct Runner {
   // checkpoints/step-NNNNNN (resumable) or, with final, final/ in the run folder.
   void save(bool final) {
     if (!main()) return;
+    follow_run_dir();
     auto fill = [&](const std::string& dir) { write_checkpoint(dir); };
     if (final) rd->save_final(fill);
     else rd->save_checkpoint(step, cfg.keep_checkpoints, fill);
@@ -354,7 +402,8 @@ struct Runner {
     ts.emplace_back("rng.cpu", at::detail::getDefaultCPUGenerator().get_state());
     save_tensors(join_path(tmp, "optimizer.safetensors"), ts, {{"format", "pt"}});
     metrics.flush();
-    json st{{"step", step},
+    json st{{"pvm_trainer_state", kTrainerStateFormat},
+            {"step", step},
             {"total_steps", total},
             {"optimizer_steps", adam.steps()},
             {"objective", obj->state()},
@@ -372,50 +421,29 @@ struct Runner {
     // the wrong type or an optimizer tensor of the wrong shape is an error naming the file, before
     // any of it is applied.
     const std::string sp = join_path(ckpt, "trainer_state.json");
-    auto integer = [&](const char* key, bool required) -> int64_t {
-      if (!st.is_object() || !st.contains(key)) {
-        if (required) throw file_error(sp, std::string("missing \"") + key + "\" (not a trainer state written by pvm train?)");
-        return 0;
-      }
-      const json& v = st[key];
-      if (!v.is_number_integer() || (v.is_number_unsigned() && v.get<uint64_t>() > (uint64_t)INT64_MAX) || v.get<int64_t>() < 0)
-        throw file_error(sp, std::string("\"") + key + "\" must be a non-negative integer, got " + v.dump());
-      return v.get<int64_t>();
-    };
-    const int64_t s_step = integer("step", true), s_opt = integer("optimizer_steps", true);
+    const TrainerState saved = parse_trainer_state(st, sp);  // types and format; then: does it fit this run?
+    const int64_t s_step = saved.step, s_opt = saved.optimizer_steps;
     if (s_step > total)
       throw file_error(sp, "step " + std::to_string(s_step) + " is beyond the " + std::to_string(total) +
                                " steps of this run (config " + cfg.source + "): the state does not belong to this run");
-    if (st.contains("total_steps") && integer("total_steps", false) != total)
-      throw file_error(sp, "total_steps " + std::to_string(integer("total_steps", false)) + " differs from the " +
+    if (saved.total_steps && *saved.total_steps != total)
+      throw file_error(sp, "total_steps " + std::to_string(*saved.total_steps) + " differs from the " +
                                std::to_string(total) + " steps this run's config and data give (were they changed?)");
-    if (s_opt > s_step)
-      throw file_error(sp, "optimizer_steps " + std::to_string(s_opt) + " exceeds step " + std::to_string(s_step));
-    if (!st.contains("objective") || !st["objective"].is_object()) throw file_error(sp, "missing \"objective\" state");
-    const int64_t s_metrics = integer("metrics_bytes", false);
-    if (st.contains("elapsed_s") && !(st["elapsed_s"].is_number() && st["elapsed_s"].get<double>() >= 0))
-      throw file_error(sp, "\"elapsed_s\" must be a non-negative number");
-    if (st.contains("pvm_only") && (!st["pvm_only"].is_boolean() || st["pvm_only"].get<bool>() != pvm_only))
-      throw file_error(sp, "pvm_only is " + st["pvm_only"].dump() + " but this run trains " +
+    const int64_t s_metrics = saved.metrics_bytes;
+    if (saved.pvm_only && *saved.pvm_only != pvm_only)
+      throw file_error(sp, std::string("pvm_only is ") + (*saved.pvm_only ? "true" : "false") + " but this run trains " +
                                (pvm_only ? "only PVM" : "more than PVM"));
-    if (st.contains("trainable")) {
-      const json& tr = st["trainable"];
-      if (!tr.is_array()) throw file_error(sp, "\"trainable\" must be a list of parameter names");
-      std::vector<std::string> names;
-      for (auto& n : tr) names.push_back(n.is_string() ? n.get<std::string>() : n.dump());
-      if (names != ctx->trainable_names)
-        throw file_error(sp, "lists " + std::to_string(names.size()) + " trainable tensors but this run trains " +
-                                 std::to_string(ctx->trainable_names.size()) + " others (trainable changed?)");
-    }
-    int world_before = 1;
-    if (st.contains("world_size")) world_before = (int)std::min<int64_t>(integer("world_size", false), 1 << 20);
+    if (saved.trainable && *saved.trainable != ctx->trainable_names)
+      throw file_error(sp, "lists " + std::to_string(saved.trainable->size()) + " trainable tensors but this run trains " +
+                               std::to_string(ctx->trainable_names.size()) + " others (trainable changed?)");
+    const int world_before = saved.world_size;
     auto opt_path = join_path(ckpt, "optimizer.safetensors");
     auto ts = load_tensors(opt_path);
     adam.check_state(ts, opt_path);  // every optimizer tensor before copying any
     if (ts.count("rng.cpu") && ts["rng.cpu"].scalar_type() != torch::kByte)
       throw file_error(opt_path, "rng.cpu is not a byte tensor");
     step = s_step;
-    elapsed_before = st.value("elapsed_s", 0.0);
+    elapsed_before = saved.elapsed_s;
     if (world_before != dist->world() && main())
       std::fprintf(stderr, "warning: resuming a %d-process run on %d processes (batches stay the same)\n", world_before,
                    dist->world());
@@ -429,7 +457,7 @@ struct Runner {
       }
     }
     try {
-      obj->restore(st.at("objective"));
+      obj->restore(saved.objective);
     } catch (const json::exception& e) {
       throw file_error(sp, std::string("bad \"objective\" state: ") + e.what());
     } catch (const Error& e) {
@@ -491,6 +519,7 @@ struct Runner {
     // A resumed run already at its --stop-after step takes no further step (the checkpoint holds).
     if (opt.stop_after >= 0 && step >= opt.stop_after && step < total) {
       status("stopped", "stopped at step " + std::to_string(step) + "; resume with --resume " + run_dir);
+      end_state = "stopped";
       dist->barrier();
       return 0;
     }
@@ -542,6 +571,7 @@ struct Runner {
       if (stop && step < total) {
         save(false);
         status("stopped", "stopped at step " + std::to_string(step) + "; resume with --resume " + run_dir);
+        end_state = "stopped";
         dist->barrier();
         return 0;
       }
@@ -555,6 +585,7 @@ struct Runner {
     save(false);  // the last step is resumable like any other
     save(true);
     status("finished");
+    end_state = "finished";
     dist->barrier();
     return 0;
   }
@@ -562,13 +593,25 @@ struct Runner {
 
 }  // namespace
 
-int run(const TrainConfig& cfg, const RunOptions& opt) {
+int run(const TrainConfig& cfg, const RunOptions& opt, RunOutcome* outcome) {
   Runner r;
   r.cfg = cfg;
   r.opt = opt;
+  struct CloseDir {
+    Runner& r;
+    ~CloseDir() {
+      if (r.dir_fd >= 0) ::close(r.dir_fd);
+    }
+  } close_dir{r};
   r.setup();
   try {
-    return r.loop();
+    const int rc = r.loop();
+    if (outcome) {
+      outcome->state = r.end_state;
+      outcome->step = r.step, outcome->total = r.total;
+      outcome->run_dir = r.run_dir, outcome->moved_from = r.moved_from;
+    }
+    return rc;
   } catch (const std::exception& e) {
     std::string msg = e.what();
     auto nl = msg.find('\n');

@@ -118,10 +118,19 @@ struct RunOptions {
   int64_t stop_after = -1;
 };
 
+// How a run ended, for the caller's last line (from the run itself, not guessed from files that
+// may have moved): "finished" or "stopped" (checkpoint saved), at `step` of `total`, in `run_dir`
+// (where the folder is now; `moved_from` is where it started when it was moved while training).
+struct RunOutcome {
+  std::string state;
+  int64_t step = 0, total = 0;
+  std::string run_dir, moved_from;
+};
+
 // Returns the process exit code: 0 finished, 0 stopped by signal (checkpoint saved), 1 failed.
 // Errors before the loop starts (bad config, data, model) throw pvm::Error.
 int run(const TrainConfig& cfg, const std::string& resume_dir);
-int run(const TrainConfig& cfg, const RunOptions& opt);
+int run(const TrainConfig& cfg, const RunOptions& opt, RunOutcome* outcome = nullptr);
 
 // The stop flag run() installs for SIGINT/SIGTERM (exposed so callers can request a stop).
 std::atomic<bool>& stop_flag();

@@ -9,8 +9,6 @@
 #include <random>
 #include <thread>
 
-#include <stb_image.h>
-
 #include "engine/base/error.h"
 #include "engine/base/fs_util.h"
 #include "engine/base/hash.h"
@@ -25,10 +23,11 @@ void BadLinePolicy::report(const std::string& msg) const {
   else std::fprintf(stderr, "warning: %s (line skipped)\n", msg.c_str());
 }
 
-void BadLinePolicy::summary(const std::string& path, int64_t skipped, int64_t total) const {
+void BadLinePolicy::summary(const std::string& path, int64_t skipped, int64_t total, const std::string& unit,
+                            const std::string& option) const {
   if (skipped <= 0) return;
-  std::string m = path + ": skipped " + std::to_string(skipped) + " of " + std::to_string(total) +
-                  " samples (bad lines or images, listed above; bad_lines: fatal stops at the first)";
+  std::string m = path + ": skipped " + std::to_string(skipped) + " of " + std::to_string(total) + " " + unit +
+                  " (bad lines or images, listed above; " + option + " stops at the first)";
   if (warn) warn(m);
   else std::fprintf(stderr, "warning: %s\n", m.c_str());
 }
@@ -80,7 +79,9 @@ std::vector<std::string> read_images(const json& j, const std::string& where, co
   for (auto& p : *it) {
     if (!p.is_string() || p.get<std::string>().empty()) throw Error(where + ": \"images\" entries must be non-empty strings");
     auto path = resolve_path(base_dir, p.get<std::string>());
-    if (!is_regular_file(path)) throw Error(where + ": image not found: " + path);
+    if (!is_regular_file(path))
+      throw Error(where + (path_exists(path) ? ": image " + path + " is not a regular file (a folder, FIFO or device)"
+                                             : ": image not found: " + path));
     out.push_back(path);
   }
   return out;
@@ -101,13 +102,11 @@ json parse_json_line(const std::string& line, const std::string& where) {
 template <class R>
 std::vector<R> read_lines(const std::string& path, const BadLinePolicy& policy,
                           R (*parse)(const std::string&, const std::string&, const std::string&)) {
-  if (!is_regular_file(path)) throw file_error(path, "data file not found");
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw file_error(path, "cannot open");
+  InputFile f(path, "data");  // a FIFO, device or folder is refused, not waited on
   std::vector<R> out;
   std::string line, base = parent_dir(path);
   int64_t n = 0, bad = 0;
-  while (std::getline(f, line)) {
+  while (std::getline(f.stream(), line)) {
     ++n;
     if (!line.empty() && line.back() == '\r') line.pop_back();
     if (line.find_first_not_of(" \t") == std::string::npos) continue;  // blank lines are allowed
@@ -119,6 +118,7 @@ std::vector<R> read_lines(const std::string& path, const BadLinePolicy& policy,
       policy.report(e.what());
     }
   }
+  f.finish();
   if (out.empty())
     throw file_error(path, "no usable line (" + std::to_string(n) + " lines, " + std::to_string(bad) + " bad)");
   return out;
@@ -169,7 +169,15 @@ SftRecord parse_sft_line(const std::string& line, const std::string& where, cons
     }
     bool has_image = std::any_of(msg.parts.begin(), msg.parts.end(), [](auto& p) { return p.image; });
     if (has_image && msg.role != "user") throw Error(mw + ": images are only supported in user messages");
-    if (msg.role == "assistant") has_assistant = true;
+    if (msg.role == "assistant") {
+      // An empty answer would teach the model to stop at once: a bad sample (bad_lines policy:
+      // a warning and a count in the load summary, or the first error when fatal).
+      const bool empty = std::all_of(msg.parts.begin(), msg.parts.end(), [](const ChatItemPart& p) {
+        return p.text.find_first_not_of(" \t\r\n") == std::string::npos;
+      });
+      if (empty) throw Error(mw + ": empty assistant turn (nothing to learn but stopping at once)");
+      has_assistant = true;
+    }
     r.messages.push_back(std::move(msg));
   }
   if (!has_assistant) throw Error(where + ": no assistant message (nothing to learn)");
@@ -187,6 +195,7 @@ GrpoRecord parse_grpo_line(const std::string& line, const std::string& where, co
   if (!j.contains("solution") || !(j["solution"].is_string() || j["solution"].is_number()))
     throw Error(where + ": needs a \"solution\" (string or number)");
   r.solution = j["solution"].is_string() ? j["solution"].get<std::string>() : j["solution"].dump();
+  if (r.solution.find_first_not_of(" \t\r\n") == std::string::npos) throw Error(where + ": empty \"solution\" (nothing to grade against)");
   r.images = read_images(j, where, base_dir);
   std::string text = j["prompt"];
   int next_image = 0;
@@ -218,16 +227,6 @@ std::vector<ProcessedImage> load_images(const std::vector<std::string>& paths, c
   std::vector<ProcessedImage> out;
   for (auto& p : paths) out.push_back(preprocess(load_image(p), pp));
   return out;
-}
-
-int64_t image_tokens_from_header(const std::string& path, const PreprocessorConfig& pp) {
-  int w = 0, h = 0, comp = 0;
-  if (!stbi_info(path.c_str(), &w, &h, &comp) || w <= 0 || h <= 0)
-    throw file_error(path, "not a readable image (PNG, JPEG, BMP, GIF, PNM, PSD)");
-  // EXIF rotation swaps h and w; smart_resize is symmetric, so the token count is the same.
-  auto [rh, rw] = smart_resize(h, w, pp.factor(), pp.min_pixels, pp.max_pixels);
-  int64_t gh = rh / pp.patch_size, gw = rw / pp.patch_size;
-  return gh * gw / (pp.merge_size * pp.merge_size);
 }
 
 int64_t TokenizedExample::n_label_tokens() const {
@@ -445,13 +444,15 @@ void Sampler::restore(const json& s) {
 
 namespace {
 std::string fnv_file_hash(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
+  InputFile in(path, "data");
+  std::istream& f = in.stream();
   uint64_t h = kFnv1aOffset;
   std::vector<char> buf(1 << 20);
   while (f) {
     f.read(buf.data(), buf.size());
     h = fnv1a(buf.data(), size_t(f.gcount()), h);
   }
+  in.finish();
   char out[32];
   std::snprintf(out, sizeof out, "fnv1a64:%016llx", (unsigned long long)h);
   return out;

@@ -66,7 +66,9 @@ struct BadLinePolicy {
   std::function<void(const std::string& msg)> warn;  // default: stderr "warning: <msg>"
   void report(const std::string& msg) const;         // throws pvm::Error when fatal
   // "<path>: skipped N of M samples ..." once at the end of loading, when any was skipped.
-  void summary(const std::string& path, int64_t skipped, int64_t total) const;
+  // `unit` names what was counted ("samples", "items"), `option` how to make it fatal.
+  void summary(const std::string& path, int64_t skipped, int64_t total, const std::string& unit = "samples",
+               const std::string& option = "bad_lines: fatal") const;
 };
 
 // Parse a whole file (bad lines reported through `policy`). Throws when the file cannot be read
@@ -79,9 +81,6 @@ GrpoRecord parse_grpo_line(const std::string& line, const std::string& where, co
 
 // Decode + preprocess image files (errors name the file).
 std::vector<ProcessedImage> load_images(const std::vector<std::string>& paths, const PreprocessorConfig& pp);
-
-// Number of merged image tokens for an image file, from its header only (no decode).
-int64_t image_tokens_from_header(const std::string& path, const PreprocessorConfig& pp);
 
 // Decode the whole image (so a corrupt or truncated file is found at load, not when its batch
 // comes up), check its size (check_image_size) and return its merged image token count. Results

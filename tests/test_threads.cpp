@@ -39,7 +39,7 @@ TEST(Threads, OpenPipelineSetsThemAndTheCliChecksTheRange) {
   auto dir = pvm::testing::temp_dir("threads");
   auto r = pvm::testing::run_pvm("generate --threads 5000 --prompt hi --max-new-tokens 2", dir);
   EXPECT_EQ(r.rc, 1);
-  EXPECT_NE(r.err.find("--threads must be in 1..1024"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("--threads: out of range: '5000' (must be in 0..1024)"), std::string::npos) << r.err;
   EXPECT_EQ(r.err.find("loading"), std::string::npos) << "checked before the model loads: " << r.err;
   r = pvm::testing::run_pvm("generate --threads 1 --prompt hi --max-new-tokens 2 --json", dir);
   EXPECT_EQ(r.rc, 0) << r.err;

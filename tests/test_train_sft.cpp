@@ -422,12 +422,15 @@ TEST(TrainSft, CliStopAfterRunsPartOfTheScheduleAndResumes) {
 
   auto bad = pvm::testing::run_pvm("train sft --config " + cfg_path + " --stop-after 0 --no-progress", f.dir);
   EXPECT_NE(bad.rc, 0);
-  EXPECT_NE(bad.err.find("--stop-after must be >= 1"), std::string::npos) << bad.err;
+  EXPECT_NE(bad.err.find("option --stop-after: out of range: '0' (must be in 1.."), std::string::npos) << bad.err;
   EXPECT_FALSE(fs::exists(run_dir + "/checkpoints"));
 
   auto r = pvm::testing::run_pvm("train sft --config " + cfg_path + " --stop-after 2 --no-progress", f.dir);
   ASSERT_EQ(r.rc, 0) << r.err;
-  EXPECT_NE(r.err.find("stopped; checkpoint saved"), std::string::npos) << r.err;
+  // The last line comes from the run's outcome: where it stopped and what to resume.
+  EXPECT_NE(r.err.find("pvm train: stopped at step 2 of 5; checkpoint saved (resume with --resume " + run_dir + ")\n"),
+            std::string::npos)
+      << r.err;
   auto st = json::parse(std::ifstream(run_dir + "/status.json"));
   EXPECT_EQ(st["state"], "stopped");
   EXPECT_EQ(st["step"], 2);

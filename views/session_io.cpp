@@ -3,11 +3,14 @@
 #include <stb_image.h>
 #include <stb_image_write.h>
 
+#include <cstdio>
 #include <filesystem>
+#include <memory>
 #include <fstream>
 #include <sstream>
 
 #include "engine/base/error.h"
+#include "engine/base/file_format.h"
 #include "engine/base/fs_util.h"
 #include "engine/base/version.h"
 #include "views/view_image.h"
@@ -108,70 +111,151 @@ void save_session(const std::string& dir, const UiState& ui, const std::string& 
   atomic_write_file(dir + "/session.json", j.dump(2) + "\n");
 }
 
+namespace {
+
+// Typed reads of session.json fields: an absent field takes its default, a present one of another
+// type (null included) or out of range is an error naming it ("settings.sampling.top_k must be an
+// integer in [..], got null"), never a silent default.
+struct Fields {
+  const json& j;
+  std::string prefix;  // "settings.sampling."
+  const json* find(const char* key) const {
+    if (!j.is_object()) throw Error(prefix.substr(0, prefix.empty() ? 0 : prefix.size() - 1) + " must be an object");
+    auto it = j.find(key);
+    return it == j.end() ? nullptr : &*it;
+  }
+  [[noreturn]] void bad(const char* key, const json& v, const std::string& want) const {
+    std::string got = v.dump();
+    if (got.size() > 40) got = got.substr(0, 40) + "...";
+    throw Error(prefix + key + " must be " + want + ", got " + got);
+  }
+  const json& object(const char* key) const {
+    const json* v = find(key);
+    if (!v) throw Error("missing " + prefix + key);
+    if (!v->is_object()) bad(key, *v, "an object");
+    return *v;
+  }
+  std::string str(const char* key, const std::string& def = "") const {
+    const json* v = find(key);
+    if (!v) return def;
+    if (!v->is_string()) bad(key, *v, "a string");
+    return v->get<std::string>();
+  }
+  bool boolean(const char* key, bool def) const {
+    const json* v = find(key);
+    if (!v) return def;
+    if (!v->is_boolean()) bad(key, *v, "true or false");
+    return v->get<bool>();
+  }
+  int64_t integer(const char* key, int64_t def, int64_t lo, int64_t hi) const {
+    const json* v = find(key);
+    if (!v) return def;
+    const std::string want = "an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]";
+    if (!v->is_number_integer() || (v->is_number_unsigned() && v->get<uint64_t>() > uint64_t(INT64_MAX))) bad(key, *v, want);
+    const int64_t x = v->get<int64_t>();
+    if (x < lo || x > hi) bad(key, *v, want);
+    return x;
+  }
+  double number(const char* key, double def, double lo, double hi) const {
+    const json* v = find(key);
+    if (!v) return def;
+    char want[96];
+    std::snprintf(want, sizeof want, "a number in [%g, %g]", lo, hi);
+    if (!v->is_number()) bad(key, *v, want);
+    const double x = v->get<double>();
+    if (!(x >= lo && x <= hi)) bad(key, *v, want);
+    return x;
+  }
+};
+
+constexpr int64_t kSessionFormat = 1;  // "pvm_studio_session": the newest format this build reads
+
+}  // namespace
+
 LoadedSession load_session(const std::string& dir) {
   LoadedSession out;
   const std::string sp = dir + "/session.json";
   json j;
   try {
-    j = json::parse(read_file_to_string(sp, 64 << 20));
+    j = json::parse(read_file_to_string(sp, 64 << 20, "session"));
   } catch (const Error&) {
     if (!fs::is_directory(dir)) throw Error(dir + ": no such session folder");
     throw;
   } catch (const std::exception& e) {
     throw Error(sp + ": not valid JSON (" + std::string(e.what()).substr(0, 100) + ")");
   }
+  if (!j.is_object() || !j.contains("pvm_studio_session")) throw Error(sp + ": not a PVM Studio session file");
+  // A newer studio may have changed what the fields mean: refuse rather than misread.
+  check_file_format(j, "pvm_studio_session", kSessionFormat, sp, "session");
   try {
-    if (!j.is_object() || !j.contains("pvm_studio_session")) throw Error("not a PVM Studio session file");
     UiState& ui = out.ui;
-    const json& m = j.at("model");
-    ui.model.dir = m.value("dir", "");
-    ui.model.adapter = m.value("adapter", "");
-    ui.model.note = m.value("note", "");
-    ui.model.layers = m.value("layers", 0);
-    ui.model.pvm_layers = m.value("pvm_layers", std::vector<int>{});
+    const Fields top{j, ""};
+    const Fields m{top.object("model"), "model."};
+    ui.model.dir = m.str("dir");
+    ui.model.adapter = m.str("adapter");
+    ui.model.note = m.str("note");
+    ui.model.layers = int(m.integer("layers", 0, 0, 1 << 20));
+    if (const json* pl = m.find("pvm_layers")) {
+      if (!pl->is_array()) m.bad("pvm_layers", *pl, "a list of layer indices");
+      const Fields list{*pl, "model."};
+      for (const json& e : *pl) {
+        if (!e.is_number_integer() || e.get<int64_t>() < 0 || e.get<int64_t>() > (1 << 20)) list.bad("pvm_layers", *pl, "a list of layer indices");
+        ui.model.pvm_layers.push_back(int(e.get<int64_t>()));
+      }
+    }
     GenerateSettings& s = ui.settings;
-    const json& p = j.at("prompt");
-    s.system = p.value("system", "");
-    s.prompt = p.value("text", "");
-    out.preset = p.value("preset", "");
-    const json& st = j.at("settings");
-    const json& sa = st.at("sampling");
-    s.sampling.temperature = sa.value("temperature", 0.0f);
-    s.sampling.top_p = sa.value("top_p", 1.0f);
-    s.sampling.top_k = sa.value("top_k", 0);
-    s.sampling.min_p = sa.value("min_p", 0.0f);
-    s.sampling.repetition_penalty = sa.value("repetition_penalty", 1.0f);
-    s.sampling.seed = sa.value("seed", int64_t(0));
-    s.max_new_tokens = st.value("max_new_tokens", 256);
-    s.baseline = st.value("baseline", true);
-    s.pvm = st.value("pvm", true);
-    s.interleave = st.value("interleave", true);
-    s.per_head = st.value("per_head", false);
-    s.heatmap = st.value("heatmap", true);
-    s.logit_lens = st.value("logit_lens", false);
-    const json& g = j.at("grid");
-    ui.grid.rows = g.value("rows", 0), ui.grid.cols = g.value("cols", 0);
-    ui.grid.resized_w = g.value("resized_w", 0), ui.grid.resized_h = g.value("resized_h", 0);
+    const Fields p{top.object("prompt"), "prompt."};
+    s.system = p.str("system");
+    s.prompt = p.str("text");
+    out.preset = p.str("preset");
+    const Fields st{top.object("settings"), "settings."};
+    const Fields sa{st.object("sampling"), "settings.sampling."};
+    // Wide enough for anything the studio wrote; generate() validates again before use.
+    s.sampling.temperature = float(sa.number("temperature", 0.0, 0, 1e6));
+    s.sampling.top_p = float(sa.number("top_p", 1.0, 0, 1));
+    s.sampling.top_k = int(sa.integer("top_k", 0, 0, 1 << 30));
+    s.sampling.min_p = float(sa.number("min_p", 0.0, 0, 1));
+    s.sampling.repetition_penalty = float(sa.number("repetition_penalty", 1.0, 0, 1e6));
+    s.sampling.seed = sa.integer("seed", 0, INT64_MIN, INT64_MAX);
+    s.max_new_tokens = int(st.integer("max_new_tokens", 256, 1, 1 << 20));
+    s.baseline = st.boolean("baseline", true);
+    s.pvm = st.boolean("pvm", true);
+    s.interleave = st.boolean("interleave", true);
+    s.per_head = st.boolean("per_head", false);
+    s.heatmap = st.boolean("heatmap", true);
+    s.logit_lens = st.boolean("logit_lens", false);
+    const Fields g{top.object("grid"), "grid."};
+    // Bounded so rows * cols (the heatmap size the views allocate) stays sane.
+    ui.grid.rows = int(g.integer("rows", 0, 0, 1 << 12)), ui.grid.cols = int(g.integer("cols", 0, 0, 1 << 12));
+    ui.grid.resized_w = int(g.integer("resized_w", 0, 0, 1 << 20)), ui.grid.resized_h = int(g.integer("resized_h", 0, 0, 1 << 20));
     if (j.contains("image")) {
-      const json& im = j["image"];
-      const std::string ip = dir + "/" + im.at("file").get<std::string>();
+      const Fields im{top.object("image"), "image."};
+      const std::string file = im.str("file");
+      if (file.empty()) throw Error("image.file must name the image file");
+      const std::string ip = dir + "/" + file;
       std::string err;  // the studio's one image loader (same checks as the CLI)
       if (!load_image_file(ip, &s.image, &err)) throw Error(err + " (session image)");
-      s.image.source = im.value("source", ip);
+      s.image.source = im.str("source", ip);
     }
+    const Fields answers{top.object("answers"), "answers."};
     for (int k = 0; k < 2; ++k) {
-      const json& a = j.at("answers").at(kSideFile[k]);
+      const Fields a{answers.object(kSideFile[k]), std::string("answers.") + kSideFile[k] + "."};
       SideData& sd = ui.side[k];
-      sd.finish = a.value("finish", "");
-      sd.tokens_per_s = a.value("tokens_per_s", 0.0);
-      sd.prefill_ms = a.value("prefill_ms", 0.0);
-      sd.prompt_tokens = a.value("prompt_tokens", int64_t(0));
-      const std::string tp = dir + "/" + a.value("trace", std::string("trace_") + kSideFile[k] + ".jsonl");
-      std::ifstream f(tp);
-      if (!f) throw Error(tp + ": missing trace file");
+      sd.finish = a.str("finish");
+      sd.tokens_per_s = a.number("tokens_per_s", 0.0, 0, 1e12);
+      sd.prefill_ms = a.number("prefill_ms", 0.0, 0, 1e12);
+      sd.prompt_tokens = a.integer("prompt_tokens", 0, 0, INT64_MAX);
+      const size_t want = size_t(a.integer("tokens", 0, 0, INT64_MAX));
+      const std::string tp = dir + "/" + a.str("trace", std::string("trace_") + kSideFile[k] + ".jsonl");
+      std::unique_ptr<InputFile> f;
+      try {
+        f = std::make_unique<InputFile>(tp, "trace");
+      } catch (const Error& e) {
+        throw Error(std::string(e.what()) + (path_exists(tp) ? "" : " (missing trace file)"));
+      }
       std::string line;
       int no = 0;
-      while (std::getline(f, line)) {
+      while (std::getline(f->stream(), line)) {
         ++no;
         if (line.empty()) continue;
         json tj;
@@ -183,11 +267,13 @@ LoadedSession load_session(const std::string& dir) {
         sd.tokens.push_back(token_from_json(tj, tp + ":" + std::to_string(no)));
         if (!sd.tokens.back().special) sd.text += sd.tokens.back().piece;
       }
-      const size_t want = a.value("tokens", size_t(0));
+      f->finish();
       if (sd.tokens.size() != want)
         throw Error(tp + ": " + std::to_string(sd.tokens.size()) + " tokens, session.json says " + std::to_string(want));
     }
-    out.views = j.value("views", json::object());
+    const json* views = top.find("views");
+    if (views && !views->is_object()) top.bad("views", *views, "an object");
+    out.views = views ? *views : json::object();
     ui.restored = true;
   } catch (const Error& e) {
     const std::string w = e.what();

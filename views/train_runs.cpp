@@ -8,12 +8,16 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <cstring>
 #include <sstream>
+
+#include "engine/base/error.h"
+#include "engine/base/fs_util.h"
 
 extern char** environ;
 
@@ -70,18 +74,31 @@ bool parse_metric_line(const std::string& line, const std::string& where, Metric
 }
 
 bool MetricsTail::poll() {
-  std::ifstream f(path_, std::ios::binary);
-  if (!f) return false;
-  f.seekg(0, std::ios::end);
-  const uint64_t size = uint64_t(f.tellg());
+  // Polled from the UI thread: through open_regular_file, so a FIFO in a run folder cannot block it.
+  uint64_t size = 0;
+  int fd = -1;
+  try {
+    fd = open_regular_file(path_, "metrics", &size);
+  } catch (const Error&) {
+    return false;
+  }
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
   if (size < offset_) {  // truncated or replaced: start over
     offset_ = 0, partial_.clear(), rows_.clear(), bad_ = 0, line_no_ = 0, first_error_.clear();
   }
   if (size == offset_) return false;
-  f.seekg(std::streamoff(offset_));
   std::string chunk(size - offset_, '\0');
-  f.read(chunk.data(), std::streamsize(chunk.size()));
-  chunk.resize(size_t(f.gcount()));
+  size_t got = 0;
+  while (got < chunk.size()) {
+    const ssize_t n = ::pread(fd, chunk.data() + got, chunk.size() - got, off_t(offset_ + got));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    got += size_t(n);
+  }
+  chunk.resize(got);
   offset_ += chunk.size();
   partial_ += chunk;
   bool added = false;
@@ -110,13 +127,12 @@ bool MetricsTail::poll() {
 RunStatus read_run_status(const std::string& run_dir) {
   RunStatus s;
   const std::string path = run_dir + "/status.json";
-  std::ifstream f(path);
-  if (!f) {
+  if (!path_exists(path)) {
     s.error = path + ": not there";
     return s;
   }
   try {
-    json j = json::parse(f);
+    json j = json::parse(read_file_to_string(path, 1 << 20, "status"));
     s.state = j.value("state", "");
     s.step = j.value("step", int64_t(0));
     s.total_steps = j.value("total_steps", int64_t(0));
@@ -142,8 +158,7 @@ std::vector<RunInfo> list_runs(const std::string& root) {
     r.name = d.filename().string();
     r.status = read_run_status(r.dir);
     try {
-      std::ifstream cf(d / "config.json");
-      if (cf) r.mode = json::parse(cf).value("mode", "");
+      if (fs::exists(d / "config.json", ec)) r.mode = json::parse(read_file_to_string((d / "config.json").string(), 16 << 20, "run config")).value("mode", "");
     } catch (const std::exception&) {
     }
     r.has_final = fs::is_directory(d / "final", ec);

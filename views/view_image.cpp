@@ -72,11 +72,12 @@ void ImageView::set_image(ImageData img) {
            ctx_.draft.image.height, grid_.rows, grid_.cols);
 }
 
-bool ImageView::open_file(const std::string& path) {
+bool ImageView::open_file(const std::string& path, std::string* why) {
   ImageData img;
   std::string err;
   if (!load_image_file(path, &img, &err)) {
     log_error("%s", err.c_str());
+    if (why) *why = err;
     return false;
   }
   set_image(std::move(img));

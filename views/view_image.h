@@ -27,7 +27,7 @@ class ImageView : public View {
   explicit ImageView(StudioContext& ctx);
   ~ImageView() override;
   void draw() override;
-  bool open_file(const std::string& path);  // drag and drop, --image
+  bool open_file(const std::string& path, std::string* why = nullptr);  // drag and drop, --image (error logged, and in *why)
   void browse();                            // the in-app file browser (File > Open image)
   bool new_scene(uint64_t seed);            // false (logged) when scenes are not built in
   void set_image(ImageData img);

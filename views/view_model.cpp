@@ -13,7 +13,7 @@ const char* kDtypes[] = {"auto", "f32", "bf16", "f16"};
 
 ModelView::ModelView(StudioContext& ctx) : View("Model", Slot::LeftBottom, true), ctx_(ctx) {}
 
-bool ModelView::load(const std::string& dir, const std::string& adapter) {
+bool ModelView::load(const std::string& dir, const std::string& adapter, std::string* why_out) {
   LoadRequest r;
   r.dir = dir;
   r.device = kDevices[device_];
@@ -22,6 +22,7 @@ bool ModelView::load(const std::string& dir, const std::string& adapter) {
   std::string why;
   if (!ctx_.engine->load_model(r, &why)) {
     log_error("%s", why.c_str());
+    if (why_out) *why_out = why;
     return false;
   }
   dir_ = dir;

@@ -15,7 +15,8 @@ class ModelView : public View {
   explicit ModelView(StudioContext& ctx);
   void draw() override;
   // Starts loading (also used by the app for --model / --pvm); false with a log line when refused.
-  bool load(const std::string& dir, const std::string& adapter = "");
+  // false (and the reason logged, and in *why when given) when the request is refused up front.
+  bool load(const std::string& dir, const std::string& adapter = "", std::string* why = nullptr);
   bool load_adapter(const std::string& dir);
   std::string& model_dir() { return dir_; }
 

@@ -1,3 +1,5 @@
+#include "engine/base/error.h"
+#include "engine/base/fs_util.h"
 #include "engine/base/version.h"
 #include "views/view_prompt.h"
 
@@ -25,14 +27,12 @@ std::vector<std::string> list_presets(const std::string& dir) {
 
 bool read_preset(const std::string& dir, const std::string& name, std::string* text, std::string* error) {
   const std::string path = dir + "/" + name + ".txt";
-  std::ifstream f(path);
-  if (!f) {
-    *error = path + ": cannot read the prompt preset";
+  try {
+    *text = read_file_to_string(path, 1 << 20, "prompt preset");
+  } catch (const Error& e) {
+    *error = e.what();
     return false;
   }
-  std::stringstream ss;
-  ss << f.rdbuf();
-  *text = ss.str();
   while (!text->empty() && (text->back() == '\n' || text->back() == '\r' || text->back() == ' ')) text->pop_back();
   return true;
 }

@@ -22,8 +22,7 @@ int run(const std::vector<std::string>& argv) {
   if (fs::equivalent(fs::path(src), fs::path(out), ec))
     throw pvm::Error("--out " + out + ": is the source checkpoint; write to another folder");
   auto dtype = pvm::parse_dtype(a.get("--dtype", "bf16"), torch::Device("cpu"));
-  const int64_t shard_mb = a.get_int("--shard-mb", 4096);
-  if (shard_mb <= 0) throw pvm::Error("--shard-mb must be positive, got " + a.get("--shard-mb"));
+  const int64_t shard_mb = a.get_int("--shard-mb", 4096, 1, 1 << 30);
   pvm::LoadOptions lo;  // f32 in memory: the conversion rounds once, on write
   auto lm = pvm::load_model(src, lo);
   if (a.has("--pvm")) pvm::load_pvm_adapter(*lm.model, a.get("--pvm"));

@@ -25,13 +25,11 @@ int run(const std::vector<std::string>& argv) {
   pvm::model_dir_or_default(a.get("--model"));  // that error first, as before the options below
   pvm::DilutionOptions o;
   o.out_dir = a.require("--out");
+  o.max_new_tokens = a.get_int("--max-new-tokens", 256, 2, 1 << 20);
+  const int64_t sink_k = a.get_int("--sink-k", 0, 0, 1 << 20);  // 0 = 1% of the visual tokens
   auto img_args = a.all("--images");
   for (auto& p : a.positional()) img_args.push_back(p);  // --images a.png b.png
   o.images = pvm::collect_images(img_args);
-  o.max_new_tokens = a.get_int("--max-new-tokens", 256);
-  if (o.max_new_tokens < 2 || o.max_new_tokens > 1 << 20) throw pvm::Error("--max-new-tokens must be in 2..1048576");
-  const int64_t sink_k = a.get_int("--sink-k", 0);
-  if (sink_k < 0 || sink_k > 1 << 20) throw pvm::Error("--sink-k must be >= 0 (0 = 1% of the visual tokens)");
   o.sink_k = (int)sink_k;
   const bool quiet = a.has("--quiet");
   o.heatmaps = a.has("--heatmaps");

@@ -25,6 +25,7 @@
 #include "engine/base/cli_args.h"
 #include "engine/base/error.h"
 #include "engine/base/eval_data.h"
+#include "engine/base/file_format.h"
 #include "engine/base/fs_util.h"
 #include "engine/eval.h"
 #include "engine/eval_scenes.h"
@@ -86,6 +87,7 @@ Log read_log(const std::string& path, bool repair) {
     }
     if (line == 1) {
       if (!j.is_object() || !j.contains("pvm_eval")) throw pvm::Error(path + ":1: not a pvm eval log (no settings line)");
+      pvm::check_file_format(j, "pvm_eval", 1, path, "eval log");  // a newer log may hold records this build misreads
       lg.header = j;
       continue;
     }
@@ -115,6 +117,8 @@ void print_report(const json& rep) {
               rep["items"].get<long long>(), rep["runs"].get<int>(), rep["complete"].get<bool>() ? "" : " (INCOMPLETE)",
               rep.value("pvm_enabled", false) ? "on" : "off");
   print_group("overall", rep["overall"]);
+  if (rep.value("skipped_bad_items", int64_t(0)) > 0)
+    std::printf("  %lld items skipped at load (bad images, listed on stderr)\n", rep["skipped_bad_items"].get<long long>());
   if (rep.contains("circular") && !rep["circular"]["accuracy"].is_null())
     std::printf("  %-28s %s\n", "circular (MMBench)", pct(rep["circular"]["accuracy"]).c_str());
   for (const char* sec : {"by_category", "by_l2_category", "by_length"}) {
@@ -140,16 +144,11 @@ int run_scenes(const std::vector<std::string>& argv) {
     throw pvm::Error("--task: expected 'scenes', got '" + a.get("--task") + "'");
   const std::string model_dir = pvm::model_dir_or_default(a.get("--model"));
   ev::ScenesSettings st;
-  const long long count = a.get_int("--count", 200);
-  if (count < 1 || count > 1000000) throw pvm::Error("--count must be in 1..1000000");
-  const long long seed = a.get_int("--seed", 0);
-  if (seed < 0) throw pvm::Error("--seed must be >= 0");
-  const long long max_new = a.get_int("--max-new-tokens", 768);
-  if (max_new < 1 || max_new > 65536) throw pvm::Error("--max-new-tokens must be in 1..65536");
-  const long long qa_n = a.get_int("--qa-per-scene", 2);
-  if (qa_n < 0 || qa_n > 64) throw pvm::Error("--qa-per-scene must be in 0..64");
-  const long long qa_max_new = a.get_int("--qa-max-new-tokens", 96);
-  if (qa_max_new < 1 || qa_max_new > 65536) throw pvm::Error("--qa-max-new-tokens must be in 1..65536");
+  const long long count = a.get_int("--count", 200, 1, 1000000);
+  const long long seed = a.get_int("--seed", 0, 0, INT64_MAX);
+  const long long max_new = a.get_int("--max-new-tokens", 768, 1, 65536);
+  const long long qa_n = a.get_int("--qa-per-scene", 2, 0, 64);
+  const long long qa_max_new = a.get_int("--qa-max-new-tokens", 96, 1, 65536);
   sc::SceneOptions& opt = st.scene;
   if (a.has("--objects")) sc::parse_objects_option(a.get("--objects"), opt);
   opt.textures = a.has("--textures");
@@ -235,22 +234,18 @@ int run_dataset(const std::vector<std::string>& argv) {
   pvm::cli::Args a(argv,
                    {"--data", "--model", "--pvm", "--runs", "--temperature", "--top-p", "--top-k", "--seed",
                     "--max-new-tokens", "--limit", "--out", "--prompt-style", "--system", "--dtype", "--device", "--threads",
-                    "--tokenizer"},
+                    "--tokenizer", "--bad-lines"},
                    {"--json", "--resume", "--no-pvm", "--quiet"});
   const std::string data_path = a.require("--data");
   const bool json_out = a.has("--json"), quiet = a.has("--quiet");
-  const long long runs = a.get_int("--runs", 1);
-  if (runs < 1 || runs > 1000) throw pvm::Error("--runs must be in 1..1000");
+  const long long runs = a.get_int("--runs", 1, 1, 1000);
   const double temp = a.get_double("--temperature", 0.0);
   if (temp < 0) throw pvm::Error("--temperature must be >= 0 (0 = greedy)");
   const double top_p = a.get_double("--top-p", 1.0);
-  const long long top_k = a.get_int("--top-k", 0);
-  const long long seed = a.get_int("--seed", 0);
-  if (seed < 0) throw pvm::Error("--seed must be >= 0");
-  const long long max_new = a.get_int("--max-new-tokens", 1024);
-  if (max_new < 1 || max_new > 1 << 20) throw pvm::Error("--max-new-tokens must be in 1..1048576");
-  const long long limit = a.get_int("--limit", 0);
-  if (limit < 0) throw pvm::Error("--limit must be >= 0 (0 = all items)");
+  const long long top_k = a.get_int("--top-k", 0, 0, 1 << 30);
+  const long long seed = a.get_int("--seed", 0, 0, INT64_MAX);
+  const long long max_new = a.get_int("--max-new-tokens", 1024, 1, 1 << 20);
+  const long long limit = a.get_int("--limit", 0, 0, INT64_MAX);  // 0 = all items
   const auto style = ev::parse_prompt_style(a.get("--prompt-style", "dataset"));
   const std::string out_path = a.get("--out");
   const bool resume = a.has("--resume");
@@ -271,12 +266,19 @@ int run_dataset(const std::vector<std::string>& argv) {
   if (runs > 1 && temp == 0 && !quiet)
     std::fprintf(stderr, "note: --runs %lld with greedy decoding (--temperature 0) repeats the same answers\n", runs);
 
+  const std::string bad_lines = a.get("--bad-lines", "skip");
+  if (bad_lines != "skip" && bad_lines != "fatal") throw pvm::Error("option --bad-lines: expected skip or fatal, got '" + bad_lines + "'");
+
   ev::EvalData data = ev::load_eval_data(data_path);
   if (data.skipped_no_image && !quiet)
     std::fprintf(stderr, "%s: %d rows without an image skipped (as VLMEvalKit does)\n", data_path.c_str(), data.skipped_no_image);
+  if (limit > 0 && (size_t)limit < data.items.size()) data.items.resize(size_t(limit));
+  // Every image is decoded now, not when its item comes up (the training data's policy).
+  pvm::train::BadLinePolicy policy;
+  policy.fatal = bad_lines == "fatal";
+  const int64_t bad_items = ev::validate_images(data, policy);
   ev::DatasetSource src(data_path, std::move(data), ds);  // throws when no item is usable
   std::vector<ev::EvalItem>& items = src.items();
-  if (limit > 0 && (size_t)limit < items.size()) items.resize(size_t(limit));
 
   // Settings that change the answers: a resumed log must have been written with the same ones.
   json header = {{"pvm_eval", 1},
@@ -376,6 +378,7 @@ int run_dataset(const std::vector<std::string>& argv) {
     records = read_log(out_path, false).records;
   }
   json rep = ev::dataset_report(header, records, items, int(runs));
+  rep["skipped_bad_items"] = bad_items;
   if (!out_path.empty()) rep["log"] = out_path;
   if (json_out)
     std::printf("%s\n", rep.dump(1, ' ', false, json::error_handler_t::replace).c_str());
@@ -399,8 +402,8 @@ int run_eval(const std::vector<std::string>& argv) {
 PVM_COMMAND("eval", "rule-only accuracy on a VLMEvalKit TSV or a JSONL of open questions (or --task scenes)",
             "--data FILE.tsv|FILE.jsonl [--model DIR] [--pvm ADAPTER] [--no-pvm] [--runs N --temperature T "
             "--top-p P --top-k K --seed S] [--max-new-tokens N] [--limit N] [--prompt-style dataset|qwen3vl] "
-            "[--system TEXT] [--out FILE.jsonl [--resume]] [--dtype D] [--device D] [--threads N] [--tokenizer FILE] [--json] "
-            "[--quiet]\n  or: pvm eval --task scenes [--model DIR] [--pvm ADAPTER] [--no-pvm] [--count N] [--seed S] "
+            "[--system TEXT] [--out FILE.jsonl [--resume]] [--bad-lines skip|fatal] [--dtype D] [--device D] [--threads N] "
+            "[--tokenizer FILE] [--json] [--quiet]\n  or: pvm eval --task scenes [--model DIR] [--pvm ADAPTER] [--no-pvm] [--count N] [--seed S] "
             "[--objects MIN-MAX] [--textures] [--digits] [--max-new-tokens N] [--qa-per-scene K] "
             "[--qa-max-new-tokens N] [--device D] [--threads N] [--dtype T] [--tokenizer FILE] [--json] [--out FILE.jsonl] "
             "[--csv FILE.csv] [--quiet]",

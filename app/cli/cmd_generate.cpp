@@ -34,11 +34,13 @@ int run(const std::vector<std::string>& argv) {
   sampling.do_sample = temp > 0;
   sampling.temperature = temp > 0 ? temp : 1.0;
   sampling.top_p = a.get_double("--top-p", 1.0);
-  sampling.top_k = a.get_int("--top-k", 0);
+  sampling.top_k = a.get_int("--top-k", 0, 0, 1 << 30);
   sampling.min_p = a.get_double("--min-p", 0.0);
   sampling.repetition_penalty = a.get_double("--repetition-penalty", 1.0);
-  sampling.seed = a.get_int("--seed", 0);
+  sampling.seed = uint64_t(a.get_int("--seed", 0, 0, INT64_MAX));
   sampling.validate();
+  const int64_t max_new = a.get_int("--max-new-tokens", 256, 1, 1 << 20);
+  const int64_t num_sequences = a.get_int("--num-sequences", 1, 1, 256);
   if (a.has("--trace")) pvm::check_output_file(a.get("--trace"), "trace");
   auto pipe = pvm::open_pipeline(pvm::cli::open_options(a, quiet));
 
@@ -48,11 +50,9 @@ int run(const std::vector<std::string>& argv) {
   spec.image_paths = a.all("--image");
   auto prep = pipe.prepare(spec);
   auto& req = prep.request;
-  req.max_new_tokens = a.get_int("--max-new-tokens", 256);
-  if (req.max_new_tokens < 1 || req.max_new_tokens > 1 << 20) throw pvm::Error("--max-new-tokens must be in 1..1048576");
+  req.max_new_tokens = max_new;
   req.sampling = sampling;
-  req.num_sequences = a.get_int("--num-sequences", 1);
-  if (req.num_sequences < 1 || req.num_sequences > 256) throw pvm::Error("--num-sequences must be in 1..256");
+  req.num_sequences = num_sequences;
   req.sampling.validate();
   req.cancel = &g_cancel;
   req.pvm = !a.has("--no-pvm");

@@ -24,8 +24,8 @@ int run(const std::vector<std::string>& argv) {
   double scale = a.get_double("--scale", 1.0);
   if (!(scale > 0 && scale <= 1)) throw pvm::Error("--scale must be in (0, 1], got " + a.get("--scale"));
   auto scaled = [&](int64_t n) { return std::max<int64_t>(1, (int64_t)std::llround(n * scale)); };
-  c.text.num_hidden_layers = a.get_int("--layers", scaled(c.text.num_hidden_layers));
-  c.vision.depth = a.get_int("--vision-depth", scaled(c.vision.depth));
+  c.text.num_hidden_layers = a.get_int("--layers", scaled(c.text.num_hidden_layers), 1, 1024);
+  c.vision.depth = a.get_int("--vision-depth", scaled(c.vision.depth), 1, 1024);
   // DeepStack taps must stay inside the (possibly shortened) vision stack: spread them out.
   auto& taps = c.vision.deepstack_visual_indexes;
   for (size_t j = 0; j < taps.size(); ++j)
@@ -34,25 +34,13 @@ int run(const std::vector<std::string>& argv) {
   taps.erase(std::unique(taps.begin(), taps.end()), taps.end());
   if (a.has("--pvm-layers")) {
     c.text.pvm_layers.clear();
-    std::string s = a.get("--pvm-layers");
-    size_t p = 0;
-    while (p <= s.size()) {
-      size_t q = s.find(',', p);
-      std::string item = s.substr(p, q == std::string::npos ? std::string::npos : q - p);
-      try {
-        c.text.pvm_layers.push_back(std::stoll(item));
-      } catch (const std::exception&) {
-        throw pvm::Error("--pvm-layers: not a list of integers: '" + s + "'");
-      }
-      if (q == std::string::npos) break;
-      p = q + 1;
-    }
+    for (long long l : pvm::cli::parse_int_list(a.get("--pvm-layers"), "option --pvm-layers", 0, 1023))
+      c.text.pvm_layers.push_back(l);
   }
   c.validate("--out " + out);
   auto dtype = pvm::parse_dtype(a.get("--dtype", "bf16"), torch::Device("cpu"));
-  uint64_t seed = a.get_int("--seed", 0);
-  int64_t shard_mb = a.get_int("--shard-mb", 4096);
-  if (shard_mb <= 0) throw pvm::Error("--shard-mb must be positive");
+  uint64_t seed = uint64_t(a.get_int("--seed", 0, 0, INT64_MAX));
+  int64_t shard_mb = a.get_int("--shard-mb", 4096, 1, 1 << 30);
   auto counts = pvm::parameter_counts(c);
   std::fprintf(stderr, "pvm init: %lld parameters (%d text layers, %d vision blocks), %s, writing %s\n",
                (long long)counts["total"], (int)c.text.num_hidden_layers, (int)c.vision.depth,

@@ -13,23 +13,6 @@
 
 namespace {
 
-std::vector<int64_t> parse_int_list(const std::string& s, const std::string& opt) {
-  std::vector<int64_t> out;
-  std::stringstream ss(s);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    try {
-      size_t pos = 0;
-      long long v = std::stoll(item, &pos);
-      if (pos != item.size()) throw std::invalid_argument(item);
-      out.push_back(v);
-    } catch (const std::exception&) {
-      throw pvm::Error(opt + ": not a comma-separated list of integers: '" + s + "'");
-    }
-  }
-  return out;
-}
-
 std::string human(int64_t n) {
   char buf[64];
   if (n >= 1000000000) std::snprintf(buf, sizeof buf, "%.3fB", n / 1e9);
@@ -54,9 +37,13 @@ int run(const std::vector<std::string>& argv) {
     source = dir;
     ckpt = std::make_unique<pvm::Checkpoint>(pvm::Checkpoint::open(dir));
   }
-  if (a.has("--pvm-layers")) c.text.pvm_layers = parse_int_list(a.get("--pvm-layers"), "--pvm-layers");
+  if (a.has("--pvm-layers")) {
+    c.text.pvm_layers.clear();
+    for (long long l : pvm::cli::parse_int_list(a.get("--pvm-layers"), "option --pvm-layers", 0, 1023))
+      c.text.pvm_layers.push_back(l);
+  }
   if (a.has("--pvm-dim")) {
-    c.text.pvm_hidden_size = a.get_int("--pvm-dim", 512);
+    c.text.pvm_hidden_size = a.get_int("--pvm-dim", 512, 1, 65536);
     if (c.text.pvm_layers.empty()) throw pvm::Error("--pvm-dim needs --pvm-layers (or a config with pvm_layers)");
   }
   c.validate(source);

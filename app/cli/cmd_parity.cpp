@@ -21,6 +21,7 @@ int run(const std::vector<std::string>& argv) {
   lo.device = device;
   lo.dtype = pvm::parse_dtype(a.get("--dtype", "f32"), device);
   auto t0 = std::chrono::steady_clock::now();
+  const int64_t new_tokens = a.get_int("--new-tokens", 64, 1, 1 << 20);  // before the (slow) load
   auto lm = pvm::load_model(a.require("--model"), lo);
   auto in = pvm::load_tensors(a.require("--inputs"));
   auto need = [&](const char* k) {
@@ -53,7 +54,7 @@ int run(const std::vector<std::string>& argv) {
   req.prompt_ids = ids;
   req.pixel_values = pixels.to(device);
   req.grids = grids;
-  req.max_new_tokens = a.get_int("--new-tokens", 64);
+  req.max_new_tokens = new_tokens;
   req.stop_ids = {lm.config.text.vocab_size};  // never stops early: the same count as HF's min_new_tokens
   auto res = pvm::generate(lm.model, req);
   auto t3 = std::chrono::steady_clock::now();

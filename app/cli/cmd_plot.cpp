@@ -99,8 +99,8 @@ int run(const std::vector<std::string>& argv) {
   p.ylabel = a.get("--ylabel");
   p.logx = a.has("--logx");
   p.logy = a.has("--logy");
-  p.width = (int)a.get_int("--width", 800);
-  p.height = (int)a.get_int("--height", 500);
+  p.width = (int)a.get_int("--width", 800, 64, 16384);
+  p.height = (int)a.get_int("--height", 500, 64, 16384);
   p.ymin = a.get_double("--ymin", 0);
   p.ymax = a.get_double("--ymax", 0);
   p.xmin = a.get_double("--xmin", 0);

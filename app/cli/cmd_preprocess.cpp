@@ -33,8 +33,8 @@ int run_preprocess(const std::vector<std::string>& argv) {
     cfg_source = config_path(args.get("--config"));
     cfg = pvm::PreprocessorConfig::load(cfg_source);
   }
-  cfg.min_pixels = args.get_int("--min-pixels", cfg.min_pixels);
-  cfg.max_pixels = args.get_int("--max-pixels", cfg.max_pixels);
+  cfg.min_pixels = args.get_int("--min-pixels", cfg.min_pixels, 1, INT64_MAX);
+  cfg.max_pixels = args.get_int("--max-pixels", cfg.max_pixels, 1, INT64_MAX);
   cfg.validate("--min-pixels/--max-pixels");
 
   pvm::ImageRGB img = pvm::load_image(image_path, !args.has("--no-exif"));

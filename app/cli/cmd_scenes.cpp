@@ -111,19 +111,14 @@ int run(const std::vector<std::string>& argv) {
   pvm::cli::Args a(argv, {"--out", "--count", "--seed", "--objects", "--heldout", "--qa-per-scene", "--size"},
                    {"--textures", "--digits", "--quiet"});
   const std::string out = a.require("--out");
-  const long long count = a.get_int("--count", 1000);
-  if (count < 0 || count > 10000000) throw pvm::Error("--count must be in 0..10000000");
-  const long long seed = a.get_int("--seed", 0);
-  if (seed < 0) throw pvm::Error("--seed must be >= 0");
-  const long long heldout = a.get_int("--heldout", std::max<long long>(count > 0 ? 1 : 0, count / 10));
-  if (heldout < 0 || heldout > 10000000) throw pvm::Error("--heldout must be in 0..10000000");
-  const long long qa = a.get_int("--qa-per-scene", 4);
-  if (qa < 0 || qa > 64) throw pvm::Error("--qa-per-scene must be in 0..64");
+  const long long count = a.get_int("--count", 1000, 0, 10000000);
+  const long long seed = a.get_int("--seed", 0, 0, INT64_MAX);
+  const long long heldout = a.get_int("--heldout", std::max<long long>(count > 0 ? 1 : 0, count / 10), 0, 10000000);
+  const long long qa = a.get_int("--qa-per-scene", 4, 0, 64);
   sc::SceneOptions opt;
   if (a.has("--objects")) sc::parse_objects_option(a.get("--objects"), opt);
   if (a.has("--size")) {
-    const long long s = a.get_int("--size", 256);
-    if (s < 64 || s > 4096) throw pvm::Error("--size must be in 64..4096");
+    const long long s = a.get_int("--size", 256, 64, 4096);
     opt.width = opt.height = static_cast<int>(s);
   }
   opt.textures = a.has("--textures");

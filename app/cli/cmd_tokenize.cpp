@@ -19,7 +19,7 @@ std::string read_all(const std::string& path) { return pvm::read_file_to_string(
 pvm::Tokenizer open_tokenizer(const pvm::cli::Args& a) {
   if (a.has("--tokenizer")) return pvm::Tokenizer::load(a.get("--tokenizer"));
   std::string path = pvm::default_tokenizer_path();
-  if (!std::ifstream(path))
+  if (!pvm::path_exists(path))  // (opening it here would block on a FIFO; load() checks the type)
     throw pvm::file_error(path, "default tokenizer not found (it is committed under assets/tokenizers/qwen3; "
                                 "is PVM_HOME a full checkout?), or pass --tokenizer FILE");
   return pvm::Tokenizer::load(path);
@@ -44,6 +44,9 @@ std::vector<int32_t> parse_ids(const std::string& text, const std::string& where
     std::vector<int32_t> ids;
     for (auto& v : j) {
       if (!v.is_number_integer()) throw pvm::Error(where + ": ids must be integers");
+      // An id beyond int32 would wrap to another, valid-looking id.
+      if (v.is_number_unsigned() ? v.get<uint64_t>() > uint64_t(INT32_MAX) : (v.get<int64_t>() < INT32_MIN || v.get<int64_t>() > INT32_MAX))
+        throw pvm::Error(where + ": id out of range: " + v.dump());
       ids.push_back(v.get<int32_t>());
     }
     return ids;
@@ -52,10 +55,7 @@ std::vector<int32_t> parse_ids(const std::string& text, const std::string& where
   std::string cur;
   auto flush = [&] {
     if (cur.empty()) return;
-    char* end = nullptr;
-    long v = std::strtol(cur.c_str(), &end, 10);
-    if (*end || v < INT32_MIN || v > INT32_MAX) throw pvm::Error(where + ": not an integer id: '" + cur + "'");
-    ids.push_back(static_cast<int32_t>(v));
+    ids.push_back(static_cast<int32_t>(pvm::cli::parse_int(cur, where, INT32_MIN, INT32_MAX)));
     cur.clear();
   };
   for (char c : t) {

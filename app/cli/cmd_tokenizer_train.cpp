@@ -19,8 +19,8 @@ int run(const std::vector<std::string>& argv) {
   if (inputs.empty()) throw pvm::Error("missing required option --input (a .jsonl or text file; may be repeated)");
   const std::string out = a.require("--out");
   pvm::TokenizerTrainOptions opt;
-  opt.vocab_size = a.get_int("--vocab-size", 1024);
-  opt.min_frequency = a.get_int("--min-frequency", 2);
+  opt.vocab_size = a.get_int("--vocab-size", 1024, 1, 1 << 24);
+  opt.min_frequency = a.get_int("--min-frequency", 2, 1, INT32_MAX);
   opt.allow_smaller = a.has("--allow-smaller");
   const bool quiet = a.has("--quiet") || a.has("--json");
   if (!quiet) opt.progress = [](const std::string& s) { std::fprintf(stderr, "  %s\n", s.c_str()); };

@@ -54,6 +54,10 @@ int run(const std::vector<std::string>& argv) {
   if (pos.size() != 1 || (pos[0] != "sft" && pos[0] != "grpo" && pos[0] != "estimate"))
     throw pvm::Error("expected one of: pvm train sft|grpo|estimate --config FILE.json [--set key=value ...] [--resume RUN_DIR]");
   const std::string sub = pos[0];
+  // Integer options first: a bad one fails before the config and model are read.
+  const bool tty = isatty(2);
+  const long every = a.get_int("--progress-every", tty ? 1 : 10, 1, INT32_MAX);
+  const int64_t stop_after = a.get_int("--stop-after", -1, 1, INT64_MAX);
   std::string config = a.get("--config");
   const std::string resume = a.get("--resume");
   // Resuming without --config continues with the run's own resolved config.
@@ -77,14 +81,9 @@ int run(const std::vector<std::string>& argv) {
                      " MiB available; lower batch_size / max_length, use grad_accum or grad_checkpointing "
                      "(or pass --force)");
 
-  const bool tty = isatty(2);
-  const long every = a.get_int("--progress-every", tty ? 1 : 10);
   pvm::train::RunOptions o;
   o.resume_dir = resume;
-  if (a.has("--stop-after")) {
-    o.stop_after = a.get_int("--stop-after", -1);
-    if (o.stop_after < 1) throw pvm::Error("--stop-after must be >= 1, got " + a.get("--stop-after"));
-  }
+  o.stop_after = stop_after;
   if (main_rank && !a.has("--no-progress"))
     o.on_step = [&](const nlohmann::json& m) {
       if (m.contains("eval_loss")) {
@@ -104,12 +103,20 @@ int run(const std::vector<std::string>& argv) {
                    fmt_time(m["eta_s"].get<double>()).c_str(), tty ? "" : "\n");
       std::fflush(stderr);
     };
-  int rc = pvm::train::run(cfg, o);
+  // The last line says what the run reports, not what the files suggest: a run folder moved while
+  // training has no final/ where it started.
+  pvm::train::RunOutcome out;
+  int rc = pvm::train::run(cfg, o, &out);
   if (main_rank) {
     if (tty) std::fprintf(stderr, "\n");
-    const bool finished = pvm::path_exists(pvm::join_path(cfg.out, "final/trainer_state.json"));
-    std::fprintf(stderr, "pvm train: %s\n",
-                 rc != 0 ? "failed" : finished ? "done" : "stopped; checkpoint saved (resume with --resume RUN_DIR)");
+    const std::string moved = out.moved_from.empty() ? "" : " (moved from " + out.moved_from + " while training)";
+    if (rc != 0)
+      std::fprintf(stderr, "pvm train: failed\n");
+    else if (out.state == "finished")
+      std::fprintf(stderr, "pvm train: done, %lld steps; run folder %s%s\n", (long long)out.total, out.run_dir.c_str(), moved.c_str());
+    else
+      std::fprintf(stderr, "pvm train: stopped at step %lld of %lld; checkpoint saved (resume with --resume %s)%s\n",
+                   (long long)out.step, (long long)out.total, out.run_dir.c_str(), moved.c_str());
   }
   return rc;
 }

@@ -31,7 +31,7 @@ inline OpenOptions open_options(const Args& a, bool quiet) {
   o.tokenizer = a.get("--tokenizer");
   o.adapter = a.get("--pvm");
   o.quiet = quiet;
-  o.threads = int(a.get_int("--threads", 0));
+  o.threads = int(a.get_int("--threads", 0, 0, 1024));  // 0 = default_cpu_threads
   return o;
 }
 

@@ -4,6 +4,7 @@
 
 #include "engine/base/cli_args.h"
 #include "engine/base/error.h"
+#include "engine/base/fs_util.h"
 
 namespace pvm::studio {
 
@@ -59,8 +60,7 @@ StudioOptions parse_options(const std::vector<std::string>& argv) {
   o.help = o.help || a.has("--help");
   o.screenshot = a.get("--screenshot");
   if (a.has("--screenshot") && o.screenshot.empty()) throw Error("--screenshot needs a file name");
-  o.frames = int(a.get_int("--frames", 10));
-  if (o.frames < 1 || o.frames > 100000) throw Error("--frames must be in 1..100000");
+  o.frames = int(a.get_int("--frames", 10, 1, 100000));
   if (a.has("--size")) {
     int w = 0, h = 0;
     char tail = 0;
@@ -76,14 +76,11 @@ StudioOptions parse_options(const std::vector<std::string>& argv) {
   o.open = a.get("--open");
   o.save_session = a.get("--save-session");
   if (!o.save_session.empty() && o.screenshot.empty()) throw Error("--save-session needs --screenshot (interactive: File > Save session)");
-  o.demo_tokens = int(a.get_int("--demo-tokens", 64));
-  if (o.demo_tokens < 1 || o.demo_tokens > 16384) throw Error("--demo-tokens must be in 1..16384");
+  o.demo_tokens = int(a.get_int("--demo-tokens", 64, 1, 16384));
   if (!o.open.empty() && o.demo) throw Error("--open and --demo exclude each other");
-  o.bench_frames = int(a.get_int("--bench-frames", 0));
-  if (o.bench_frames < 0 || o.bench_frames > 100000) throw Error("--bench-frames must be in 0..100000");
+  o.bench_frames = int(a.get_int("--bench-frames", 0, 0, 100000));
   o.bench_pan = a.has("--bench-pan");
-  o.bench_generate = int(a.get_int("--bench-generate", 0));
-  if (o.bench_generate < 0 || o.bench_generate > 16384) throw Error("--bench-generate must be in 1..16384 (tokens per side)");
+  o.bench_generate = int(a.get_int("--bench-generate", 0, 0, 16384));  // tokens per side
   o.bench_cli = a.get("--bench-cli");
   o.bench_json = a.get("--bench-json");
   if ((a.has("--bench-cli") || a.has("--bench-json")) && o.bench_generate == 0)
@@ -93,8 +90,7 @@ StudioOptions parse_options(const std::vector<std::string>& argv) {
     o.demo = true, o.demo_tokens = o.bench_generate;
     o.demo_timeout_s = 4 * 3600;  // a 2B-shaped model takes a while for thousands of tokens
   }
-  o.model_threads = int(a.get_int("--model-threads", 0));
-  if (o.model_threads < 0 || o.model_threads > 1024) throw Error("--model-threads must be in 1..1024");
+  o.model_threads = int(a.get_int("--model-threads", 0, 0, 1024));  // 0 = automatic
   if (a.has("--hover")) {
     char tail = 0;
     if (std::sscanf(a.get("--hover").c_str(), "%f,%f%c", &o.hover_x, &o.hover_y, &tail) != 2 || o.hover_x < 0 ||
@@ -111,6 +107,9 @@ StudioOptions parse_options(const std::vector<std::string>& argv) {
   o.no_ini = a.has("--no-ini");
   o.ini = a.get("--ini");
   if (!o.ini.empty() && o.no_ini) throw Error("--ini and --no-ini exclude each other");
+  // ImGui opens the layout file itself (fopen): a FIFO would block the first frame forever.
+  if (!o.ini.empty() && path_exists(o.ini) && !is_regular_file(o.ini))
+    throw Error("--ini " + o.ini + ": is not a regular file (a layout file, or a new name, expected)");
   o.verbose = a.has("--verbose");
   return o;
 }

@@ -13,6 +13,7 @@
 #include <ATen/Parallel.h>
 
 #include "engine/base/error.h"
+#include "engine/base/fs_util.h"
 #include "engine/base/proc.h"
 #include "engine/device.h"
 #include "engine/image.h"
@@ -113,7 +114,8 @@ void Session::worker_loop() {
     try {
       job();
     } catch (const std::exception& e) {
-      fail(e.what());
+      std::string m = e.what();  // one line: library errors (c10) carry a backtrace after it
+      fail(m.substr(0, m.find('\n')));
     } catch (...) {
       fail("unknown error in the engine worker");
     }
@@ -284,7 +286,7 @@ void Session::do_load(const LoadRequest& r) {
         if (layer->pvm_block) layer->pvm_block->gate_alpha.fill_(0.5);
     }
     auto tp = default_tokenizer_path();
-    if (!std::ifstream(tp)) throw file_error(tp, "tokenizer.json not found (the Qwen3 tokenizer is committed in assets/tokenizers/qwen3/; restore it with git)");
+    if (!path_exists(tp)) throw file_error(tp, "tokenizer.json not found (the Qwen3 tokenizer is committed in assets/tokenizers/qwen3/; restore it with git)");
     p = std::make_unique<Pipeline>(Tokenizer::load(tp));
     p->tokenizer_path = tp;
     p->model.config = m->config();

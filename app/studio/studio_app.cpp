@@ -143,7 +143,15 @@ class StudioApp {
   GenerateBenchFrames gen_frames_;  // --bench-generate: frames drawn while the model worked
   Clock::time_point gen_t0_;
   int gen_prev_ = 0;
+  // Headless runs answer for the inputs of the command line (--model, --pvm, --image, --open) as
+  // the CLI does: a bad one is one line on stderr, exit 1, and no output file written.
   bool startup_failed_ = false;
+  bool startup_pending_ = false;  // the --model / --pvm load is still on the worker
+  Clock::time_point startup_t0_;
+  void startup_error(const std::string& msg) {
+    std::fprintf(stderr, "pvm-studio: error: %s\n", msg.c_str());
+    startup_failed_ = true;
+  }
   uint64_t restores_ = 0;
   std::vector<std::string> dropped_;  // files dropped on the window (GLFW callback -> next frame)
   // Recent frame times (work only, not the idle wait) for the status line.
@@ -671,7 +679,12 @@ void StudioApp::start_up() {
     fill_bench_trace();
     return;
   }
-  model_->load(opt_.model, opt_.pvm);  // "" = default model (random tiny one when absent)
+  std::string why;
+  startup_t0_ = Clock::now();
+  if (model_->load(opt_.model, opt_.pvm, &why))  // "" = default model (random tiny one when absent)
+    startup_pending_ = headless() && opt_.bench_frames == 0;
+  else if (headless())
+    return startup_error(why);
   // The default model was trained on the scenes world: open on its instruction, not the generic preset.
   if (opt_.model.empty() && std::filesystem::exists((pvm::source_dir() + "/assets/default-model/config.json")))
     prompt_->use_preset("scene_description");
@@ -679,13 +692,13 @@ void StudioApp::start_up() {
     std::string err;
     if (!open_session(opt_.open, &err)) {
       log_error("%s", err.c_str());
-      std::fprintf(stderr, "pvm-studio: error: %s\n", err.c_str());
-      if (headless()) startup_failed_ = true;  // the screenshot is still taken, the exit code says it
+      if (headless()) startup_error(err);
+      else std::fprintf(stderr, "pvm-studio: error: %s\n", err.c_str());
     }
     return;
   }
   if (!opt_.image.empty()) {
-    image_->open_file(opt_.image);
+    if (!image_->open_file(opt_.image, &why) && headless()) return startup_error(why);
   } else if (!image_->new_scene(7)) {
     image_->open_file((pvm::source_dir() + "/assets/samples/shapes.png"));
   }
@@ -817,7 +830,7 @@ int StudioApp::run() {
   int shot_frame = demo ? -1 : total_frames;  // the demo knows its last frame once it has finished
   std::signal(SIGINT, on_quit_signal);
   std::signal(SIGTERM, on_quit_signal);
-  while (!quit_ && !g_quit_signal && !glfwWindowShouldClose(win_)) {
+  while (!quit_ && !g_quit_signal && !glfwWindowShouldClose(win_) && !startup_failed_) {
     // Interactive and idle: sleep until input (or 0.25 s, so streaming tokens and log lines show).
     const bool working = session_->busy();
     if (!headless() && idle_frames > 30 && !working)
@@ -833,6 +846,22 @@ int StudioApp::run() {
       gen_t0_ = t0, gen_prev_ = 1;
     }
     if (!bench_data_ && opt_.bench_frames == 0) session_->sync(ui_);
+    if (startup_pending_) {
+      // The screenshot waits for the command line's model: a failed load is the run's error.
+      if (!session_->busy()) {
+        startup_pending_ = false;
+        if (!ui_.model.loaded) {
+          startup_error(ui_.status.error.empty() ? "the model did not load" : ui_.status.error);
+          break;
+        }
+      } else if (std::chrono::duration<double>(Clock::now() - startup_t0_).count() > opt_.demo_timeout_s) {
+        startup_error("the model did not load within " + std::to_string(opt_.demo_timeout_s) + " s");
+        break;
+      } else if (!demo) {
+        // No export (at shot_frame - 2) or screenshot before the load has answered.
+        shot_frame = std::max(shot_frame, frame + std::max(opt_.frames, 3) + 2);
+      }
+    }
     if (demo) {
       if (!demo_step(frame)) {
         rc = 1;

@@ -2,6 +2,7 @@
 
 #include <cerrno>
 #include <cmath>
+#include <cctype>
 #include <cstdlib>
 
 namespace pvm::cli {
@@ -68,15 +69,38 @@ double Args::get_double(const std::string& n, double def) const {
   return v;
 }
 
-long long Args::get_int(const std::string& n, long long def) const {
-  if (!values_.count(n)) return def;
-  std::string s = get(n);
+long long parse_int(const std::string& s, const std::string& what, long long lo, long long hi) {
+  auto bounds = [&] { return " (must be in " + std::to_string(lo) + ".." + std::to_string(hi) + ")"; };
+  size_t i = 0;
+  while (i < s.size() && (s[i] == ' ' || s[i] == '\t')) ++i;  // strtoll skips leading blanks; say so consistently
+  const bool digits = i < s.size() && (std::isdigit((unsigned char)s[i]) ||
+                                       ((s[i] == '-' || s[i] == '+') && i + 1 < s.size() && std::isdigit((unsigned char)s[i + 1])));
   char* end = nullptr;
   errno = 0;
-  long long v = std::strtoll(s.c_str(), &end, 10);
-  if (s.empty() || *end) throw Error("option " + n + ": not an integer: '" + s + "'");
-  if (errno == ERANGE) throw Error("option " + n + ": integer out of range: '" + s + "'");
+  long long v = digits ? std::strtoll(s.c_str(), &end, 10) : 0;
+  if (!digits || *end) throw Error(what + ": not an integer: '" + s + "'");
+  // Beyond 64 bits is a number too, just not one any option takes: out of range, not "not an integer".
+  if (errno == ERANGE || v < lo || v > hi) throw Error(what + ": out of range: '" + s + "'" + bounds());
   return v;
+}
+
+std::vector<long long> parse_int_list(const std::string& text, const std::string& what, long long lo, long long hi) {
+  std::vector<long long> out;
+  size_t p = 0;
+  while (true) {
+    size_t q = text.find(',', p);
+    std::string item = text.substr(p, q == std::string::npos ? std::string::npos : q - p);
+    if (item.empty()) throw Error(what + ": not a comma-separated list of integers: '" + text + "'");
+    out.push_back(parse_int(item, what, lo, hi));
+    if (q == std::string::npos) break;
+    p = q + 1;
+  }
+  return out;
+}
+
+long long Args::get_int(const std::string& n, long long def, long long lo, long long hi) const {
+  if (!values_.count(n)) return def;
+  return parse_int(get(n), "option " + n, lo, hi);
 }
 
 }  // namespace pvm::cli

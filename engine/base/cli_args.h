@@ -19,7 +19,10 @@ class Args {
   std::string require(const std::string& name) const;  // throws "missing --name"
   std::vector<std::string> all(const std::string& name) const;  // repeated options
   double get_double(const std::string& name, double def) const;  // range errors name the option
-  long long get_int(const std::string& name, long long def) const;
+  // Every integer option states its range, so one message covers them all: text that is no integer
+  // is "option --seed: not an integer: 'x'"; a value outside [lo, hi] (or beyond 64 bits) is
+  // "option --seed: out of range: '-1' (must be in 0..9223372036854775807)".
+  long long get_int(const std::string& name, long long def, long long lo, long long hi) const;
   const std::vector<std::string>& positional() const { return positional_; }
 
  private:
@@ -27,5 +30,11 @@ class Args {
   std::set<std::string> flags_set_;
   std::vector<std::string> positional_;
 };
+
+// The integer parser behind get_int, for values that do not come as one option (comma lists, id
+// lists): `what` names the source in errors ("option --pvm-layers", "--ids").
+long long parse_int(const std::string& text, const std::string& what, long long lo, long long hi);
+// "1,5,9" -> {1, 5, 9}, each checked by parse_int; empty items are errors.
+std::vector<long long> parse_int_list(const std::string& text, const std::string& what, long long lo, long long hi);
 
 }  // namespace pvm::cli

@@ -140,6 +140,47 @@ int open_regular_file(const std::string& path, const std::string& what, uint64_t
   return fd;
 }
 
+void check_regular_file(const std::string& path, const std::string& what) { ::close(open_regular_file(path, what)); }
+
+// A read-only streambuf over a file descriptor (std::ifstream cannot take an fd, and opening by
+// name again would undo the checks open_regular_file made).
+class InputFile::Buf : public std::streambuf {
+ public:
+  explicit Buf(int fd) : fd_(fd) {}
+  ~Buf() override { ::close(fd_); }
+  int error = 0;
+
+ protected:
+  int_type underflow() override {
+    if (gptr() < egptr()) return traits_type::to_int_type(*gptr());
+    ssize_t n;
+    do n = ::read(fd_, data_, sizeof data_);
+    while (n < 0 && errno == EINTR);
+    if (n <= 0) {
+      if (n < 0) error = errno;
+      return traits_type::eof();
+    }
+    setg(data_, data_, data_ + n);
+    return traits_type::to_int_type(*gptr());
+  }
+
+ private:
+  int fd_;
+  char data_[1 << 16];
+};
+
+InputFile::InputFile(const std::string& path, const std::string& what) : path_(path) {
+  int fd = open_regular_file(path, what, &size_);
+  buf_ = std::make_unique<Buf>(fd);
+  in_ = std::make_unique<std::istream>(buf_.get());
+}
+
+InputFile::~InputFile() = default;
+
+void InputFile::finish() const {
+  if (buf_->error) throw file_error(path_, "read failed: " + errno_text(buf_->error));
+}
+
 std::string read_file_to_string(const std::string& path, uint64_t max_bytes, const std::string& what) {
   uint64_t size = 0;
   int fd = open_regular_file(path, what, &size);

@@ -7,6 +7,8 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <istream>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -47,6 +49,32 @@ void atomic_write_file(const std::string& path, const std::string& bytes);
 // <what> file", "<path>: is not a regular file (<what> file expected)"). Returns the fd in
 // blocking mode; the caller closes it. `size` receives the file size.
 int open_regular_file(const std::string& path, const std::string& what, uint64_t* size = nullptr);
+
+// open_regular_file, then close: the same one-line errors, for a check ahead of a slower load
+// (the studio checks its inputs before it posts work to its model thread).
+void check_regular_file(const std::string& path, const std::string& what);
+
+// A regular file opened for reading as a std::istream (through open_regular_file), for readers
+// that go line by line (JSONL data, traces, logs, hashes of large files): they refuse FIFOs, devices
+// and folders like every other reader. A read error ends the stream; finish() then throws it as
+// "<path>: read failed: <reason>".
+class InputFile {
+ public:
+  InputFile(const std::string& path, const std::string& what);
+  ~InputFile();
+  InputFile(const InputFile&) = delete;
+  InputFile& operator=(const InputFile&) = delete;
+  std::istream& stream() { return *in_; }
+  uint64_t size() const { return size_; }
+  void finish() const;  // throws when the stream ended on a read error
+
+ private:
+  class Buf;
+  std::unique_ptr<Buf> buf_;
+  std::unique_ptr<std::istream> in_;
+  std::string path_;
+  uint64_t size_ = 0;
+};
 
 // Read a whole regular file (via open_regular_file). `max_bytes` guards against reading huge files
 // by mistake; `what` names the kind of file in errors ("config", "tokenizer", "image").

@@ -879,6 +879,11 @@ class TokenizerSax : public nlohmann::json_sax<json> {
     return &slot;
   }
   bool value(json&& v) {
+    // null, true/false or a float where an id or a merge is expected (the vocab and merges frames
+    // build no JSON node to add to): the layout error, not a write through a null node.
+    if (mode() == Mode::Vocab) return bad("model.vocab['" + key_ + "']: id is not an integer");
+    if (mode() == Mode::Merges || mode() == Mode::MergePair)
+      return bad("model.merges: entries must be \"a b\" or [\"a\", \"b\"]");
     add(std::move(v));
     return true;
   }

@@ -156,10 +156,13 @@ class Reader {
     if (!k.empty() && k.back() == '.') k.pop_back();
     throw Error(where_ + ": " + (k.empty() ? "" : k + ": ") + what);
   }
+  // Absent keys take their default; a null is an error naming the key (never a silent default:
+  // "seed": null is more likely a template left unfilled than a wish for seed 0).
   const json* get(const std::string& key) {
     seen_.insert(key);
     auto it = j_.find(key);
-    if (it == j_.end() || it->is_null()) return nullptr;
+    if (it == j_.end()) return nullptr;
+    if (it->is_null()) fail(key, "is null (give a value, or leave the key out for the default)");
     return &*it;
   }
   // The checked value of field f (null when the key is absent and not required).
@@ -200,13 +203,16 @@ class Reader {
   }
   json integer(const std::string& key, const json& v, int64_t lo, int64_t hi) const {
     int64_t out = 0;
+    const std::string bounds = hi == INT64_MAX ? ">= " + std::to_string(lo) : "in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]";
+    // A whole number beyond 64 bits (JSON reads 99999999999999999999 as 1e20) is out of range, not
+    // "not an integer"; an unsigned one above INT64_MAX must not wrap to a negative value.
+    const bool whole_float = v.is_number_float() && std::isfinite(v.get<double>()) && std::floor(v.get<double>()) == v.get<double>();
+    if ((v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(INT64_MAX)) || (whole_float && std::fabs(v.get<double>()) >= 9e15))
+      fail(key, "out of range: must be " + bounds + ", got " + v.dump());
     if (v.is_number_integer()) out = v.get<int64_t>();
-    else if (v.is_number_float() && std::floor(v.get<double>()) == v.get<double>() && std::fabs(v.get<double>()) < 9e15)
-      out = (int64_t)v.get<double>();
+    else if (whole_float) out = (int64_t)v.get<double>();
     else fail(key, "expected an integer, got " + v.dump());
-    if (out < lo || out > hi)
-      fail(key, "must be " + (hi == INT64_MAX ? ">= " + std::to_string(lo) : "in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]") +
-                    ", got " + std::to_string(out));
+    if (out < lo || out > hi) fail(key, "out of range: must be " + bounds + ", got " + std::to_string(out));
     return out;
   }
   json number(const std::string& key, const json& v, double lo, double hi, bool lo_open) const {
@@ -378,7 +384,8 @@ void apply_override(json& j, const std::string& kv) {
     if (part.empty()) throw Error(where + ": empty key component in '" + key + "'");
     if (!cur->is_object()) throw Error(where + ": '" + key.substr(0, p - 1) + "' is not an object");
     if (d == std::string::npos) {
-      (*cur)[part] = v;
+      if (v.is_null()) cur->erase(part);  // --set key=null: back to the default
+      else (*cur)[part] = v;
       return;
     }
     if (!cur->contains(part) || (*cur)[part].is_null()) (*cur)[part] = json::object();

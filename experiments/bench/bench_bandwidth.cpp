@@ -51,11 +51,8 @@ uint64_t read_scalar(const uint8_t* p, size_t n) {
 
 int main(int argc, char** argv) try {
   pvm::cli::Args a(std::vector<std::string>(argv + 1, argv + argc), {"--threads", "--mb", "--repeats", "--json"});
-  const int threads = (int)a.get_int("--threads", (int64_t)std::max(1u, std::thread::hardware_concurrency()));
-  const int64_t mb = a.get_int("--mb", 2048), repeats = a.get_int("--repeats", 7);
-  if (threads < 1 || threads > 1024) throw pvm::Error("--threads must be in 1..1024");
-  if (mb < 64 || mb > (1 << 20)) throw pvm::Error("--mb must be in 64..1048576 (MiB)");
-  if (repeats < 1 || repeats > 1000) throw pvm::Error("--repeats must be in 1..1000");
+  const int threads = (int)a.get_int("--threads", (int64_t)std::max(1u, std::thread::hardware_concurrency()), 1, 1024);
+  const int64_t mb = a.get_int("--mb", 2048, 64, 1 << 20), repeats = a.get_int("--repeats", 7, 1, 1000);
   const size_t bytes = (size_t)mb << 20, slice = (bytes / threads) & ~(size_t)127;
   auto* buf = (uint8_t*)std::aligned_alloc(4096, bytes);
   if (!buf) throw pvm::Error("cannot allocate " + std::to_string(mb) + " MiB for the bandwidth buffer");

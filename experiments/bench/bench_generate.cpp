@@ -28,7 +28,7 @@ int main(int argc, char** argv) try {
                     "--batch", "--inputs", "--warmup"});
   auto dev = pvm::parse_device(a.get("--device", "cpu"));
   auto dtype = pvm::parse_dtype(a.get("--dtype", "auto"), dev);
-  if (a.has("--threads")) torch::set_num_threads(a.get_int("--threads", 1));
+  if (a.has("--threads")) torch::set_num_threads(a.get_int("--threads", 1, 1, 1024));
   pvm::Qwen3VLForConditionalGeneration m{nullptr};
   std::string what;
   if (a.has("--model")) {
@@ -46,7 +46,7 @@ int main(int argc, char** argv) try {
   std::vector<int64_t> contexts;
   std::stringstream ss(a.get("--contexts", "256,1024,4096"));
   for (std::string t; std::getline(ss, t, ',');) contexts.push_back(std::stoll(t));
-  const int64_t n_decode = a.get_int("--decode", 32), batch = a.get_int("--batch", 1);
+  const int64_t n_decode = a.get_int("--decode", 32, 0, 1 << 24), batch = a.get_int("--batch", 1, 1, 1 << 20);
   nlohmann::json out = nlohmann::json::array();
   std::printf("model %s, %s %s, %d threads, batch %lld\n", what.c_str(), dev.str().c_str(), pvm::dtype_name(dtype).c_str(),
               torch::get_num_threads(), (long long)batch);

@@ -35,7 +35,7 @@ void row(const std::string& what, const std::string& a_name, double a, const std
 
 int main(int argc, char** argv) try {
   pvm::cli::Args args(std::vector<std::string>(argv + 1, argv + argc), {"--reps"});
-  const int reps = args.get_int("--reps", 20);
+  const int reps = args.get_int("--reps", 20, 1, 1 << 20);
   torch::NoGradGuard ng;
   torch::manual_seed(0);
   std::printf("LibTorch %s, %d threads\n\n", TORCH_VERSION, at::get_num_threads());

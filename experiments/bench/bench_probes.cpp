@@ -22,7 +22,7 @@ int main(int argc, char** argv) try {
                     "--repeats", "--probes"});
   auto dev = pvm::parse_device(a.get("--device", "cpu"));
   auto dtype = pvm::parse_dtype(a.get("--dtype", "auto"), dev);
-  if (a.has("--threads")) torch::set_num_threads(a.get_int("--threads", 1));
+  if (a.has("--threads")) torch::set_num_threads(a.get_int("--threads", 1, 1, 1024));
   auto c = a.has("--config") ? pvm::load_config(a.get("--config")) : pvm::preset_config(a.get("--preset", "qwen3-vl-tiny"));
   auto m = pvm::make_random_model(c, 0, dtype, dev);
   {
@@ -36,8 +36,8 @@ int main(int argc, char** argv) try {
     for (auto& p : m->named_parameters())
       if (p.key().find("gate_alpha") != std::string::npos) p.value().fill_(0.3);
   }
-  const int64_t grid = a.get_int("--grid", 16), n_text = a.get_int("--text", 64), n_decode = a.get_int("--decode", 32);
-  const int64_t repeats = std::max<long long>(1, a.get_int("--repeats", 3));
+  const int64_t grid = a.get_int("--grid", 16, 1, 4096), n_text = a.get_int("--text", 64, 0, 1 << 24), n_decode = a.get_int("--decode", 32, 0, 1 << 24);
+  const int64_t repeats = std::max<long long>(1, a.get_int("--repeats", 3, 1, 1 << 20));
   if (grid < 2 || grid % 2) throw pvm::Error("--grid must be an even number >= 2");
   const auto& v = c.vision;
   const int64_t merge = v.spatial_merge_size, nv = grid * grid / (merge * merge);

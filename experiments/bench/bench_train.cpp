@@ -99,25 +99,25 @@ int run(int argc, char** argv) {
                    {"--grad-checkpointing"});
   pvm::ModelConfig c;
   auto& t = c.text;
-  t.vocab_size = a.get_int("--vocab", 1024);
-  t.hidden_size = a.get_int("--hidden", 256);
-  t.intermediate_size = a.get_int("--inter", 768);
-  t.num_hidden_layers = a.get_int("--layers", 4);
+  t.vocab_size = a.get_int("--vocab", 1024, 1, 1 << 22);
+  t.hidden_size = a.get_int("--hidden", 256, 1, 1 << 16);
+  t.intermediate_size = a.get_int("--inter", 768, 1, 1 << 18);
+  t.num_hidden_layers = a.get_int("--layers", 4, 1, 1024);
   t.num_attention_heads = 4, t.num_key_value_heads = 2, t.head_dim = t.hidden_size / 4;
   t.rope_theta = 10000;
   const int64_t half = t.head_dim / 2, hw = half * 20 / 64;  // Qwen3-VL's [24, 20, 20] scaled
   t.mrope_section = {half - 2 * hw, hw, hw};
   t.max_position_embeddings = 4096;
   auto& v = c.vision;
-  v.depth = a.get_int("--vision-depth", 4);
+  v.depth = a.get_int("--vision-depth", 4, 1, 1024);
   v.hidden_size = 128, v.intermediate_size = 512, v.num_heads = 4, v.out_hidden_size = t.hidden_size;
   v.num_position_embeddings = 256, v.deepstack_visual_indexes = {1, 2};
   const int base = (int)t.vocab_size - 24;
   c.image_token_id = base, c.video_token_id = base + 1, c.vision_start_token_id = base + 2, c.vision_end_token_id = base + 3;
   c.bos_token_id = base + 4, c.pad_token_id = base + 4, c.eos_token_ids = {base + 5};
   c.validate("bench config");
-  const int64_t batch = a.get_int("--batch", 8), text_tokens = a.get_int("--text-tokens", 430), steps = a.get_int("--steps", 4);
-  const int64_t image = a.get_int("--image-size", 256);
+  const int64_t batch = a.get_int("--batch", 8, 1, 1 << 20), text_tokens = a.get_int("--text-tokens", 430, 1, 1 << 24), steps = a.get_int("--steps", 4, 1, 1 << 30);
+  const int64_t image = a.get_int("--image-size", 256, 1, 16384);
 
   auto dir = (fs::temp_directory_path() / ("pvm_bench_train_" + std::to_string(::getpid()))).string();
   fs::create_directories(dir + "/model");
@@ -160,7 +160,7 @@ int run(int argc, char** argv) {
               {"save_every", 0},
               {"log_every", 1},
               {"workers", 2},
-              {"threads", a.get_int("--threads", 0)},
+              {"threads", a.get_int("--threads", 0, 0, 1024)},
               {"grad_checkpointing", a.has("--grad-checkpointing")},
               {"pvm", {{"layers", pvm_layers}, {"hidden_size", 128}}}};
   auto counts = pvm::parameter_counts(c);

@@ -15,14 +15,14 @@ using namespace pvm::train;
 int main(int argc, char** argv) try {
   cli::Args a(std::vector<std::string>(argv + 1, argv + argc), {"--model", "--data", "--count", "--threads"});
   if (!a.has("--model") || !a.has("--data")) throw Error("usage: pvm-image-gap --model DIR --data SFT.jsonl [--count N] [--threads T]");
-  torch::set_num_threads(a.get_int("--threads", 2));
+  torch::set_num_threads(a.get_int("--threads", 2, 1, 1024));
   auto p = Pipeline::open(a.get("--model"), LoadOptions{});
   auto& m = p.model.model;
   m->eval();
   torch::NoGradGuard ng;
   BadLinePolicy policy;
   auto recs = read_sft_jsonl(a.get("--data"), policy);
-  const int64_t count = std::min<int64_t>(a.get_int("--count", 20), (int64_t)recs.size());
+  const int64_t count = std::min<int64_t>(a.get_int("--count", 20, 1, 1 << 30), (int64_t)recs.size());
   if (count < 1) throw Error("--count must be >= 1");
   const int64_t pad = m->config().pad_token_id;
   double own = 0, other = 0, norm = 0, cos_in = 0;

@@ -17,6 +17,6 @@ TEST(Args, RejectsUnknownAndMalformed) {
   EXPECT_THROW(Args({"--nope"}, {"--model"}), pvm::Error);
   EXPECT_THROW(Args({"--model"}, {"--model"}), pvm::Error);
   Args a({"--n", "12x"}, {"--n"});
-  EXPECT_THROW(a.get_int("--n", 0), pvm::Error);
-  EXPECT_EQ(a.get_int("--m", 7), 7);
+  EXPECT_THROW(a.get_int("--n", 0, 0, 100), pvm::Error);
+  EXPECT_EQ(a.get_int("--m", 7, 0, 100), 7);
 }

@@ -1,11 +1,14 @@
 // Deterministic fuzzing of every reader of untrusted bytes: safetensors files, shard index.json,
-// and config.json. Whatever the input, a reader may only succeed or throw pvm::Error (one line,
+// config.json, tokenizer.json and eval data (JSONL, TSV); the engine's readers (trainer state,
+// train config, training data, preprocessor config) are fuzzed in tests/test_fuzz_engine_readers.cpp
+// and the studio's session reader in tests/studio/test_session_robust.cpp. Whatever the input, a reader may only succeed or throw pvm::Error (one line,
 // naming the file); any other exception fails the test, and a crash or out-of-bounds read aborts it
 // (run this binary under -fsanitize=address,undefined to make the latter loud).
 #include <gtest/gtest.h>
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -13,33 +16,20 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/base/config.h"
+#include "engine/base/eval_data.h"
 #include "engine/base/fs_util.h"
 #include "engine/base/safetensors.h"
+#include "engine/base/tokenizer.h"
+#include "engine/base/version.h"
+#include "tests/fuzz_util.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
 using pvm::DType;
 using pvm::TensorView;
+using namespace pvm::fuzz;
 
 namespace {
-
-// splitmix64: the same sequence on every platform and standard library.
-struct Rng {
-  uint64_t s;
-  explicit Rng(uint64_t seed) : s(seed) {}
-  uint64_t next() {
-    uint64_t z = (s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-  }
-  uint64_t below(uint64_t n) { return n ? next() % n : 0; }
-  bool coin(int percent = 50) { return below(100) < uint64_t(percent); }
-  template <class T>
-  const T& pick(const std::vector<T>& v) {
-    return v[below(v.size())];
-  }
-};
 
 struct TempDir {
   std::string path;
@@ -69,47 +59,6 @@ std::string le64(uint64_t n) {
   for (int i = 0; i < 8; ++i) out[size_t(i)] = char((n >> (8 * i)) & 0xff);
   return out;
 }
-
-std::string printable(const std::string& s) {
-  std::string out;
-  for (unsigned char c : s.substr(0, 300)) {
-    if (c >= 0x20 && c < 0x7f) out += char(c);
-    else {
-      char b[8];
-      std::snprintf(b, sizeof b, "\\x%02x", c);
-      out += b;
-    }
-  }
-  return out;
-}
-
-// Tallies outcomes; anything but success or pvm::Error is a test failure (reported a few times).
-struct Outcomes {
-  const char* what;
-  int ok = 0, errors = 0, bad = 0;
-  void run(const std::string& input, const std::function<void()>& fn, const std::string& must_mention = "") {
-    try {
-      fn();
-      ++ok;
-    } catch (const pvm::Error& e) {
-      ++errors;
-      std::string msg = e.what();
-      if (msg.find('\n') != std::string::npos || (!must_mention.empty() && msg.find(must_mention) == std::string::npos)) {
-        if (++bad <= 5) ADD_FAILURE() << what << ": bad error message '" << printable(msg) << "'";
-      }
-    } catch (const std::exception& e) {
-      if (++bad <= 5)
-        ADD_FAILURE() << what << ": non-pvm exception '" << printable(e.what()) << "' for input '" << printable(input)
-                      << "'";
-    } catch (...) {
-      if (++bad <= 5) ADD_FAILURE() << what << ": unknown exception for input '" << printable(input) << "'";
-    }
-  }
-  void report() const {
-    std::printf("[fuzz] %-28s ok=%d pvm::Error=%d other=%d\n", what, ok, errors, bad);
-    EXPECT_EQ(bad, 0) << what;
-  }
-};
 
 // Open a file and, when it is accepted, check every invariant a loader relies on and read every byte.
 void open_and_check(const std::string& p) {
@@ -146,123 +95,6 @@ std::string valid_file_bytes(const TempDir& d) {
   std::string p = d.path + "/valid.safetensors";
   pvm::write_safetensors(p, sample_tensors(), {{"format", "pt"}, {"origin", "fuzz"}});
   return pvm::read_file_to_string(p);
-}
-
-std::string mutate_bytes(Rng& r, std::string s, const std::string& alphabet) {
-  int ops = 1 + int(r.below(4));
-  for (int k = 0; k < ops; ++k) {
-    size_t n = s.size();
-    switch (r.below(7)) {
-      case 0:  // flip a bit
-        if (n) s[r.below(n)] ^= char(1u << r.below(8));
-        break;
-      case 1:  // random byte
-        if (n) s[r.below(n)] = char(r.below(256));
-        break;
-      case 2:  // byte from the interesting alphabet
-        if (n) s[r.below(n)] = alphabet[r.below(alphabet.size())];
-        break;
-      case 3: {  // delete a range
-        if (!n) break;
-        size_t a = r.below(n), len = 1 + r.below(std::min<size_t>(16, n - a));
-        s.erase(a, len);
-        break;
-      }
-      case 4: {  // insert bytes
-        size_t a = r.below(n + 1), len = 1 + r.below(8);
-        std::string ins;
-        for (size_t i = 0; i < len; ++i) ins += r.coin() ? alphabet[r.below(alphabet.size())] : char(r.below(256));
-        s.insert(a, ins);
-        break;
-      }
-      case 5:  // truncate
-        s.resize(r.below(n + 1));
-        break;
-      case 6: {  // duplicate a chunk somewhere else
-        if (!n) break;
-        size_t a = r.below(n), len = 1 + r.below(std::min<size_t>(32, n - a));
-        s.insert(r.below(n + 1), s.substr(a, len));
-        break;
-      }
-    }
-  }
-  return s;
-}
-
-const std::string kJsonAlphabet = "{}[]\",:0123456789-+.eE \\ntfalsu_FIBOL";
-
-// Random JSON-ish text from safetensors-flavoured tokens.
-std::string token_soup(Rng& r) {
-  static const std::vector<std::string> toks{
-      "{", "}", "[", "]", ",", ":", "\"dtype\"", "\"shape\"", "\"data_offsets\"", "\"__metadata__\"", "\"F32\"",
-      "\"BF16\"", "\"BOOL\"", "\"F8_E4M3\"", "\"x\"", "\"y\"", "0", "1", "4", "8", "-1", "2.5", "1e400",
-      "18446744073709551615", "9223372036854775807", "null", "true", "\"\"", "\"\\u0000\"", " "};
-  std::string s = r.coin(80) ? "{" : "";
-  size_t n = r.below(40);
-  for (size_t i = 0; i < n; ++i) s += r.pick(toks);
-  if (r.coin(70)) s += "}";
-  return s;
-}
-
-json random_json_value(Rng& r, int depth = 0) {
-  switch (r.below(depth > 2 ? 12 : 14)) {
-    case 0: return nullptr;
-    case 1: return r.coin();
-    case 2: return -int64_t(r.below(1000)) - 1;
-    case 3: return int64_t(r.below(64));
-    case 4: return uint64_t(18446744073709551615ull) - r.below(3);
-    case 5: return int64_t(9223372036854775807ll) - int64_t(r.below(3));
-    case 6: return std::numeric_limits<int64_t>::min();
-    case 7: return r.coin() ? 1e308 : -1e308;
-    case 8: return 0.5 * double(r.below(9)) - 1.0;
-    case 9: return std::string(r.coin() ? "F32" : "not-a-dtype");
-    case 10: return int64_t(1) << r.below(63);
-    case 11: return std::string("");
-    case 12: {
-      json a = json::array();
-      size_t n = r.below(5);
-      for (size_t i = 0; i < n; ++i) a.push_back(random_json_value(r, depth + 1));
-      return a;
-    }
-    default: {
-      json o = json::object();
-      size_t n = r.below(4);
-      for (size_t i = 0; i < n; ++i) o["k" + std::to_string(r.below(5))] = random_json_value(r, depth + 1);
-      return o;
-    }
-  }
-}
-
-// Replace, delete or add one value somewhere inside `j` (objects and arrays, any depth).
-void mutate_json(Rng& r, json& j) {
-  json* cur = &j;
-  for (int depth = 0; depth < 6; ++depth) {
-    bool container = (cur->is_object() || cur->is_array()) && !cur->empty();
-    if (!container || r.coin(30)) break;
-    size_t i = r.below(cur->size());
-    auto it = cur->begin();
-    std::advance(it, long(i));
-    cur = &*it;
-  }
-  switch (r.below(4)) {
-    case 0:
-    case 1: *cur = random_json_value(r); break;
-    case 2:
-      if (cur->is_object() && !cur->empty()) {
-        auto it = cur->begin();
-        std::advance(it, long(r.below(cur->size())));
-        cur->erase(it);
-      } else if (cur->is_array() && !cur->empty()) {
-        cur->erase(cur->begin() + long(r.below(cur->size())));
-      } else {
-        *cur = random_json_value(r);
-      }
-      break;
-    default:
-      if (cur->is_object()) (*cur)["extra" + std::to_string(r.below(3))] = random_json_value(r);
-      else if (cur->is_array()) cur->push_back(random_json_value(r));
-      else *cur = random_json_value(r);
-  }
 }
 
 }  // namespace
@@ -432,4 +264,110 @@ TEST(FuzzConfig, ParseConfigOnlyThrowsPvmError) {
   o.report();
   EXPECT_GT(o.ok, 0);
   EXPECT_GT(o.errors, 1000);
+}
+
+// ---- tokenizer.json ----
+// Seeds: the default model's real 512-token BPE tokenizer (merges, added tokens, the Qwen2
+// pre-tokenizer) and a byte-level one. An accepted tokenizer must also encode and decode.
+TEST(FuzzTokenizer, FromJsonOnlyThrowsPvmError) {
+  std::vector<std::string> seeds;
+  const std::string real = pvm::source_dir() + "/assets/default-model/tokenizer.json";
+  if (pvm::is_regular_file(real)) seeds.push_back(pvm::read_file_to_string(real));
+  {
+    json vocab = json::object();
+    for (int b = 0; b < 256; ++b) {
+      std::string s;
+      uint32_t cp = uint32_t(b);
+      auto printable = [](int x) { return (x >= 33 && x <= 126) || (x >= 161 && x <= 172) || (x >= 174 && x <= 255); };
+      if (!printable(b)) {
+        int n = 0;
+        for (int x = 0; x < b; ++x) n += !printable(x);
+        cp = uint32_t(256 + n);
+      }
+      if (cp < 0x80) s += char(cp);
+      else s += char(0xC0 | (cp >> 6)), s += char(0x80 | (cp & 0x3F));
+      vocab[s] = b;
+    }
+    vocab["he"] = 256, vocab["ll"] = 257, vocab["hell"] = 258;
+    seeds.push_back(json{{"version", "1.0"},
+                         {"added_tokens", json::array({{{"id", 259}, {"content", "<|im_end|>"}, {"special", true}}})},
+                         {"normalizer", {{"type", "NFC"}}},
+                         {"pre_tokenizer", {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", true}}},
+                         {"decoder", {{"type", "ByteLevel"}}},
+                         {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", {"h e", "l l", json::array({"he", "ll"})}}}}}
+                        .dump());
+  }
+  for (const auto& s : seeds) ASSERT_NO_THROW(pvm::Tokenizer::from_json(s, "seed.json"));
+  Rng r(77);
+  Outcomes o{"tokenizer.json"};
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int it = 0; it < 1500; ++it) {
+    const std::string& seed = seeds[r.below(seeds.size())];
+    std::string text;
+    switch (r.below(4)) {
+      case 0: text = mutate_bytes(r, seed, kJsonAlphabet); break;
+      case 1: text = token_soup(r); break;
+      default: {
+        json j = json::parse(seed);
+        for (int k = 0, n = 1 + int(r.below(3)); k < n; ++k) mutate_json(r, j);
+        text = j.dump();
+      }
+    }
+    o.run(text, [&] {
+      auto tok = pvm::Tokenizer::from_json(text, "fuzz/tokenizer.json");
+      auto ids = tok.encode("hello world <|im_end|> \xff\xfe caf\xc3\xa9 12345");
+      ids.push_back(1 << 30);  // an id without a token decodes to nothing
+      (void)tok.decode(ids, r.coin());
+    }, "fuzz/tokenizer.json");
+  }
+  std::printf("[fuzz] tokenizer: %.1f s\n", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  o.report();
+  EXPECT_GT(o.ok, 0);
+  EXPECT_GT(o.errors, 300);
+}
+
+// ---- eval data: JSONL of open questions and VLMEvalKit TSVs ----
+TEST(FuzzEvalData, JsonlAndTsvOnlyThrowPvmError) {
+  const std::string jsonl =
+      "{\"question\": \"What colour?\", \"image\": \"a.png\", \"answer\": \"red\", \"category\": \"c\", \"id\": 1}\n"
+      "{\"question\": \"How many?\", \"images\": [\"a.png\", \"b.png\"], \"answer\": 3, \"id\": \"x\"}\n"
+      "\n{\"question\": \"q\", \"answer\": \"a\"}\n";
+  const std::string b64 = "iVBORw0KGgo" + std::string(90, 'A') + "=";  // (short cells are row indexes)
+  const std::string tsv =
+      "index\tquestion\thint\tA\tB\tC\tanswer\tcategory\timage\n"
+      "0\tWhich?\tnan\tred\tblue\tNone\tA\tcol\t" + b64 + "\n"
+      "1\t\"Quoted\ttab\"\t\tx\ty\tz\tB\tcol\t0\n"
+      "2\tOpen?\t\t\t\t\tforty\tvqa\t" + b64 + "\n";
+  ASSERT_NO_THROW(pvm::eval::parse_open_jsonl(jsonl, "seed.jsonl", ".", false));
+  ASSERT_NO_THROW(pvm::eval::parse_vlmeval_tsv(tsv, "seed.tsv", "."));
+  Rng r(31337);
+  Outcomes oj{"eval JSONL"}, ot{"eval TSV"};
+  const std::string tsv_alphabet = "\t\n\"\\abcAB0123456789=";
+  for (int it = 0; it < 2000; ++it) {
+    std::string text;
+    if (r.coin()) {
+      text = mutate_bytes(r, jsonl, kJsonAlphabet);
+    } else {  // one line structurally mutated
+      json j = json::parse(jsonl.substr(0, jsonl.find('\n')));
+      for (int k = 0, n = 1 + int(r.below(3)); k < n; ++k) mutate_json(r, j);
+      text = j.dump() + "\n" + jsonl.substr(jsonl.find('\n') + 1);
+    }
+    oj.run(text, [&] {
+      auto d = pvm::eval::parse_open_jsonl(text, "fuzz/q.jsonl", ".", false);
+      for (auto& item : d.items) (void)pvm::eval::build_prompt(item, pvm::eval::PromptStyle::Qwen3VL);
+    }, "fuzz/q.jsonl");
+    const std::string t = mutate_bytes(r, tsv, tsv_alphabet);
+    ot.run(t, [&] {
+      auto d = pvm::eval::parse_vlmeval_tsv(t, "fuzz/d.tsv", ".");
+      for (auto& item : d.items) {
+        (void)pvm::eval::build_prompt(item, pvm::eval::PromptStyle::Dataset);
+        (void)item.option_texts();
+      }
+    }, "fuzz/d.tsv");
+  }
+  oj.report();
+  ot.report();
+  EXPECT_GT(oj.ok, 0);
+  EXPECT_GT(oj.errors, 100);
+  EXPECT_GT(ot.ok, 0);
 }

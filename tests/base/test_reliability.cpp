@@ -1,6 +1,7 @@
-// Issue 21, classes 2-7 on the base library: non-finite options, NaN logits, FIFOs and folders
+// Issue 21, classes 2-8 on the base library: non-finite options, NaN logits, FIFOs and folders
 // where files are expected, output paths, the run lock, stale temp files, incomplete byte
-// vocabularies, duplicate deepstack taps and the one image-size check. Table-driven where a
+// vocabularies, duplicate deepstack taps, the one image-size check, integer options out of range,
+// files of a future format and the line reader. Table-driven where a
 // family of inputs shares one expectation.
 #include <gtest/gtest.h>
 #include <sys/stat.h>
@@ -18,6 +19,7 @@
 #include "engine/base/cli_args.h"
 #include "engine/base/config.h"
 #include "engine/base/error.h"
+#include "engine/base/file_format.h"
 #include "engine/base/fs_util.h"
 #include "engine/base/image_check.h"
 #include "engine/base/sampling.h"
@@ -57,7 +59,7 @@ TEST(Reliability, NonFiniteNumericOptionsAreRejected) {
   EXPECT_EQ(ok.get_double("--top-p", 1), 0.5);
   // An out-of-range integer is out of range, not "not an integer".
   pvm::cli::Args big({"--seed", "99999999999999999999999"}, {"--seed"}, {});
-  EXPECT_NE(error_of([&] { big.get_int("--seed", 0); }).find("out of range"), std::string::npos);
+  EXPECT_NE(error_of([&] { big.get_int("--seed", 0, 0, INT64_MAX); }).find("out of range"), std::string::npos);
 }
 
 TEST(Reliability, SamplingParamsRejectEveryNonFiniteOrOutOfRangeValue) {
@@ -272,5 +274,122 @@ TEST(Reliability, OneImageSizeCheck) {
       EXPECT_EQ(m.rfind("x.png: ", 0), 0u) << m;
       EXPECT_NE(m.find(c.needle), std::string::npos) << c.w << "x" << c.h << ": " << m;
     }
+  }
+}
+
+// ---- class 8 ----
+
+TEST(Reliability, IntegerOptionsSayOutOfRangeNotNotAnInteger) {
+  struct Case {
+    const char* value;
+    long long lo, hi;
+    const char* needle;  // "" = accepted
+  };
+  const std::vector<Case> cases{
+      {"99999999999999999999", 0, INT64_MAX, "out of range: '99999999999999999999' (must be in 0..9223372036854775807)"},
+      {"-99999999999999999999", 0, INT64_MAX, "out of range"},
+      {"-1", 0, INT64_MAX, "out of range: '-1' (must be in 0.."},
+      {"257", 1, 256, "out of range: '257' (must be in 1..256)"},
+      {"0", 1, 256, "out of range"},
+      {"12x", 0, 100, "not an integer: '12x'"},
+      {"", 0, 100, "not an integer: ''"},
+      {"0x10", 0, 100, "not an integer"},
+      {"1e3", 0, 10000, "not an integer"},
+      {"-", 0, 100, "not an integer"},
+      {"+7", 0, 100, ""},
+      {"9223372036854775807", 0, INT64_MAX, ""},
+      {"42", 0, 100, ""},
+  };
+  for (const auto& c : cases) {
+    pvm::cli::Args a({"--seed", c.value}, {"--seed"}, {});
+    std::string m = error_of([&] { a.get_int("--seed", 0, c.lo, c.hi); });
+    if (!*c.needle) {
+      EXPECT_EQ(m, "") << c.value;
+    } else {
+      EXPECT_EQ(m.rfind("option --seed: ", 0), 0u) << c.value << ": " << m;
+      EXPECT_NE(m.find(c.needle), std::string::npos) << c.value << ": " << m;
+    }
+  }
+  // Lists go through the same parser, item by item.
+  EXPECT_EQ(pvm::cli::parse_int_list("1,5,9", "option --pvm-layers", 0, 1023), (std::vector<long long>{1, 5, 9}));
+  EXPECT_NE(error_of([&] { pvm::cli::parse_int_list("1,99999999999999999999", "option --pvm-layers", 0, 1023); })
+                .find("option --pvm-layers: out of range"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { pvm::cli::parse_int_list("1,,2", "option --pvm-layers", 0, 1023); }).find("not a comma-separated"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { pvm::cli::parse_int_list("1,x", "option --pvm-layers", 0, 1023); }).find("not an integer: 'x'"),
+            std::string::npos);
+}
+
+TEST(Reliability, FilesOfAFutureFormatAreRefused) {
+  struct Case {
+    json j;
+    const char* needle;  // "" = accepted
+  };
+  const std::vector<Case> cases{
+      {{{"fmt", 1}}, ""},
+      {json::object(), ""},  // written before the number existed
+      {{{"fmt", 2}}, "f.json: session format 2 is newer than this build reads (up to 1)"},
+      {{{"fmt", uint64_t(18446744073709551615ull)}}, "must be a positive integer"},
+      {{{"fmt", 1e30}}, "newer than this build reads"},
+      {{{"fmt", 0}}, "fmt must be a positive integer, got 0"},
+      {{{"fmt", -3}}, "must be a positive integer"},
+      {{{"fmt", "2"}}, "fmt must be a positive integer, got \"2\""},
+      {{{"fmt", nullptr}}, "fmt must be a positive integer, got null"},
+      {{{"fmt", 1.5}}, "must be a positive integer"},
+  };
+  for (const auto& c : cases) {
+    std::string m = error_of([&] { pvm::check_file_format(c.j, "fmt", 1, "f.json", "session"); });
+    if (!*c.needle) {
+      EXPECT_EQ(m, "") << c.j.dump();
+    } else {
+      EXPECT_EQ(m.rfind("f.json: ", 0), 0u) << m;
+      EXPECT_NE(m.find(c.needle), std::string::npos) << c.j.dump() << ": " << m;
+    }
+  }
+}
+
+TEST(Reliability, InputFileReadsLinesAndRefusesWhatIsNoRegularFile) {
+  auto d = fresh_dir("inputfile");
+  std::ofstream(d + "/data.jsonl") << "a\nb\n\nc";
+  pvm::InputFile f(d + "/data.jsonl", "data");
+  std::vector<std::string> lines;
+  std::string line;
+  while (std::getline(f.stream(), line)) lines.push_back(line);
+  EXPECT_NO_THROW(f.finish());
+  EXPECT_EQ(lines, (std::vector<std::string>{"a", "b", "", "c"}));
+  EXPECT_EQ(f.size(), 6u);
+  const std::string fifo = d + "/fifo.jsonl";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  const auto t0 = std::chrono::steady_clock::now();
+  for (const std::string& p : {fifo, d, std::string("/dev/null")}) {
+    std::string m = error_of([&] { pvm::InputFile g(p, "data"); });
+    EXPECT_EQ(m.rfind(p + ": ", 0), 0u) << m;
+    EXPECT_TRUE(m.find("not a regular file") != std::string::npos || m.find("is a directory") != std::string::npos) << m;
+    m = error_of([&] { pvm::check_regular_file(p, "data"); });
+    EXPECT_EQ(m.rfind(p + ": ", 0), 0u) << m;
+  }
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 5.0);
+  fs::remove_all(d);
+}
+
+// Found by the tokenizer fuzz target: a null, boolean or float among the merges or as a vocab id
+// wrote through a null node (SIGSEGV). Now the layout error naming the file.
+TEST(Reliability, TokenizerNullsInVocabOrMergesAreErrorsNotCrashes) {
+  const json base = byte_level_tokenizer(-1);
+  const std::vector<std::pair<std::function<void(json&)>, std::string>> cases{
+      {[](json& j) { j["model"]["merges"] = json::array({nullptr}); }, "model.merges: entries must be"},
+      {[](json& j) { j["model"]["merges"] = json::array({true}); }, "model.merges: entries must be"},
+      {[](json& j) { j["model"]["merges"] = json::array({1.5}); }, "model.merges: entries must be"},
+      {[](json& j) { j["model"]["merges"] = json::array({json::array({"a", nullptr})}); }, "model.merges: entries must be"},
+      {[](json& j) { j["model"]["vocab"]["zz"] = nullptr; }, "model.vocab['zz']: id is not an integer"},
+      {[](json& j) { j["model"]["vocab"]["zz"] = false; }, "model.vocab['zz']: id is not an integer"},
+  };
+  for (const auto& [edit, needle] : cases) {
+    json j = base;
+    edit(j);
+    std::string m = error_of([&] { pvm::Tokenizer::from_json(j.dump(), "t.json"); });
+    EXPECT_EQ(m.rfind("t.json: ", 0), 0u) << m;
+    EXPECT_NE(m.find(needle), std::string::npos) << needle << ": " << m;
   }
 }
