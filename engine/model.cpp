@@ -12,8 +12,6 @@ Qwen3VLModelImpl::Qwen3VLModelImpl(const ModelConfig& c) {
 
 Qwen3VLForConditionalGenerationImpl::Qwen3VLForConditionalGenerationImpl(const ModelConfig& c) : cfg(c) {
   model = register_module("model", Qwen3VLModel(c));
-  // The vision tower is built with torch::nn layers (f32 CPU); bring it to the text params' dtype/device.
-  model->visual->to(param_options().device(), param_options().dtype().toScalarType());
   // PVM blocks of a full checkpoint (official names: layers.{L}.pvm_block.*)
   for (auto l : c.text.pvm_layers) {
     auto& layer = model->language_model->layer_list[l];
@@ -90,22 +88,7 @@ ForwardOutput Qwen3VLForConditionalGenerationImpl::forward(const ForwardInput& i
 }
 
 void init_random_weights(Qwen3VLForConditionalGeneration& m, uint64_t seed, double std) {
-  torch::NoGradGuard ng;
-  auto gen = at::detail::createCPUGenerator(seed);
-  for (auto& p : m->named_parameters()) {
-    const auto& name = p.key();
-    auto& t = p.value();
-    auto ends = [&](const std::string& s) { return name.size() >= s.size() && name.compare(name.size() - s.size(), s.size(), s) == 0; };
-    if (ends("norm.weight") || ends("norm1.weight") || ends("norm2.weight") || ends("layernorm.weight") ||
-        ends("q_norm.weight") || ends("k_norm.weight") || ends("input_norm.weight") || ends("post_attn_norm.weight")) {
-      t.fill_(1.0);
-    } else if (ends(".bias") || ends("gate_alpha")) {
-      t.zero_();
-    } else {
-      auto r = at::normal(0.0, std, t.sizes(), gen, torch::TensorOptions().dtype(torch::kFloat));
-      t.copy_(r);
-    }
-  }
+  init_weights(*m, seed, std);
 }
 
 }  // namespace pvm

@@ -54,7 +54,8 @@ class Qwen3VLForConditionalGenerationImpl : public torch::nn::Module {
 };
 TORCH_MODULE(Qwen3VLForConditionalGeneration);
 
-// Deterministic random init of every backbone weight (N(0, std) for matrices, 1 for norms, 0 biases).
+// Deterministic random init of every weight (engine/nn.h init_weights: N(0, std) for matrices, 1 for
+// norms, 0 biases) from one generator seeded with `seed`.
 void init_random_weights(Qwen3VLForConditionalGeneration& m, uint64_t seed, double std = 0.02);
 
 }  // namespace pvm

@@ -138,15 +138,8 @@ void attach_pvm(Qwen3VLForConditionalGenerationImpl& m, const TextConfig& f, uin
     auto block = PvmBlock(c);
     layer->pvm_block = layer->register_module("pvm_block", block.ptr());
     // init (docs/MODEL.md#pvm): matrices N(0, 0.02) (output_expander included, or no gradient could flow),
-    // norms 1, gate exactly 0.
-    for (auto& p : block->named_parameters()) {
-      if (p.value().dim() == 2)
-        p.value().copy_(at::normal(0.0, 0.02, p.value().sizes(), gen, torch::TensorOptions().dtype(torch::kFloat)));
-      else if (p.key() == "gate_alpha")
-        p.value().zero_();
-      else
-        p.value().fill_(1.0);
-    }
+    // norms 1, gate exactly 0; one generator across the blocks.
+    init_weights(*block, gen, 0.02);
   }
   m.cfg = c;
 }
