@@ -2,8 +2,6 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 
-#include "engine/text_model.h"  // Qwen3VLTextRMSNorm
-
 namespace pvm {
 
 static thread_local torch::TensorOptions g_param_options = torch::TensorOptions().dtype(torch::kFloat);
@@ -46,13 +44,33 @@ torch::Tensor LayerNormImpl::forward(const torch::Tensor& x) {
   return torch::layer_norm(x, {weight.size(0)}, weight, bias, eps);
 }
 
+RMSNormImpl::RMSNormImpl(int64_t dim, double eps_) : eps(eps_) {
+  weight = register_parameter("weight", torch::ones({dim}, param_options()));
+}
+
+torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) {
+  auto xf = x.to(torch::kFloat);
+  xf = xf * torch::rsqrt(xf.pow(2).mean(-1, true) + eps);
+  return weight * xf.to(x.scalar_type());
+}
+
+GatedMLPImpl::GatedMLPImpl(int64_t hidden, int64_t inter) {
+  gate_proj = register_module("gate_proj", Linear(hidden, inter, false));
+  up_proj = register_module("up_proj", Linear(hidden, inter, false));
+  down_proj = register_module("down_proj", Linear(inter, hidden, false));
+}
+
+torch::Tensor GatedMLPImpl::forward(const torch::Tensor& x) {
+  return down_proj(torch::silu(gate_proj(x)) * up_proj(x));
+}
+
 void init_weights(torch::nn::Module& root, at::Generator& gen, double std) {
   torch::NoGradGuard ng;
   // Module by module in pre-order, each module's own parameters in registration order: the same
   // order as root.named_parameters(), so the draws do not depend on how the walk is written.
   for (auto& mod : root.modules(/*include_self=*/true)) {
     const bool drawn = mod->as<LinearImpl>() || mod->as<Conv3dImpl>() || mod->as<EmbeddingImpl>();
-    const bool norm = mod->as<LayerNormImpl>() || mod->as<Qwen3VLTextRMSNormImpl>();
+    const bool norm = mod->as<LayerNormImpl>() || mod->as<RMSNormImpl>();
     for (auto& p : mod->named_parameters(/*recurse=*/false)) {
       auto& t = p.value();
       if (drawn && p.key() == "weight")

@@ -63,6 +63,26 @@ class LayerNormImpl : public torch::nn::Module {
 };
 TORCH_MODULE(LayerNorm);
 
+// Qwen3VLTextRMSNorm (text decoder, PVM): normalises in f32, casts back to the input dtype BEFORE
+// the weight multiply, as transformers does.
+class RMSNormImpl : public torch::nn::Module {
+ public:
+  RMSNormImpl(int64_t dim, double eps);
+  torch::Tensor forward(const torch::Tensor& x);
+  torch::Tensor weight;  // [dim]
+  double eps;
+};
+TORCH_MODULE(RMSNorm);
+
+// Qwen3VLTextMLP (text decoder, PVM): down_proj(silu(gate_proj(x)) * up_proj(x)), no biases.
+class GatedMLPImpl : public torch::nn::Module {
+ public:
+  GatedMLPImpl(int64_t hidden, int64_t inter);
+  torch::Tensor forward(const torch::Tensor& x);  // [..., hidden] -> [..., hidden]
+  Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
+};
+TORCH_MODULE(GatedMLP);
+
 // Random init of every parameter under `root`, the one rule for the backbone, the vision tower
 // and the PVM blocks: Linear / Conv3d / Embedding weights N(0, std), biases 0, norm weights 1, any
 // other parameter (PVM's gate_alpha) 0. Draws f32 on the CPU from `gen` in named_parameters()
