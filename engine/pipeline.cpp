@@ -1,7 +1,9 @@
 #include "engine/pipeline.h"
 
 #include <cstdio>
+#include <algorithm>
 #include <filesystem>
+#include <thread>
 
 #include "engine/base/error.h"
 #include "engine/base/version.h"
@@ -12,18 +14,19 @@ namespace pvm {
 
 namespace fs = std::filesystem;
 
-std::string default_model_dir() {
-  auto d = fs::path(source_dir()) / "assets" / "default-model";
-  return fs::exists(d / "config.json") ? d.string() : "";
-}
-
 std::string model_dir_or_default(const std::string& given) {
   std::string d = given.empty() ? default_model_dir() : given;
   if (d.empty()) throw Error("no --model given and the default model (assets/default-model) is not present");
   return d;
 }
 
+int default_cpu_threads(const ModelConfig& c) {
+  const int cores = std::max(1u, std::thread::hardware_concurrency());
+  return c.text.hidden_size < 1024 ? 1 : cores;
+}
+
 Pipeline open_pipeline(const OpenOptions& o) {
+  if (o.threads < 0 || o.threads > 1024) throw Error("--threads must be in 1..1024 (0 = automatic)");
   const std::string dir = model_dir_or_default(o.model_dir);
   LoadOptions lo;
   lo.device = parse_device(o.device);
@@ -32,6 +35,7 @@ Pipeline open_pipeline(const OpenOptions& o) {
     std::fprintf(stderr, "loading %s (%s, %s)...\n", dir.c_str(), lo.device.str().c_str(), dtype_name(lo.dtype).c_str());
   Pipeline p = Pipeline::open(dir, lo, o.tokenizer);
   if (!o.adapter.empty()) load_pvm_adapter(*p.model.model, o.adapter);
+  if (lo.device.is_cpu()) at::set_num_threads(o.threads > 0 ? o.threads : default_cpu_threads(p.model.config));
   return p;
 }
 

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "engine/base/chat_template.h"
+#include "engine/base/paths.h"
 #include "engine/base/tokenizer.h"
 #include "engine/generate.h"
 #include "engine/image.h"
@@ -40,8 +41,6 @@ class Pipeline {
   std::string tokenizer_path;
 };
 
-// assets/default-model (the project's own small trained model), or "" when it is not there.
-std::string default_model_dir();
 
 // What a driver (a CLI command, a bench tool) needs to open a model: the names as the user typed
 // them ("auto" picks), an optional tokenizer and an optional PVM adapter loaded on top.
@@ -51,7 +50,13 @@ struct OpenOptions {
   std::string tokenizer;              // "" = the model folder's, else the committed Qwen3 one
   std::string adapter;                // PVM adapter folder, "" = none
   bool quiet = false;                 // no "loading ..." line on stderr
+  int threads = 0;                    // CPU intra-op threads; 0 = default_cpu_threads(config)
 };
+// Intra-op threads for running a model on the CPU: 1 for small decoders (hidden size under 1024),
+// whose operators are too small to split (each split costs a barrier, and a barrier waits a whole
+// time slice when another process holds a core: 10x slower decode on a busy 2-core machine,
+// experiments/bench/RESULTS_studio.md); otherwise LibTorch's default (the physical cores).
+int default_cpu_threads(const ModelConfig& c);
 // The --model folder given, or the default model; throws when neither is there.
 std::string model_dir_or_default(const std::string& given);
 // Parses device and dtype, loads model + tokenizer + processor, then the adapter.

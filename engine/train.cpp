@@ -1,26 +1,24 @@
 #include "engine/train.h"
 
-#include <unistd.h>
-
-#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <set>
-#include <sstream>
 
 #include "engine/base/error.h"
 #include "engine/base/fs_util.h"
-#include "engine/base/hash.h"
 #include "engine/base/proc.h"
-#include "engine/base/safetensors.h"
 #include "engine/base/version.h"
 #include "engine/device.h"
 #include "engine/loader.h"
+#include "engine/optimizer.h"
 #include "engine/pipeline.h"
 #include "engine/pvm.h"
+#include "engine/run_dir.h"
 #include "engine/tensor_io.h"
+#include "engine/train_grpo.h"
+#include "engine/train_sft.h"
 
 namespace pvm::train {
 
@@ -143,9 +141,8 @@ torch::Tensor token_logprobs(TrainContext& ctx, const TokenBatch& b, const torch
   return torch::cat({torch::zeros({B, 1}, lp.options()), out}, 1);
 }
 
-torch::Tensor sft_loss_sum(TrainContext& ctx, const TokenBatch& b) {
-  auto t = target_positions(b, b.labels != kIgnoreIndex, ctx.device);
-  return -target_logprobs(ctx, b, t).sum();
+torch::Tensor masked_logprobs(TrainContext& ctx, const TokenBatch& b, const torch::Tensor& mask) {
+  return target_logprobs(ctx, b, target_positions(b, mask, ctx.device));
 }
 
 
@@ -170,310 +167,16 @@ std::vector<std::string> select_trainable(Qwen3VLForConditionalGenerationImpl& m
   return names;
 }
 
-// ====================== memory estimate ======================
+// ====================== the run ======================
 
 namespace {
-std::string human(int64_t b) {
-  char buf[64];
-  if (b >= (1ll << 30)) std::snprintf(buf, sizeof buf, "%.2f GiB", b / double(1ll << 30));
-  else std::snprintf(buf, sizeof buf, "%.1f MiB", b / double(1 << 20));
-  return buf;
-}
-}  // namespace
-
-std::string MemoryEstimate::to_string() const {
-  std::ostringstream o;
-  o << "memory estimate (" << device << "): " << params << " parameters, " << trainable_params << " trainable\n"
-    << "  weights      " << human(weights) << "\n"
-    << "  gradients    " << human(gradients) << "\n"
-    << "  optimizer    " << human(optimizer) << "\n"
-    << "  activations  " << human(activations) << "\n"
-    << "  total        " << human(total);
-  if (available >= 0) o << "  (available: " << human(available) << ")";
-  return o.str();
-}
-
-int64_t available_memory(const torch::Device& dev) {
-  if (dev.is_cpu()) {
-    std::ifstream f("/proc/meminfo");
-    std::string key;
-    int64_t v;
-    std::string unit;
-    while (f >> key >> v >> unit)
-      if (key == "MemAvailable:") return v * 1024;
-    return -1;
-  }
-  return -1;  // CUDA free memory is not reachable through LibTorch's C++ API on every version
-}
-
-MemoryEstimate estimate_memory(const TrainConfig& cfg, const ModelConfig& mc0) {
-  ModelConfig mc = mc0;
-  if (cfg.pvm.enabled()) {
-    mc.text.pvm_layers = cfg.pvm.layers;
-    mc.text.pvm_hidden_size = cfg.pvm.hidden_size;
-  }
-  MemoryEstimate e;
-  e.device = cfg.device;
-  const bool bf16 = cfg.dtype == "bf16";
-  const int64_t wb = bf16 ? 2 : 4;
-  int64_t total = 0, train = 0, pvm_params = 0, vision = 0;
-  for (auto& t : expected_tensors(mc, true)) {
-    int64_t n = 1;
-    for (auto d : t.shape) n *= d;
-    total += n;
-    if (t.part == "pvm") pvm_params += n;
-    if (t.part == "vision") vision += n;
-  }
-  if (cfg.trainable == "pvm") train = pvm_params;
-  else if (cfg.trainable == "all") train = total;
-  else train = total - vision;
-  e.params = total;
-  e.trainable_params = train;
-  e.weights = total * wb + (bf16 ? train * 4 : 0);  // + f32 master copies
-  e.gradients = train * wb + (bf16 ? train * 4 : 0);
-  e.optimizer = train * 8;  // exp_avg + exp_avg_sq in f32
-  // Activations of one micro-batch at max_length: what autograd keeps per token and layer
-  // (layer inputs, norms, q/k/v, attention output, MLP gate/up/product; ~f32 norm copies), plus
-  // the f32 attention scores and probabilities (S x S per head), plus logits at label rows.
-  const auto& t = mc.text;
-  const int64_t micro = std::max<int64_t>(1, cfg.batch_size / std::max<int64_t>(1, cfg.grad_accum));
-  const int64_t S = cfg.max_length, N = micro * S;
-  const int64_t qkv = (t.num_attention_heads + 2 * t.num_key_value_heads) * t.head_dim;
-  const int64_t per_tok_layer = (8 * t.hidden_size + qkv + t.num_attention_heads * t.head_dim + 3 * t.intermediate_size) * wb +
-                                4 * t.hidden_size * 2;
-  const int64_t attn_per_layer = micro * t.num_attention_heads * S * S * (4 + 4 + wb);
-  int64_t layers_stored = t.num_hidden_layers;
-  if (cfg.trainable == "pvm" && !mc.text.pvm_layers.empty())  // frozen layers before the first PVM one keep nothing
-    layers_stored = t.num_hidden_layers - *std::min_element(mc.text.pvm_layers.begin(), mc.text.pvm_layers.end());
-  int64_t act;
-  if (cfg.grad_checkpointing)
-    act = layers_stored * N * t.hidden_size * wb + per_tok_layer * N + attn_per_layer;
-  else
-    act = layers_stored * (per_tok_layer * N + attn_per_layer);
-  // PVM blocks: reduced streams + cross-attention probabilities over the visual tokens (~1/8 of S).
-  act += (int64_t)mc.text.pvm_layers.size() * N * (8 * t.pvm_hidden_size * wb + (t.pvm_hidden_size / t.head_dim) * (S / 8) * 8);
-  act += N / 2 * t.vocab_size * 4 * 2;  // label rows' f32 logits + log-softmax (about half the tokens)
-  e.activations = act;
-  e.total = e.weights + e.gradients + e.optimizer + e.activations;
-  try {
-    e.available = available_memory(torch::Device(cfg.device));
-  } catch (...) {
-    e.available = -1;
-  }
-  return e;
-}
-
-// ====================== SFT objective ======================
-
-namespace {
-
-class SftObjective : public Objective {
- public:
-  explicit SftObjective(TrainContext& ctx) : ctx_(ctx) {
-    SftDatasetOptions o;
-    o.max_length = ctx.cfg.max_length;
-    o.policy.fatal = ctx.cfg.bad_lines == "fatal";
-    if (ctx.rank != 0) o.policy.warn = [](const std::string&) {};  // rank 0 reports
-    o.preprocessor = ctx.preprocessor;
-    o.pad_id = ctx.model->config().pad_token_id;
-    ds_ = std::make_shared<SftDataset>(ctx.cfg.data, ctx.tokenizer, o);
-    loader_ = std::make_unique<SftLoader>(ds_, ctx.cfg.batch_size, ctx.cfg.grad_accum, ctx.rank, ctx.world, ctx.cfg.seed,
-                                          ctx.cfg.workers);
-    if (!ctx.cfg.eval_data.empty()) eval_ds_ = std::make_shared<SftDataset>(ctx.cfg.eval_data, ctx.tokenizer, o);
-  }
-
-  StepStats compute(int64_t) override {
-    auto st = loader_->next();
-    const double denom = (double)std::max<int64_t>(1, st.global_label_tokens);
-    double loss_sum = 0;
-    int64_t tokens = 0;
-    for (auto& mb : st.micro) {
-      auto ls = sft_loss_sum(ctx_, mb);
-      (ls / denom).backward();
-      loss_sum += ls.item<double>();
-      tokens += mb.tokens;
-    }
-    StepStats s;
-    s.loss = ctx_.dist->all_reduce_sum(loss_sum) / denom;
-    s.tokens = tokens;
-    s.metrics["label_tokens"] = st.global_label_tokens;
-    s.metrics["epoch"] = loader_->state()["epoch"];
-    return s;
-  }
-
-  json state() const override { return {{"loader", loader_->state()}}; }
-  void restore(const json& s) override {
-    if (!s.contains("loader")) throw Error("trainer state: no data position");
-    loader_->restore(s["loader"]);
-  }
-  int64_t steps_per_epoch() const override { return loader_->steps_per_epoch(); }
-
-  double evaluate() override {
-    if (!eval_ds_) return std::nan("");
-    torch::NoGradGuard ng;
-    double sum = 0, n = 0;
-    const int64_t micro = std::max<int64_t>(1, ctx_.cfg.batch_size / ctx_.cfg.grad_accum / ctx_.world);
-    for (int64_t i0 = ctx_.rank * micro; i0 < eval_ds_->size(); i0 += micro * ctx_.world) {
-      std::vector<TokenizedExample> ex;
-      std::vector<std::vector<ProcessedImage>> im;
-      for (int64_t i = i0; i < std::min(eval_ds_->size(), i0 + micro); ++i) {
-        auto [e, imgs] = eval_ds_->load(i);
-        ex.push_back(std::move(e));
-        im.push_back(std::move(imgs));
-      }
-      auto b = collate(ex, im, eval_ds_->options().pad_id);
-      sum += sft_loss_sum(ctx_, b).item<double>();
-      n += b.label_tokens;
-    }
-    std::vector<double> v{sum, n};
-    ctx_.dist->all_reduce_sum(v);
-    return v[0] / std::max(1.0, v[1]);
-  }
-
-  std::string data_hash() const { return ds_->hash(); }
-
- private:
-  TrainContext& ctx_;
-  std::shared_ptr<SftDataset> ds_, eval_ds_;
-  std::unique_ptr<SftLoader> loader_;
-};
-
-}  // namespace
-
-std::unique_ptr<Objective> make_sft_objective(TrainContext& ctx) { return std::make_unique<SftObjective>(ctx); }
-
-
-// ====================== optimizer ======================
-
-namespace {
-
-// AdamW exactly as torch.optim.AdamW (single-tensor path): decoupled decay, bias corrections.
-// Parameters in a low-precision dtype train through an f32 master copy.
-struct AdamW {
-  struct P {
-    std::string name;
-    torch::Tensor param, master, exp_avg, exp_avg_sq;
-    bool decay = false;
-    double lr_scale = 1.0;  // per-group multiplier (visual_lr_scale)
-    torch::Tensor& value() { return master.defined() ? master : param; }
-  };
-  std::vector<P> ps;
-  int64_t steps = 0;
-  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8, wd = 0;
-
-  void step(double lr) {
-    torch::NoGradGuard ng;
-    ++steps;
-    const double bc1 = 1 - std::pow(beta1, (double)steps), bc2 = 1 - std::pow(beta2, (double)steps);
-    const double step_size = lr / bc1, bc2_sqrt = std::sqrt(bc2);
-    for (auto& p : ps) {
-      auto& w = p.value();
-      torch::Tensor g = p.param.grad();
-      if (!g.defined()) g = torch::zeros_like(w);
-      else if (g.scalar_type() != w.scalar_type()) g = g.to(w.scalar_type());
-      if (p.decay && wd != 0) w.mul_(1 - lr * p.lr_scale * wd);
-      p.exp_avg.mul_(beta1).add_(g, 1 - beta1);
-      p.exp_avg_sq.mul_(beta2).addcmul_(g, g, 1 - beta2);
-      auto denom = (p.exp_avg_sq.sqrt() / bc2_sqrt).add_(eps);
-      w.addcdiv_(p.exp_avg, denom, -step_size * p.lr_scale);
-      if (p.master.defined()) p.param.copy_(p.master);
-    }
-  }
-};
-
-std::string timestamp_name() {
-  auto t = std::time(nullptr);
-  char buf[64];
-  std::strftime(buf, sizeof buf, "%Y%m%d-%H%M%S", std::localtime(&t));
-  return buf;
-}
-
-double now_s() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
-uint64_t fnv(uint64_t h, const void* data, size_t n) { return fnv1a(data, n, h); }
-
-std::string hex64(uint64_t h, const char* prefix = "fnv1a64:") {
-  char b[48];
-  std::snprintf(b, sizeof b, "%s%016llx", prefix, (unsigned long long)h);
-  return b;
-}
-
-std::string file_hash(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) return "";
-  uint64_t h = kFnv1aOffset;
-  std::vector<char> buf(1 << 20);
-  while (f) {
-    f.read(buf.data(), buf.size());
-    h = fnv(h, buf.data(), (size_t)f.gcount());
-  }
-  return hex64(h);
-}
-
-// Fast model identity: config.json bytes + every safetensors file's name, size and header.
-std::string model_hash(const std::string& dir) {
-  uint64_t h = kFnv1aOffset;
-  auto cfg = read_file_to_string(join_path(dir, "config.json"), 16 << 20);
-  h = fnv(h, cfg.data(), cfg.size());
-  std::vector<fs::path> files;
-  for (auto& e : fs::directory_iterator(dir))
-    if (e.path().extension() == ".safetensors") files.push_back(e.path());
-  std::sort(files.begin(), files.end());
-  for (auto& f : files) {
-    auto name = f.filename().string();
-    uint64_t size = fs::file_size(f);
-    h = fnv(h, name.data(), name.size());
-    h = fnv(h, &size, sizeof size);
-    std::ifstream in(f, std::ios::binary);
-    uint64_t hl = 0;
-    in.read(reinterpret_cast<char*>(&hl), 8);
-    if (in && hl < (100u << 20)) {
-      std::string hdr(hl, '\0');
-      in.read(hdr.data(), (std::streamsize)hl);
-      h = fnv(h, hdr.data(), (size_t)in.gcount());
-    }
-  }
-  return hex64(h);
-}
-
-std::string git_commit() {
-  std::string cmd = "git -C '" + source_dir() + "' rev-parse HEAD 2>/dev/null";
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return "unknown";
-  char buf[128] = {0};
-  std::string out;
-  if (fgets(buf, sizeof buf, p)) out = buf;
-  pclose(p);
-  while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
-  return out.size() == 40 ? out : "unknown";
-}
 
 std::atomic<bool> g_stop{false};
 extern "C" void pvm_train_on_signal(int) { g_stop.store(true); }
 
-std::string step_name(int64_t step) {
-  char b[32];
-  std::snprintf(b, sizeof b, "step-%06lld", (long long)step);
-  return b;
-}
-
-void write_json(const std::string& path, const json& j) { atomic_write_file(path, j.dump(2) + "\n"); }
-
-json read_json(const std::string& path) {
-  try {
-    return json::parse(read_file_to_string(path, 256 << 20));
-  } catch (const json::exception&) {
-    throw file_error(path, "not valid JSON");
-  }
-}
-
 }  // namespace
 
 std::atomic<bool>& stop_flag() { return g_stop; }
-
-// ====================== the run ======================
 
 namespace {
 
@@ -484,24 +187,17 @@ struct Runner {
   std::unique_ptr<TrainContext> ctx;
   std::unique_ptr<Objective> obj;
   AdamW adam;
+  std::unique_ptr<RunDir> rd;
   std::string run_dir, base_model_dir, data_hash;
   bool pvm_only = false;
   int64_t step = 0, total = 0;
   double elapsed_before = 0;  // seconds of earlier sessions (resume)
   std::ofstream metrics;
-  std::unique_ptr<DirLock> lock;  // held from setup to the end of the run (main process only)
 
   bool main() const { return dist->is_main(); }
-  std::string ckpt_root() const { return join_path(run_dir, "checkpoints"); }
 
   void status(const std::string& state, const std::string& message = "") {
-    if (!main()) return;
-    write_json(join_path(run_dir, "status.json"), {{"state", state},
-                                                    {"step", step},
-                                                    {"total_steps", total},
-                                                    {"pid", (int64_t)::getpid()},
-                                                    {"message", message},
-                                                    {"time", now_s()}});
+    if (main()) rd->write_status(state, step, total, message);
   }
 
   void setup() {
@@ -514,33 +210,17 @@ struct Runner {
     run_dir = resume ? opt.resume_dir : cfg.out;
     if (run_dir.empty()) {
       if (dist->world() > 1) throw Error("out: a run directory is required with several processes");
-      run_dir = join_path("runs", cfg.mode + "-" + timestamp_name());
+      run_dir = join_path(default_runs_dir(), cfg.mode + "-" + timestamp_name());
     }
     if (resume && !is_directory(run_dir)) throw file_error(run_dir, "no such run folder to resume");
-    if (main()) {
-      // One trainer per run folder: a second `pvm train --resume` on a live run would interleave
-      // metrics and checkpoints. The lock dies with its process (flock), so kill -9 leaves none.
-      make_dirs(run_dir, "run");
-      lock = std::make_unique<DirLock>(run_dir, "training run");
-      if (lock->stale_pid())
-        std::fprintf(stderr, "note: %s: took over the lock of pid %ld, which is no longer running\n", run_dir.c_str(),
-                     lock->stale_pid());
-      // Holding the lock, every temp folder / file here is from an interrupted save: remove it.
-      for (const auto& d : {ckpt_root(), run_dir})
-        for (auto& n : remove_stale_temps(d, ".tmp-"))
-          std::fprintf(stderr, "note: removed %s, left by an interrupted save\n", join_path(d, n).c_str());
-    }
+    rd = std::make_unique<RunDir>(run_dir);
+    if (main()) rd->lock_for_training();
     json state;
     std::string ckpt;
     if (resume) {
-      auto latest = join_path(ckpt_root(), "latest");
-      if (!is_regular_file(latest)) throw file_error(latest, "no checkpoint to resume from");
-      auto name = read_file_to_string(latest, 4096);
-      while (!name.empty() && (name.back() == '\n' || name.back() == ' ')) name.pop_back();
-      ckpt = join_path(ckpt_root(), name);
-      if (!is_directory(ckpt)) throw file_error(ckpt, "checkpoint named by checkpoints/latest is missing");
+      ckpt = rd->latest_checkpoint();
       state = read_json(join_path(ckpt, "trainer_state.json"));
-    } else if (path_exists(join_path(ckpt_root(), "latest")) || path_exists(join_path(run_dir, "metrics.jsonl"))) {
+    } else if (rd->holds_run()) {
       throw file_error(run_dir, "already holds a run; resume it with --resume " + run_dir + " or choose another out");
     }
 
@@ -595,20 +275,12 @@ struct Runner {
       std::vector<torch::Tensor> ts = ctx->trainable;
       dist->broadcast(ts, 0);
     }
-    adam.beta1 = cfg.betas[0];
-    adam.beta2 = cfg.betas[1];
-    adam.eps = cfg.eps;
-    adam.wd = cfg.weight_decay;
+    adam = AdamW({cfg.betas[0], cfg.betas[1], cfg.eps, cfg.weight_decay});
     for (size_t i = 0; i < ctx->trainable.size(); ++i) {
-      AdamW::P p;
-      p.name = ctx->trainable_names[i];
-      p.param = ctx->trainable[i];
-      if (p.param.scalar_type() != torch::kFloat) p.master = p.param.detach().to(torch::kFloat).clone();
-      p.exp_avg = torch::zeros_like(p.value());
-      p.exp_avg_sq = torch::zeros_like(p.value());
-      p.decay = p.param.dim() >= 2;
-      if (p.name.rfind("model.visual.", 0) == 0) p.lr_scale = cfg.visual_lr_scale;
-      adam.ps.push_back(std::move(p));
+      const std::string& name = ctx->trainable_names[i];
+      const torch::Tensor& p = ctx->trainable[i];
+      // Weight decay on matrices only; the vision tower and its mergers at their own rate.
+      adam.add(name, p, p.dim() >= 2, name.rfind("model.visual.", 0) == 0 ? cfg.visual_lr_scale : 1.0);
     }
 
     obj = cfg.mode == "grpo" ? make_grpo_objective(*ctx) : make_sft_objective(*ctx);
@@ -619,7 +291,7 @@ struct Runner {
 
     if (resume) restore(ckpt, state);
     if (main()) {
-      fs::create_directories(ckpt_root());
+      fs::create_directories(rd->checkpoints());
       write_json(join_path(run_dir, "config.json"), cfg.to_json());
       if (!resume) write_manifest();
       metrics.open(join_path(run_dir, "metrics.jsonl"), std::ios::app | std::ios::binary);
@@ -662,30 +334,15 @@ struct Runner {
   }
 
   // ---- checkpoints ----
-  void save(const std::string& final_name) {
+  // checkpoints/step-NNNNNN (resumable) or, with final, final/ in the run folder.
+  void save(bool final) {
     if (!main()) return;
-    const std::string name = final_name.empty() ? step_name(step) : final_name;
-    const std::string parent = final_name.empty() ? ckpt_root() : run_dir;
-    const std::string dst = join_path(parent, name);
-    const std::string tmp = join_path(parent, ".tmp-" + name + "-" + std::to_string(::getpid()));
-    try {
-      save_into(tmp, dst);
-    } catch (...) {
-      // A full disk or an I/O error midway: remove the partial folder, and say so, then fail.
-      std::error_code ec;
-      fs::remove_all(tmp, ec);
-      std::fprintf(stderr, "note: removed the partial checkpoint %s after a failed save\n", tmp.c_str());
-      rethrow_with_context(dst, "saving the checkpoint");
-    }
-    if (final_name.empty()) {
-      atomic_write_file(join_path(ckpt_root(), "latest"), name + "\n");
-      prune();
-    }
+    auto fill = [&](const std::string& dir) { write_checkpoint(dir); };
+    if (final) rd->save_final(fill);
+    else rd->save_checkpoint(step, cfg.keep_checkpoints, fill);
   }
 
-  void save_into(const std::string& tmp, const std::string& dst) {
-    fs::remove_all(tmp);
-    fs::create_directories(tmp);
+  void write_checkpoint(const std::string& tmp) {
     auto& m = *ctx->model;
     if (pvm_only) {
       save_pvm_adapter(m, tmp);
@@ -695,18 +352,13 @@ struct Runner {
         if (is_regular_file(join_path(base_model_dir, f))) fs::copy_file(join_path(base_model_dir, f), join_path(tmp, f));
     }
     // Optimizer state (and f32 masters) by parameter name; RNG state.
-    std::vector<std::pair<std::string, torch::Tensor>> ts;
-    for (auto& p : adam.ps) {
-      ts.emplace_back("exp_avg." + p.name, p.exp_avg);
-      ts.emplace_back("exp_avg_sq." + p.name, p.exp_avg_sq);
-      if (p.master.defined()) ts.emplace_back("master." + p.name, p.master);
-    }
+    auto ts = adam.state();
     ts.emplace_back("rng.cpu", at::detail::getDefaultCPUGenerator().get_state());
     save_tensors(join_path(tmp, "optimizer.safetensors"), ts, {{"format", "pt"}});
     metrics.flush();
     json st{{"step", step},
             {"total_steps", total},
-            {"optimizer_steps", adam.steps},
+            {"optimizer_steps", adam.steps()},
             {"objective", obj->state()},
             {"metrics_bytes", metrics_size()},
             {"elapsed_s", elapsed_before + (now_s() - session_start)},
@@ -715,18 +367,6 @@ struct Runner {
             {"world_size", dist->world()},
             {"time", now_s()}};
     write_json(join_path(tmp, "trainer_state.json"), st);
-    fs::remove_all(dst);
-    fs::rename(tmp, dst);  // the checkpoint appears complete or not at all
-  }
-
-  void prune() {
-    std::vector<std::string> names;
-    for (auto& e : fs::directory_iterator(ckpt_root())) {
-      auto n = e.path().filename().string();
-      if (e.is_directory() && n.rfind("step-", 0) == 0) names.push_back(n);
-    }
-    std::sort(names.begin(), names.end());
-    for (size_t i = 0; i + (size_t)cfg.keep_checkpoints < names.size(); ++i) fs::remove_all(join_path(ckpt_root(), names[i]));
   }
 
   void restore(const std::string& ckpt, const json& st) {
@@ -773,39 +413,15 @@ struct Runner {
     if (st.contains("world_size")) world_before = (int)std::min<int64_t>(integer("world_size", false), 1 << 20);
     auto opt_path = join_path(ckpt, "optimizer.safetensors");
     auto ts = load_tensors(opt_path);
-    // Check every optimizer tensor before copying any (copy_ would broadcast a wrong shape silently).
-    auto check = [&](const std::string& key, const torch::Tensor& like) {
-      auto it = ts.find(key);
-      if (it == ts.end()) throw file_error(opt_path, "no tensor " + key);
-      if (!it->second.sizes().equals(like.sizes()))
-        throw file_error(opt_path, "tensor " + key + " has shape " + c10::str(it->second.sizes()) + " but the parameter has " +
-                                       c10::str(like.sizes()));
-      if (!it->second.is_floating_point() || !torch::isfinite(it->second).all().item<bool>())
-        throw file_error(opt_path, "tensor " + key + " is not finite floating point");
-      return it->second;
-    };
-    for (auto& p : adam.ps) {
-      check("exp_avg." + p.name, p.exp_avg);
-      check("exp_avg_sq." + p.name, p.exp_avg_sq);
-      if (p.master.defined()) check("master." + p.name, p.master);
-    }
+    adam.check_state(ts, opt_path);  // every optimizer tensor before copying any
     if (ts.count("rng.cpu") && ts["rng.cpu"].scalar_type() != torch::kByte)
       throw file_error(opt_path, "rng.cpu is not a byte tensor");
     step = s_step;
-    adam.steps = s_opt;
     elapsed_before = st.value("elapsed_s", 0.0);
     if (world_before != dist->world() && main())
       std::fprintf(stderr, "warning: resuming a %d-process run on %d processes (batches stay the same)\n", world_before,
                    dist->world());
-    torch::NoGradGuard ng;
-    for (auto& p : adam.ps) {
-      p.exp_avg.copy_(ts["exp_avg." + p.name]);
-      p.exp_avg_sq.copy_(ts["exp_avg_sq." + p.name]);
-      if (p.master.defined()) {
-        p.master.copy_(ts["master." + p.name]);
-        p.param.copy_(p.master);
-      }
-    }
+    adam.load_state(ts, s_opt);
     if (ts.count("rng.cpu")) {
       try {
         at::Generator gen = at::detail::getDefaultCPUGenerator();
@@ -926,20 +542,20 @@ struct Runner {
       bool stop = g_stop.load() || (opt.stop_after >= 0 && step >= opt.stop_after);
       stop = dist->any(stop);
       if (stop && step < total) {
-        save("");
+        save(false);
         status("stopped", "stopped at step " + std::to_string(step) + "; resume with --resume " + run_dir);
         dist->barrier();
         return 0;
       }
       if (cfg.save_every > 0 && step % cfg.save_every == 0 && step < total) {
-        save("");
+        save(false);
         status("running");
       } else if (main() && step % cfg.log_every == 0) {
         status("running");
       }
     }
-    save("");  // the last step is resumable like any other
-    save("final");
+    save(false);  // the last step is resumable like any other
+    save(true);
     status("finished");
     dist->barrier();
     return 0;

@@ -1,7 +1,9 @@
-// The generic training loop (SFT and GRPO share it): trainable-set selection, AdamW with weight
-// decay on matrices only, cosine/constant LR with warm-up, gradient accumulation (inside the
-// objective), all-reduce over data-parallel ranks, grad-norm clipping, metrics, atomic checkpoints,
-// exact resume, clean stop on SIGINT/SIGTERM.
+// The training runner (SFT and GRPO share it): trainable-set selection, AdamW (engine/optimizer.h)
+// with weight decay on matrices only, cosine/constant LR with warm-up, gradient accumulation
+// (inside the objective), all-reduce over data-parallel ranks, grad-norm clipping, metrics, atomic
+// checkpoints, exact resume, clean stop on SIGINT/SIGTERM. The objectives live in
+// engine/train_sft.h and engine/train_grpo.h, the run folder in engine/run_dir.h, the memory
+// estimate in engine/memory_estimate.h.
 //
 // Run directory (rank 0 writes; every file atomically):
 //   config.json      resolved TrainConfig
@@ -14,8 +16,9 @@
 //   status.json      {"state": "running"|"finished"|"stopped"|"failed", "step", "total_steps", "pid",
 //                    "message"}
 //   checkpoints/step-NNNNNN/   weights (adapter.safetensors + adapter_config.json when only PVM
-//                    trains, else a full model dir that opens as a model) + trainer_state.pt +
-//                    trainer_state.json; checkpoints/latest names the newest; final/ at the end.
+//                    trains, else a full model dir that opens as a model) + optimizer.safetensors
+//                    (AdamW state by parameter name, RNG) + trainer_state.json; checkpoints/latest
+//                    names the newest; final/ at the end.
 #pragma once
 #include <atomic>
 #include <cmath>
@@ -31,7 +34,7 @@
 #include "engine/distributed.h"
 #include "engine/image.h"
 #include "engine/model.h"
-#include "engine/train_config.h"
+#include "engine/base/train_config.h"
 #include "engine/train_data.h"
 
 namespace pvm::train {
@@ -78,10 +81,6 @@ class Objective {
   virtual int64_t steps_per_epoch() const { return 0; }
 };
 
-std::unique_ptr<Objective> make_sft_objective(TrainContext& ctx);
-// Defined by the GRPO objective in engine/train_grpo.cpp (engine/train_grpo_stub.cpp until then).
-std::unique_ptr<Objective> make_grpo_objective(TrainContext& ctx);
-
 // ---- model helpers for objectives ----
 
 // One batched forward over a TokenBatch with the trainer's settings (gradient checkpointing of
@@ -94,9 +93,8 @@ torch::Tensor forward_hidden(TrainContext& ctx, const TokenBatch& b);
 // so long prompts with few targets stay cheap. Differentiable unless called under NoGradGuard.
 torch::Tensor token_logprobs(TrainContext& ctx, const TokenBatch& b, const torch::Tensor& mask);
 
-// Sum of token cross-entropies over positions with labels != kIgnoreIndex (labels aligned with
-// input_ids: position s is predicted from s-1). Returns a scalar f32 (sum, not mean).
-torch::Tensor sft_loss_sum(TrainContext& ctx, const TokenBatch& b);
+// The same log-probs as a flat [N] f32 tensor, the masked positions in row-major order.
+torch::Tensor masked_logprobs(TrainContext& ctx, const TokenBatch& b, const torch::Tensor& mask);
 
 // Run one decoder layer with activation checkpointing: forward without saving activations, the
 // layer recomputed with grad during backward. Exposed for tests.
@@ -107,20 +105,6 @@ torch::Tensor checkpointed_layer(Qwen3VLTextDecoderLayerImpl& layer, const torch
 // model (model.language_model.* and lm_head) + PVM; "all" = every parameter. Throws when the set
 // is empty (e.g. "pvm" on a model without PVM blocks).
 std::vector<std::string> select_trainable(Qwen3VLForConditionalGenerationImpl& m, const std::string& set);
-
-// ---- memory estimate ----
-struct MemoryEstimate {
-  int64_t weights = 0, gradients = 0, optimizer = 0, activations = 0, total = 0;
-  int64_t params = 0, trainable_params = 0;
-  int64_t available = -1;  // bytes the device has free (-1 = unknown)
-  std::string device;
-  std::string to_string() const;  // a few lines, human-readable
-  bool fits() const { return available < 0 || total <= available; }
-};
-// Estimate for `cfg` on the given model config (after PVM attach), without loading weights.
-MemoryEstimate estimate_memory(const TrainConfig& cfg, const ModelConfig& mc);
-// Free bytes: CPU MemAvailable from /proc/meminfo; CUDA free memory when reachable, else -1.
-int64_t available_memory(const torch::Device& dev);
 
 // ---- the whole run ----
 struct RunOptions {

@@ -36,6 +36,8 @@ using GrpoRewardFn = std::function<rewards::Reward(const GrpoRecord& record, con
                                                    const std::vector<int64_t>& ids)>;
 
 std::unique_ptr<Objective> make_grpo_objective(TrainContext& ctx, GrpoRewardFn reward);
+// With cfg.grpo.reward (or the override below): what the runner builds for mode "grpo".
+std::unique_ptr<Objective> make_grpo_objective(TrainContext& ctx);
 
 // Process-wide reward used by make_grpo_objective(ctx) while set (lets tests drive train::run);
 // an empty function restores cfg.grpo.reward.

@@ -41,11 +41,6 @@ void write_bytes(const std::string& path, const std::vector<uint8_t>& b) {
   f.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
 }
 
-std::vector<uint8_t> read_bytes(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  return std::vector<uint8_t>((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-}
-
 pvm::ImageRGB make_image(int w, int h, const std::function<std::array<uint8_t, 3>(int, int)>& fn) {
   pvm::ImageRGB img;
   img.width = w;

@@ -161,7 +161,9 @@ TEST(TensorIo, ViewOfRejectsWhatItCannotDescribe) {
   EXPECT_THROW(pvm::view_of(t.t(), "x"), pvm::Error);
   EXPECT_THROW(pvm::view_of(torch::Tensor(), "x"), pvm::Error);
   EXPECT_THROW(pvm::view_of(torch::zeros({2}, torch::kComplexFloat), "x"), pvm::Error);
-  if (pvm::cuda_available()) EXPECT_THROW(pvm::view_of(t.cuda(), "x"), pvm::Error);
+  if (pvm::cuda_available()) {
+    EXPECT_THROW(pvm::view_of(t.cuda(), "x"), pvm::Error);
+  }
   // A view whose size disagrees with its shape is rejected before touching memory.
   auto bad = v;
   bad.nbytes = 4;

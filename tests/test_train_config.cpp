@@ -5,7 +5,7 @@
 #include <set>
 
 #include "engine/base/error.h"
-#include "engine/train_config.h"
+#include "engine/base/train_config.h"
 #include "engine/train_data.h"
 #include "tests/test_train_util.h"
 

@@ -10,7 +10,9 @@
 #include "engine/base/error.h"
 #include "engine/loader.h"
 #include "engine/pvm.h"
+#include "engine/memory_estimate.h"
 #include "engine/train.h"
+#include "engine/train_sft.h"
 #include "tests/cli_util.h"
 #include "tests/test_train_util.h"
 
@@ -169,7 +171,9 @@ TEST(TrainSft, VisualLrScaleScalesOnlyTheVisionSteps) {
       EXPECT_TRUE(torch::equal(after[0.25][k], after[1.0][k])) << k;
       EXPECT_TRUE(torch::equal(after[0.0][k], after[1.0][k])) << k;
     }
-    if (k == "model.visual.merger.linear_fc1.weight") EXPECT_GT(d1.abs().max().item<float>(), 1e-4);
+    if (k == "model.visual.merger.linear_fc1.weight") {
+      EXPECT_GT(d1.abs().max().item<float>(), 1e-4);
+    }
   }
   EXPECT_GT(visual, 10);
   EXPECT_GT(text, 10);

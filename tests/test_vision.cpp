@@ -276,7 +276,9 @@ TEST(Vision, InitWeightsIsDeterministicAndFollowsRules) {
       EXPECT_TRUE(torch::equal(p, torch::zeros_like(p))) << n;
     } else {
       EXPECT_FALSE(torch::equal(p, pc[n])) << n << " should depend on the seed";
-      if (p.numel() >= 2048) EXPECT_NEAR(p.std().item<double>(), 0.02, 0.002) << n;
+      if (p.numel() >= 2048) {
+        EXPECT_NEAR(p.std().item<double>(), 0.02, 0.002) << n;
+      }
       EXPECT_NEAR(p.mean().item<double>(), 0.0, 0.01) << n;
     }
   }

@@ -12,7 +12,7 @@
 #include "views/capture.h"
 #include "views/gl_texture.h"
 #include "views/parallel.h"
-#include "views/view_log.h"
+#include "engine/base/log_sink.h"
 
 namespace pvm::studio {
 namespace {

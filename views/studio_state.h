@@ -35,6 +35,9 @@ struct SideData {
   bool running = false;
   double tokens_per_s = 0, prefill_ms = 0;
   int64_t prompt_tokens = 0;
+  // Seconds this side spent decoding since its first token, not counting the turns of the other
+  // side when the two are interleaved (tokens_per_s = (tokens - 1) / decode_s).
+  double decode_s = 0;
 };
 
 // The merged patch grid of an image as the model sees it (one cell = one visual token).
@@ -141,7 +144,6 @@ struct StudioContext {
   GenerateSettings draft;       // the Prompt view's form (image from the Image view)
   // Set by views to ask the app for cross-view actions.
   std::function<void(const std::string& adapter_dir)> request_load_adapter;
-  bool scenes_available = false;
 };
 
 }  // namespace pvm::studio

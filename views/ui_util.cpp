@@ -5,7 +5,7 @@
 #include <cstdio>
 
 #include "views/plot.h"
-#include "views/view_log.h"
+#include "engine/base/log_sink.h"
 
 namespace pvm::studio {
 

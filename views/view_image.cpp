@@ -10,12 +10,10 @@
 #include <cstdio>
 #include <filesystem>
 
-#ifdef PVM_HAVE_SCENES
 #include "engine/base/scenes.h"
-#endif
 #include "views/gl_texture.h"
 #include "views/ui_util.h"
-#include "views/view_log.h"
+#include "engine/base/log_sink.h"
 
 namespace pvm::studio {
 
@@ -86,7 +84,6 @@ bool ImageView::open_file(const std::string& path) {
 }
 
 bool ImageView::new_scene(uint64_t seed) {
-#ifdef PVM_HAVE_SCENES
   try {
     scenes::Scene sc = scenes::generate(seed, scenes::SceneOptions{});
     scenes::Image im = scenes::render(sc);
@@ -101,11 +98,6 @@ bool ImageView::new_scene(uint64_t seed) {
     log_error("scene %llu: %s", (unsigned long long)seed, e.what());
     return false;
   }
-#else
-  log_warn("random scenes are not built in yet (engine/base/scenes.cpp is missing)");
-  (void)seed;
-  return false;
-#endif
 }
 
 void ImageView::browse() {
@@ -128,11 +120,8 @@ void ImageView::draw() {
   if (ImGui::Button("Open...")) browse();
   item_tooltip("Open an image file. You can also drop a file onto the window.");
   ImGui::SameLine();
-  ImGui::BeginDisabled(!ctx_.scenes_available);
   if (ImGui::Button("New random scene")) new_scene(scene_seed_ + uint64_t(ImGui::GetTime() * 1000) % 100000);
-  ImGui::EndDisabled();
-  item_tooltip(ctx_.scenes_available ? "A procedural scene of objects on a 4x4 grid (engine/base/scenes.h)."
-                                     : "Not available yet: the scenes world (engine/base/scenes.cpp) is not built in.");
+  item_tooltip("A procedural scene of objects on a 4x4 grid (engine/base/scenes.h).");
   ImGui::SameLine();
   ImGui::Checkbox("grid", &show_grid);
   ImGui::SameLine();

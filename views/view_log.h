@@ -1,51 +1,13 @@
-// Log sink (thread-safe: engine workers push from any thread) and the view that shows it.
+// The Log view: the lines of the studio's log sink (engine/base/log_sink.h), filtered by level and
+// text, following the end unless scrolled up.
 #pragma once
-#include <cstdarg>
 #include <cstdint>
-#include <deque>
-#include <mutex>
-#include <string>
 #include <vector>
 
+#include "engine/base/log_sink.h"
 #include "views/view.h"
 
 namespace pvm::studio {
-
-enum class LogLevel { Debug, Info, Warn, Error };
-
-struct LogLine {
-  uint64_t seq;     // 1, 2, ... in push order
-  double time;      // seconds since the sink was created
-  LogLevel level;
-  std::string text;
-};
-
-class LogSink {
- public:
-  static LogSink& instance();
-
-  void push(LogLevel level, std::string text);  // multi-line text becomes several lines
-  // Lines with seq > after, oldest first (at most the sink's capacity).
-  std::vector<LogLine> since(uint64_t after) const;
-  LogLine last(LogLevel min_level = LogLevel::Debug) const;  // seq 0 when none
-  void set_echo_stderr(bool on);
-  void clear();
-
- private:
-  LogSink();
-  mutable std::mutex mu_;
-  std::deque<LogLine> lines_;
-  uint64_t next_seq_ = 1;
-  size_t capacity_ = 20000;
-  bool echo_ = false;
-  double t0_;
-};
-
-// printf-style shortcuts into LogSink::instance().
-void log_debug(const char* fmt, ...) IM_FMTARGS(1);
-void log_info(const char* fmt, ...) IM_FMTARGS(1);
-void log_warn(const char* fmt, ...) IM_FMTARGS(1);
-void log_error(const char* fmt, ...) IM_FMTARGS(1);
 
 class LogView : public View {
  public:

@@ -3,7 +3,7 @@
 
 #include "imgui_stdlib.h"
 #include "views/ui_util.h"
-#include "views/view_log.h"
+#include "engine/base/log_sink.h"
 
 namespace pvm::studio {
 namespace {

@@ -7,11 +7,9 @@
 #include <sstream>
 
 #include "imgui_stdlib.h"
-#ifdef PVM_HAVE_SCENES
 #include "engine/base/scenes.h"
-#endif
 #include "views/ui_util.h"
-#include "views/view_log.h"
+#include "engine/base/log_sink.h"
 
 namespace pvm::studio {
 namespace fs = std::filesystem;
@@ -48,14 +46,9 @@ PromptView::PromptView(StudioContext& ctx)
 bool PromptView::use_preset(const std::string& name) {
   std::string text, err;
   if (name == "scene_description") {
-#ifdef PVM_HAVE_SCENES
     ctx_.draft.prompt = scenes::describe_prompt();
     preset = name;
     return true;
-#else
-    log_error("scene prompts need the scenes world (engine/base/scenes.cpp)");
-    return false;
-#endif
   }
   if (!read_preset(dir_, name, &text, &err)) {
     log_error("%s", err.c_str());
@@ -102,9 +95,7 @@ void PromptView::draw() {
   if (ImGui::BeginCombo("preset", preset.empty() ? "(free text)" : preset.c_str())) {
     for (const std::string& p : presets_)
       if (ImGui::Selectable(p.c_str(), p == preset)) use_preset(p);
-#ifdef PVM_HAVE_SCENES
     if (ImGui::Selectable("scene_description", preset == "scene_description")) use_preset("scene_description");
-#endif
     ImGui::EndCombo();
   }
   help_marker("Presets are the text files in assets/prompts. Editing the text keeps it as free text.");

@@ -9,21 +9,17 @@
 #include <sstream>
 
 #include "engine/base/fs_util.h"
+#include "engine/base/paths.h"
+#include "engine/base/train_config.h"
 #include "imgui_stdlib.h"
 #include "views/ui_util.h"
-#include "views/view_log.h"
+#include "engine/base/log_sink.h"
 
 namespace pvm::studio {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
 namespace {
-const char* kModes[] = {"sft", "grpo"};
-const char* kTrainable[] = {"pvm", "pvm+llm", "llm", "all"};
-const char* kSchedules[] = {"cosine", "constant"};
-const char* kDevices[] = {"cpu", "cuda"};
-const char* kDtypes[] = {"f32", "bf16"};
-const char* kRewards[] = {"think_answer", "exact", "choice"};
 
 std::string format_eta(double s) {
   if (!std::isfinite(s) || s < 0) return "-";
@@ -35,65 +31,151 @@ std::string format_eta(double s) {
     std::snprintf(b, sizeof b, "%ldm %02lds", t / 60, t % 60);
   return b;
 }
+
+// Layers and Pair fields are typed as text ("8, 16,24"); the config gets a list. Text that is not a
+// list of numbers goes in as it is, so the parser refuses it with its own message.
+json list_from_text(const std::string& text) {
+  std::string s = text;
+  s.erase(0, s.find_first_not_of(" \t"));
+  s.erase(s.find_last_not_of(" \t") + 1);
+  if (s.empty()) return nullptr;
+  json v = json::parse(s.front() == '[' ? s : "[" + s + "]", nullptr, false);
+  return v.is_discarded() ? json(text) : v;
+}
+
+// The form's value of a field as the config holds it; null = omitted.
+json config_value(const pvm::train::TrainField& f, const json& v) {
+  using pvm::train::FieldType;
+  if (f.type == FieldType::Layers || f.type == FieldType::Pair) return list_from_text(v.get<std::string>());
+  if (f.type == FieldType::Text && v.get<std::string>().empty()) return nullptr;
+  return v;
+}
+
 }  // namespace
 
+TrainForm::TrainForm() {
+  using pvm::train::FieldType;
+  for (const auto& f : pvm::train::train_fields()) {
+    json d = f.default_value();
+    if (f.type == FieldType::Layers || f.type == FieldType::Pair) {
+      std::string t;
+      for (auto& x : d) t += (t.empty() ? "" : ", ") + x.dump();
+      d = t;
+    }
+    values[f.key] = d;
+  }
+  values["steps"] = 200;
+  values["pvm.layers"] = "8,16,24";
+}
+
+bool TrainForm::grpo() const { return values.at("mode") == "grpo"; }
+
+bool TrainForm::pvm_fields_apply() const {
+  return values.at("adapter").get<std::string>().empty() && values.at("trainable") != "llm";
+}
+
 bool TrainForm::to_json(json* out, std::string* error) const {
-  json j;
-  j["mode"] = kModes[mode];
-  if (!model.empty()) j["model"] = model;
-  if (data.empty()) {
-    *error = "training data: choose a JSONL file";
+  json j = json::object();
+  for (const auto& f : pvm::train::train_fields()) {
+    const std::string sec = f.section();
+    if ((sec == "pvm" && !pvm_fields_apply()) || (sec == "grpo" && !grpo())) continue;
+    json v = config_value(f, values.at(f.key));
+    if (v.is_null()) continue;
+    if (sec == "pvm" && f.key != "pvm.layers" && !j.contains("pvm")) continue;  // no layers: no fresh blocks
+    (sec.empty() ? j[f.key] : j[sec][f.name()]) = v;
+  }
+  try {
+    pvm::train::parse_train_config(j, "training form");
+  } catch (const std::exception& e) {
+    *error = e.what();
     return false;
   }
-  j["data"] = data;
-  if (!eval_data.empty()) j["eval_data"] = eval_data;
-  j["trainable"] = kTrainable[trainable];
-  if (!adapter.empty()) {
-    j["adapter"] = adapter;
-  } else if (trainable != 2) {
-    std::vector<int64_t> layers;
-    std::stringstream ss(pvm_layers);
-    std::string item;
-    while (std::getline(ss, item, ',')) {
-      item.erase(0, item.find_first_not_of(' '));
-      if (item.empty()) continue;
-      char* end = nullptr;
-      const long v = std::strtol(item.c_str(), &end, 10);
-      if (*end || v < 0) {
-        *error = "PVM layers: '" + pvm_layers + "' is not a comma-separated list of layer indices";
-        return false;
-      }
-      layers.push_back(v);
-    }
-    if (layers.empty() && trainable != 2) {
-      *error = "PVM layers: give at least one layer (or start from an adapter)";
-      return false;
-    }
-    j["pvm"] = {{"layers", layers}, {"hidden_size", pvm_hidden}};
-  }
-  if (steps < 0 || batch_size < 1 || grad_accum < 1 || max_length < 16 || !(lr > 0)) {
-    *error = "steps >= 0, batch size >= 1, grad accum >= 1, max length >= 16 and LR > 0 are required";
-    return false;
-  }
-  j["steps"] = steps;
-  j["batch_size"] = batch_size;
-  j["grad_accum"] = grad_accum;
-  j["max_length"] = max_length;
-  j["lr"] = lr;
-  j["warmup_ratio"] = warmup_ratio;
-  j["schedule"] = kSchedules[schedule];
-  j["save_every"] = save_every;
-  j["seed"] = seed;
-  j["device"] = kDevices[device];
-  j["dtype"] = kDtypes[dtype];
-  if (mode == 1)
-    j["grpo"] = {{"group_size", group_size},
-                 {"prompts_per_step", prompts_per_step},
-                 {"temperature", grpo_temperature},
-                 {"max_new_tokens", grpo_max_new},
-                 {"reward", kRewards[reward]}};
   *out = std::move(j);
   return true;
+}
+
+void draw_train_form_fields(TrainForm& form, FileBrowser* browser, std::vector<std::string>* drawn) {
+  using pvm::train::FieldType;
+  using pvm::train::PathKind;
+  using pvm::train::TrainField;
+  const float fs = ImGui::GetFontSize();
+  auto field = [&](const TrainField& f) {
+    json& v = form.values[f.key];
+    ImGui::PushID(f.key.c_str());
+    const bool off = f.section() == "pvm" && !form.pvm_fields_apply();
+    ImGui::BeginDisabled(off);
+    const char* label = f.key.c_str();
+    ImGui::SetNextItemWidth(f.path != PathKind::None ? -fs * 7.5f : fs * 9);
+    switch (f.type) {
+      case FieldType::Choice: {
+        int cur = 0;
+        for (size_t i = 0; i < f.choices.size(); ++i)
+          if (v == f.choices[i]) cur = int(i);
+        if (ImGui::BeginCombo(label, f.choices[cur].c_str())) {
+          for (size_t i = 0; i < f.choices.size(); ++i)
+            if (ImGui::Selectable(f.choices[i].c_str(), int(i) == cur)) v = f.choices[i];
+          ImGui::EndCombo();
+        }
+        break;
+      }
+      case FieldType::Int: {
+        int64_t x = v.get<int64_t>();
+        if (ImGui::InputScalar(label, ImGuiDataType_S64, &x)) v = x;
+        break;
+      }
+      case FieldType::Real: {
+        double x = v.get<double>();
+        if (ImGui::InputDouble(label, &x, 0, 0, "%g")) v = x;
+        break;
+      }
+      case FieldType::Bool: {
+        bool x = v.get<bool>();
+        if (ImGui::Checkbox(label, &x)) v = x;
+        break;
+      }
+      case FieldType::Text:
+      case FieldType::Layers:
+      case FieldType::Pair: {
+        std::string x = v.get<std::string>();
+        const char* hint = f.key == "model" ? "(default model)" : f.key == "adapter" ? "(fresh PVM blocks)" : "(not set)";
+        if (ImGui::InputTextWithHint(label, hint, &x)) v = x;
+        break;
+      }
+    }
+    std::string tip = f.help;
+    const std::string range = f.range_text();
+    if (!range.empty()) tip += "\n" + range;
+    if (off) tip += "\n(applies to fresh PVM blocks: no adapter, trainable not llm)";
+    item_tooltip(tip.c_str());
+    if (f.path != PathKind::None) {
+      ImGui::SameLine();
+      if (ImGui::SmallButton("...") && browser) {
+        const std::string cur = v.get<std::string>();
+        browser->open(f.key, f.path == PathKind::File ? FileBrowser::Mode::OpenFile : FileBrowser::Mode::OpenDir,
+                      cur.empty() ? pvm::source_dir() : cur, {}, [&v](const std::string& p, std::string*) {
+                        v = p;
+                        return true;
+                      });
+      }
+    }
+    ImGui::EndDisabled();
+    ImGui::PopID();
+    if (drawn) drawn->push_back(f.key);
+  };
+  const auto& fields = pvm::train::train_fields();
+  for (const TrainField& f : fields)
+    if (f.common && f.section() != "grpo") field(f);
+  if (form.grpo()) {
+    ImGui::Separator();
+    ImGui::TextDisabled("GRPO");
+    for (const TrainField& f : fields)
+      if (f.common && f.section() == "grpo") field(f);
+  }
+  ImGui::SetNextItemOpen(form.show_more);
+  form.show_more = ImGui::CollapsingHeader("More settings");
+  if (form.show_more)
+    for (const TrainField& f : fields)
+      if (!f.common && (f.section() != "grpo" || form.grpo())) field(f);
 }
 
 void fill_training_plots(const std::vector<MetricRow>& rows, Plot& loss, Plot& reward, Plot& gates, Plot& lr) {
@@ -153,7 +235,8 @@ void fill_training_plots(const std::vector<MetricRow>& rows, Plot& loss, Plot& r
 TrainingView::TrainingView(StudioContext& ctx)
     : View("Training", Slot::CenterBottom, true), ctx_(ctx), loss_("train_loss"), reward_("train_reward"),
       gates_("train_gate_alpha"), lr_("train_lr") {
-  runs_root = (pvm::source_dir() + "/runs");
+  runs_root = pvm::default_runs_dir();
+  form_.values["out"] = runs_root + "/run";
   loss_.set_title("loss");
   gates_.set_title("gate_alpha per PVM layer");
   lr_.set_title("learning rate");
@@ -171,13 +254,21 @@ void TrainingView::open_run(const std::string& dir) {
   if (tail_->bad_lines()) log_warn("%s (%d bad lines skipped)", tail_->first_error().c_str(), tail_->bad_lines());
 }
 
+std::string TrainingView::run_name() const {
+  return fs::path(form_.values.at("out").get<std::string>()).lexically_normal().filename().string();
+}
+
 bool TrainingView::write_config(std::string* path, std::string* error) {
   json j;
   if (!form_.to_json(&j, error)) return false;
+  if (run_name().empty()) {
+    *error = "out: choose a run folder";
+    return false;
+  }
   const std::string dir = runs_root + "/.configs";
   std::error_code ec;
   fs::create_directories(dir, ec);
-  *path = dir + "/" + form_.run_name + ".json";
+  *path = dir + "/" + run_name() + ".json";
   try {
     pvm::atomic_write_file(*path, j.dump(2) + "\n");
   } catch (const std::exception& e) {
@@ -193,7 +284,7 @@ void TrainingView::estimate() {
     log_error("%s", err.c_str());
     return;
   }
-  estimate_log_ = runs_root + "/.configs/" + form_.run_name + ".estimate.txt";
+  estimate_log_ = runs_root + "/.configs/" + run_name() + ".estimate.txt";
   estimate_out_ = "estimating ...";
   if (!estimator_.start({pvm_binary(), "train", "estimate", "--config", cfg}, estimate_log_, &err)) {
     estimate_out_.clear();
@@ -203,14 +294,14 @@ void TrainingView::estimate() {
 
 void TrainingView::launch(bool resume) {
   std::string err;
-  std::vector<std::string> argv = {pvm_binary(), "train", kModes[form_.mode]};
-  std::string dir = resume ? run_dir_ : runs_root + "/" + form_.run_name;
+  std::vector<std::string> argv = {pvm_binary(), "train", form_.values.at("mode").get<std::string>()};
+  std::string dir = resume ? run_dir_ : form_.values.at("out").get<std::string>();
   if (resume) {
     argv.insert(argv.end(), {"--resume", dir});
   } else {
     std::error_code ec;
     if (fs::exists(dir + "/status.json", ec)) {
-      log_error("%s already holds a run: pick another run name, or open it and press Resume", dir.c_str());
+      log_error("%s already holds a run: pick another out folder, or open it and press Resume", dir.c_str());
       return;
     }
     std::string cfg;
@@ -243,7 +334,7 @@ void TrainingView::draw() {
     const bool was = trainer_.pid() > 0;
     if (was && !trainer_.running())
       log_info("trainer exited with code %d%s", trainer_.exit_code(),
-               trainer_.exit_code() ? " (see runs/.logs/ for its output)" : "");
+               trainer_.exit_code() ? (" (its output: " + runs_root + "/.logs/)").c_str() : "");
     if (estimator_.pid() > 0 && !estimator_.running()) {
       std::ifstream f(estimate_log_);
       std::stringstream ss;
@@ -271,82 +362,14 @@ void TrainingView::draw() {
 }
 
 void TrainingView::draw_form() {
-  TrainForm& f = form_;
-  const float fs = ImGui::GetFontSize();
-  const float w = fs * 7;
-  ImGui::SetNextItemWidth(w);
-  ImGui::Combo("mode", &f.mode, kModes, 2);
-  ImGui::SameLine();
-  ImGui::SetNextItemWidth(fs * 8);
-  ImGui::InputText("run name", &f.run_name);
-  auto path_row = [&](const char* label, std::string& v, FileBrowser::Mode m, std::vector<std::string> ext,
-                      const char* hint) {
-    ImGui::PushID(label);
-    ImGui::SetNextItemWidth(-fs * 7.5f);
-    ImGui::InputTextWithHint(label, hint, &v);
-    ImGui::SameLine();
-    if (ImGui::SmallButton("..."))
-      browser_.open(label, m, v.empty() ? pvm::source_dir() : v, std::move(ext),
-                    [&v](const std::string& p, std::string*) {
-                      v = p;
-                      return true;
-                    });
-    ImGui::PopID();
-  };
-  path_row("data", f.data, FileBrowser::Mode::OpenFile, {".jsonl"}, "train.jsonl");
-  path_row("eval data", f.eval_data, FileBrowser::Mode::OpenFile, {".jsonl"}, "(optional)");
-  path_row("model", f.model, FileBrowser::Mode::OpenDir, {}, "(default model)");
-  path_row("from adapter", f.adapter, FileBrowser::Mode::OpenDir, {}, "(fresh PVM blocks)");
-  ImGui::SetNextItemWidth(w);
-  ImGui::Combo("trainable", &f.trainable, kTrainable, 4);
-  item_tooltip("pvm: only the PVM blocks (result: an adapter). pvm+llm / llm: the language model too. all: everything.");
-  if (f.adapter.empty()) {
-    ImGui::SetNextItemWidth(w);
-    ImGui::InputText("PVM layers", &f.pvm_layers);
-    ImGui::SameLine();
-    ImGui::SetNextItemWidth(fs * 4);
-    ImGui::InputInt("hidden", &f.pvm_hidden, 0);
-  }
-  ImGui::SetNextItemWidth(w);
-  ImGui::InputInt("steps", &f.steps, 0);
-  ImGui::SameLine();
-  ImGui::SetNextItemWidth(fs * 4);
-  ImGui::InputInt("batch", &f.batch_size, 0);
-  ImGui::SetNextItemWidth(w);
-  ImGui::InputFloat("LR", &f.lr, 0, 0, "%.2e");
-  ImGui::SameLine();
-  ImGui::SetNextItemWidth(fs * 4);
-  ImGui::InputInt("accum", &f.grad_accum, 0);
-  ImGui::SetNextItemWidth(w);
-  ImGui::Combo("schedule", &f.schedule, kSchedules, 2);
-  ImGui::SameLine();
-  ImGui::SetNextItemWidth(fs * 4);
-  ImGui::InputFloat("warmup", &f.warmup_ratio, 0, 0, "%.2f");
-  ImGui::SetNextItemWidth(w);
-  ImGui::InputInt("max length", &f.max_length, 0);
-  ImGui::SameLine();
-  ImGui::SetNextItemWidth(fs * 4);
-  ImGui::InputInt("seed", &f.seed, 0);
-  ImGui::SetNextItemWidth(w);
-  ImGui::InputInt("save every", &f.save_every, 0);
-  ImGui::SetNextItemWidth(w);
-  ImGui::Combo("device", &f.device, kDevices, 2);
-  ImGui::SameLine();
-  ImGui::SetNextItemWidth(fs * 4);
-  ImGui::Combo("dtype", &f.dtype, kDtypes, 2);
-  if (f.mode == 1) {
-    ImGui::SetNextItemWidth(w);
-    ImGui::InputInt("group size", &f.group_size, 0);
-    ImGui::SameLine();
-    ImGui::SetNextItemWidth(fs * 4);
-    ImGui::InputInt("prompts", &f.prompts_per_step, 0);
-    ImGui::SetNextItemWidth(w);
-    ImGui::InputFloat("temperature", &f.grpo_temperature, 0, 0, "%.2f");
-    ImGui::SameLine();
-    ImGui::SetNextItemWidth(fs * 4);
-    ImGui::InputInt("max new", &f.grpo_max_new, 0);
-    ImGui::SetNextItemWidth(w);
-    ImGui::Combo("reward", &f.reward, kRewards, 3);
+  draw_train_form_fields(form_, &browser_);
+  // The same check as `pvm train`, so a bad value shows here before anything is launched.
+  json cfg;
+  std::string err;
+  if (!form_.to_json(&cfg, &err)) {
+    ImGui::PushStyleColor(ImGuiCol_Text, ImVec4(1.0f, 0.42f, 0.40f, 1));
+    ImGui::TextWrapped("%s", err.c_str());
+    ImGui::PopStyleColor();
   }
   const bool training = trainer_.pid() > 0;
   if (ImGui::Button("Estimate memory")) estimate();

@@ -2,8 +2,9 @@
 // memory estimate before launch (`pvm train estimate --config F`), launching `pvm train sft|grpo
 // --config F --out RUN_DIR` as a child process, live curves from RUN_DIR/metrics.jsonl, a progress
 // bar with ETA from status.json, stop (SIGTERM) and resume (--resume RUN_DIR), past runs under
-// runs/ (reopenable), and "load adapter" for a finished PVM-only run.
+// the runs folder (reopenable), and "load adapter" for a finished PVM-only run.
 #pragma once
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -17,24 +18,27 @@
 
 namespace pvm::studio {
 
-// The form (what becomes the trainer's config file).
+// The form: one value per key of the trainer's schema (engine/base/train_config.h, train_fields()),
+// so every key `pvm train` takes is here, and the config it makes is checked by the CLI's parser.
 struct TrainForm {
-  int mode = 0;  // 0 sft, 1 grpo
-  std::string model, data, eval_data, adapter;
-  int trainable = 0;  // pvm, pvm+llm, llm, all
-  std::string pvm_layers = "8,16,24";
-  int pvm_hidden = 512;
-  int steps = 200, batch_size = 8, grad_accum = 1, max_length = 2048, save_every = 100, seed = 0;
-  float lr = 1e-4f, warmup_ratio = 0.1f;
-  int schedule = 0;  // cosine, constant
-  int device = 0, dtype = 0;
-  int group_size = 8, prompts_per_step = 8, grpo_max_new = 256;
-  float grpo_temperature = 1.0f;
-  int reward = 0;  // think_answer, exact, choice
-  std::string run_name = "run";
-  // The config JSON (keys of engine/train_config.h). Errors (bad layer list) as pvm-style messages.
+  TrainForm();  // the schema's defaults, with steps 200 and PVM layers 8,16,24 to start from
+  // Key -> value as the schema types it (string, integer, number, bool); Layers and Pair fields
+  // hold the text typed ("8, 16,24"), turned into a list when the config is made.
+  std::map<std::string, nlohmann::json> values;
+  bool show_more = false;  // the less common fields are shown
+
+  bool grpo() const;              // the GRPO fields apply
+  bool pvm_fields_apply() const;  // fresh PVM blocks: no adapter, and trainable is not "llm"
+  // The config JSON: every field that applies (text fields left empty are omitted: their default).
+  // Refused with the CLI's message ("training form: lr: must be in (0, 10], got -1") when
+  // parse_train_config refuses it.
   bool to_json(nlohmann::json* out, std::string* error) const;
 };
+
+// Draws the form's fields from the schema: the common ones, the GRPO section in GRPO mode, the rest
+// under "More settings". `browser` (may be null) serves the "..." buttons of path fields; `drawn`
+// (may be null) receives the keys drawn, in order.
+void draw_train_form_fields(TrainForm& f, FileBrowser* browser, std::vector<std::string>* drawn = nullptr);
 
 // Curves of a run: one plot per group, rebuilt from rows.
 void fill_training_plots(const std::vector<MetricRow>& rows, Plot& loss, Plot& reward, Plot& gates, Plot& lr);
@@ -51,6 +55,7 @@ class TrainingView : public View {
   void draw_form();
   void draw_run();
   void draw_runs();
+  std::string run_name() const;  // the out folder's name: names its config and log files
   bool write_config(std::string* path, std::string* error);
   void launch(bool resume);
   void estimate();

@@ -20,7 +20,7 @@ void on_sigint(int) { g_cancel = true; }
 int run(const std::vector<std::string>& argv) {
   pvm::cli::Args a(argv,
                    {"--model", "--pvm", "--images", "--prompt-preset", "--prompt", "--max-new-tokens", "--out",
-                    "--dtype", "--device", "--tokenizer", "--sink-k"},
+                    "--dtype", "--device", "--threads", "--tokenizer", "--sink-k"},
                    {"--stop-at-eos", "--quiet", "--heatmaps", "--logit-lens"});
   pvm::model_dir_or_default(a.get("--model"));  // that error first, as before the options below
   pvm::DilutionOptions o;
@@ -76,6 +76,6 @@ int run(const std::vector<std::string>& argv) {
 
 PVM_COMMAND("dilution", "visual attention mass vs generated position, baseline vs PVM, with fits and plots",
             "[--model DIR] [--pvm ADAPTER] --images DIR|FILE... --out DIR [--prompt-preset blind-painter | --prompt TEXT] "
-            "[--max-new-tokens N] [--sink-k K] [--stop-at-eos] [--dtype f32|bf16|f16|auto] [--device cpu|cuda|auto] "
+            "[--max-new-tokens N] [--sink-k K] [--stop-at-eos] [--dtype f32|bf16|f16|auto] [--device cpu|cuda|auto] [--threads N] "
             "[--tokenizer FILE] [--heatmaps] [--logit-lens] [--quiet]",
             run);

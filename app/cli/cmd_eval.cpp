@@ -134,7 +134,7 @@ void print_report(const json& rep) {
 int run_scenes(const std::vector<std::string>& argv) {
   pvm::cli::Args a(argv,
                    {"--task", "--model", "--pvm", "--count", "--seed", "--objects", "--max-new-tokens", "--qa-per-scene",
-                    "--qa-max-new-tokens", "--out", "--csv", "--device", "--dtype", "--tokenizer"},
+                    "--qa-max-new-tokens", "--out", "--csv", "--device", "--threads", "--dtype", "--tokenizer"},
                    {"--json", "--no-pvm", "--textures", "--digits", "--quiet"});
   if (a.has("--task") && a.get("--task") != "scenes")
     throw pvm::Error("--task: expected 'scenes', got '" + a.get("--task") + "'");
@@ -234,7 +234,7 @@ int run_scenes(const std::vector<std::string>& argv) {
 int run_dataset(const std::vector<std::string>& argv) {
   pvm::cli::Args a(argv,
                    {"--data", "--model", "--pvm", "--runs", "--temperature", "--top-p", "--top-k", "--seed",
-                    "--max-new-tokens", "--limit", "--out", "--prompt-style", "--system", "--dtype", "--device",
+                    "--max-new-tokens", "--limit", "--out", "--prompt-style", "--system", "--dtype", "--device", "--threads",
                     "--tokenizer"},
                    {"--json", "--resume", "--no-pvm", "--quiet"});
   const std::string data_path = a.require("--data");
@@ -399,9 +399,9 @@ int run_eval(const std::vector<std::string>& argv) {
 PVM_COMMAND("eval", "rule-only accuracy on a VLMEvalKit TSV or a JSONL of open questions (or --task scenes)",
             "--data FILE.tsv|FILE.jsonl [--model DIR] [--pvm ADAPTER] [--no-pvm] [--runs N --temperature T "
             "--top-p P --top-k K --seed S] [--max-new-tokens N] [--limit N] [--prompt-style dataset|qwen3vl] "
-            "[--system TEXT] [--out FILE.jsonl [--resume]] [--dtype D] [--device D] [--tokenizer FILE] [--json] "
+            "[--system TEXT] [--out FILE.jsonl [--resume]] [--dtype D] [--device D] [--threads N] [--tokenizer FILE] [--json] "
             "[--quiet]\n  or: pvm eval --task scenes [--model DIR] [--pvm ADAPTER] [--no-pvm] [--count N] [--seed S] "
             "[--objects MIN-MAX] [--textures] [--digits] [--max-new-tokens N] [--qa-per-scene K] "
-            "[--qa-max-new-tokens N] [--device D] [--dtype T] [--tokenizer FILE] [--json] [--out FILE.jsonl] "
+            "[--qa-max-new-tokens N] [--device D] [--threads N] [--dtype T] [--tokenizer FILE] [--json] [--out FILE.jsonl] "
             "[--csv FILE.csv] [--quiet]",
             run_eval);

@@ -23,7 +23,7 @@ void on_sigint(int) { g_cancel = true; }
 int run(const std::vector<std::string>& argv) {
   pvm::cli::Args a(argv,
                    {"--model", "--image", "--prompt", "--system", "--max-new-tokens", "--temperature", "--top-p",
-                    "--top-k", "--min-p", "--repetition-penalty", "--seed", "--dtype", "--device", "--tokenizer",
+                    "--top-k", "--min-p", "--repetition-penalty", "--seed", "--dtype", "--device", "--threads", "--tokenizer",
                     "--num-sequences", "--pvm", "--trace"},
                    {"--json", "--quiet", "--probe", "--no-pvm"});
   const bool json = a.has("--json"), quiet = a.has("--quiet") || json;
@@ -141,6 +141,6 @@ int run(const std::vector<std::string>& argv) {
 PVM_COMMAND("generate", "stream an answer for images + a prompt (greedy by default)",
             "[--model DIR] --prompt TEXT [--image FILE ...] [--system TEXT] [--max-new-tokens N] "
             "[--temperature T --top-p P --top-k K --min-p M --repetition-penalty R --seed S] [--num-sequences G] "
-            "[--dtype f32|bf16|f16|auto] [--device cpu|cuda|auto] [--tokenizer FILE] [--pvm ADAPTER] [--no-pvm] "
+            "[--dtype f32|bf16|f16|auto] [--device cpu|cuda|auto] [--threads N] [--tokenizer FILE] [--pvm ADAPTER] [--no-pvm] "
             "[--probe] [--trace FILE.jsonl] [--json]",
             run);

@@ -10,6 +10,7 @@
 #include "engine/base/config.h"
 #include "engine/base/error.h"
 #include "engine/base/fs_util.h"
+#include "engine/memory_estimate.h"
 #include "engine/train.h"
 
 namespace {

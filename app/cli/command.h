@@ -21,7 +21,8 @@ struct Registrar {
   Registrar(Command c) { registry()[c.name] = std::move(c); }
 };
 
-// The options every model-running command shares: --model, --device, --dtype, --tokenizer, --pvm.
+// The options every model-running command shares: --model, --device, --dtype, --tokenizer, --pvm,
+// --threads.
 inline OpenOptions open_options(const Args& a, bool quiet) {
   OpenOptions o;
   o.model_dir = model_dir_or_default(a.get("--model"));
@@ -30,6 +31,7 @@ inline OpenOptions open_options(const Args& a, bool quiet) {
   o.tokenizer = a.get("--tokenizer");
   o.adapter = a.get("--pvm");
   o.quiet = quiet;
+  o.threads = int(a.get_int("--threads", 0));
   return o;
 }
 

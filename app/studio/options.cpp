@@ -35,6 +35,11 @@ const char* usage_text() {
          "  --bench-frames N       load a synthetic 16k-token trace (36 layers, both sides), time N frames,\n"
          "                         print mean/p95 frame time, exit\n"
          "  --bench-pan            pan the dilution plot every bench frame (re-decimate each frame)\n"
+         "  --bench-generate N     generate N tokens per side as --demo does (rendering at 30 fps, the CLI's\n"
+         "                         --probe set), then run 'pvm generate --probe' on the same model, image and\n"
+         "                         prompt; print both tokens/s, their ratio and the frame times, exit\n"
+         "  --bench-cli PATH       the pvm binary for --bench-generate (default: beside pvm-studio)\n"
+         "  --bench-json FILE      also write the --bench-generate figures as JSON\n"
 
          "  --vector-plots         draw plot lines as ImDrawList polylines (slow on software GL)\n"
          "\n"
@@ -45,7 +50,7 @@ const char* usage_text() {
 StudioOptions parse_options(const std::vector<std::string>& argv) {
   cli::Args a(argv, {"--screenshot", "--frames", "--size", "--bench-frames", "--hover", "--font-size", "--export-plot", "--ini",
                      "--model", "--pvm", "--image", "--open", "--save-session", "--demo-tokens",
-                     "--model-threads"},
+                     "--model-threads", "--bench-generate", "--bench-cli", "--bench-json"},
               {"--demo", "--bench-pan", "--vector-plots", "--no-ini", "--verbose", "--help"});
   StudioOptions o;
   for (const std::string& p : a.positional())
@@ -77,6 +82,17 @@ StudioOptions parse_options(const std::vector<std::string>& argv) {
   o.bench_frames = int(a.get_int("--bench-frames", 0));
   if (o.bench_frames < 0 || o.bench_frames > 100000) throw Error("--bench-frames must be in 0..100000");
   o.bench_pan = a.has("--bench-pan");
+  o.bench_generate = int(a.get_int("--bench-generate", 0));
+  if (o.bench_generate < 0 || o.bench_generate > 16384) throw Error("--bench-generate must be in 1..16384 (tokens per side)");
+  o.bench_cli = a.get("--bench-cli");
+  o.bench_json = a.get("--bench-json");
+  if ((a.has("--bench-cli") || a.has("--bench-json")) && o.bench_generate == 0)
+    throw Error("--bench-cli and --bench-json need --bench-generate");
+  if (o.bench_generate > 0) {
+    if (o.bench_frames > 0 || !o.open.empty()) throw Error("--bench-generate excludes --bench-frames and --open");
+    o.demo = true, o.demo_tokens = o.bench_generate;
+    o.demo_timeout_s = 4 * 3600;  // a 2B-shaped model takes a while for thousands of tokens
+  }
   o.model_threads = int(a.get_int("--model-threads", 0));
   if (o.model_threads < 0 || o.model_threads > 1024) throw Error("--model-threads must be in 1..1024");
   if (a.has("--hover")) {

@@ -20,6 +20,10 @@ struct StudioOptions {
   int demo_timeout_s = 110;
   int bench_frames = 0;        // time this many frames, print mean/p95, exit
   bool bench_pan = false;      // pan every benchmark frame (decimation runs each frame)
+  int bench_generate = 0;      // headless: the demo with N tokens per side at 30 fps, then `pvm generate` on the
+                               // same model, image and prompt; prints both tokens/s and the frame times
+  std::string bench_cli;       // the pvm binary for --bench-generate ("" = the one beside pvm-studio)
+  std::string bench_json;      // --bench-generate figures as JSON
   int model_threads = 0;       // intra-op threads of the model worker (0: cores - 1, at least 1)
   bool hover = false;          // simulated mouse position (fractions of the window), for screenshots
   float hover_x = 0, hover_y = 0;

@@ -19,7 +19,7 @@
 #include "engine/pipeline.h"
 #include "engine/probes.h"
 #include "engine/pvm.h"
-#include "views/view_log.h"
+#include "engine/base/log_sink.h"
 
 namespace pvm::studio {
 namespace {
@@ -66,6 +66,7 @@ class Baton {
 
 Session::Session(int model_threads) {
   const int cores = int(std::max(1u, std::thread::hardware_concurrency()));
+  threads_given_ = model_threads > 0;
   model_threads_ = model_threads > 0 ? model_threads : std::max(1, cores - 1);
   PreprocessorConfig d;
   proc_ = {d.patch_size, d.merge_size, d.min_pixels, d.max_pixels};
@@ -304,6 +305,13 @@ void Session::do_load(const LoadRequest& r) {
     if (std::filesystem::exists(d / "adapter_config.json", ec)) adapter = d.string();
   }
   if (!adapter.empty()) load_pvm_adapter(*p->model.model, adapter);
+  // A small decoder runs best on one thread (pipeline.h default_cpu_threads); a large one on every
+  // core but the one the UI and the GL rasterizer keep.
+  if (!threads_given_ && lo.device.is_cpu()) {
+    const int cores = int(std::max(1u, std::thread::hardware_concurrency()));
+    model_threads_ = std::min(std::max(1, cores - 1), default_cpu_threads(p->model.config));
+    at::set_num_threads(model_threads_);
+  }
   pipe_ = std::move(p);
   {
     std::lock_guard<std::mutex> l(mu_);
@@ -445,11 +453,12 @@ void Session::do_generate(const GenerateSettings& s, uint64_t run_id) {
       ProbeRecorder rec(model, visual, o, prep.request.grids, merge);
       std::vector<int32_t> pending;  // ids of an unfinished UTF-8 character
       auto t_first = Clock::now();
+      double waited_s = 0;  // in baton.pass after the first token: the other side's turns
       req.on_token = [&](int64_t seq, int64_t tok, int64_t step) {
         if (seq != 0) return true;
         TokenRec r;
         r.id = tok;
-        if (step == 0) t_first = Clock::now();
+        if (step == 0) t_first = Clock::now(), waited_s = 0;
         pending.push_back(int32_t(tok));
         std::string piece = pipe_->decode(std::vector<int64_t>(pending.begin(), pending.end()), false);
         if (!ends_incomplete(piece) || pending.size() >= 4) {
@@ -477,8 +486,9 @@ void Session::do_generate(const GenerateSettings& s, uint64_t run_id) {
           SideData& sd = sh_.side[side];
           if (!r.special) sd.text += r.piece;
           sd.tokens.push_back(std::move(r));
-          const double el = std::chrono::duration<double>(Clock::now() - t_first).count();
-          sd.tokens_per_s = el > 0 ? (sd.tokens.size() - 1) / el : 0;
+          // Own decode time: the other side's turns (its prefill included) are not this side's.
+          sd.decode_s = std::chrono::duration<double>(Clock::now() - t_first).count() - waited_s;
+          sd.tokens_per_s = sd.decode_s > 0 ? (sd.tokens.size() - 1) / sd.decode_s : 0;
           size_t done = 0;
           for (int x : sides) done += sh_.side[x].tokens.size();
           sh_.status.progress = float(double(done) / (double(sides.size()) * s.max_new_tokens));
@@ -487,7 +497,11 @@ void Session::do_generate(const GenerateSettings& s, uint64_t run_id) {
                         sh_.side[0].tokens.size(), sh_.side[1].tokens.size(), s.max_new_tokens, sd.tokens_per_s);
           sh_.status.message = msg;
         }
-        if (interleave) baton.pass(side);
+        if (interleave) {
+          const auto w0 = Clock::now();
+          baton.pass(side);
+          waited_s += std::chrono::duration<double>(Clock::now() - w0).count();
+        }
         return true;
       };
       rec.attach(req);
@@ -499,7 +513,7 @@ void Session::do_generate(const GenerateSettings& s, uint64_t run_id) {
       sd.running = false;
       sd.finish = res.finish.empty() ? "length" : res.finish[0];
       sd.prefill_ms = res.prefill_ms;
-      sd.tokens_per_s = res.decode_tokens_per_s();
+      if (!interleave) sd.tokens_per_s = res.decode_tokens_per_s();  // interleaved: own time, from on_token
     } catch (const std::exception& e) {
       if (interleave) baton.finish(side);
       errors[side] = e.what();
@@ -558,6 +572,7 @@ void Session::sync(UiState& ui) {
     dst.finish = src.finish;
     dst.running = src.running;
     dst.tokens_per_s = src.tokens_per_s;
+    dst.decode_s = src.decode_s;
     dst.prefill_ms = src.prefill_ms;
     dst.prompt_tokens = src.prompt_tokens;
   }

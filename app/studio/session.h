@@ -68,6 +68,7 @@ class Session : public Engine {
   uint64_t last_synced_run_ = 0;    // UI thread only
 
   int model_threads_ = 1;
+  bool threads_given_ = false;  // --model-threads: keep it for every model
   std::thread worker_;
   std::mutex qmu_;
   std::condition_variable qcv_, idle_cv_;

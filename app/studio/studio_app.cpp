@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "app/studio/bench_generate.h"
 #include "app/studio/layout.h"
 #include "app/studio/session.h"
 #include "engine/base/error.h"
@@ -116,7 +117,7 @@ class StudioApp {
   void export_plots(const std::string& dir, bool png_via_gl);
   nlohmann::json view_options() const;
   void apply_view_options(const nlohmann::json& j);
-  bool headless() const { return !opt_.screenshot.empty() || opt_.bench_frames > 0; }
+  bool headless() const { return !opt_.screenshot.empty() || opt_.bench_frames > 0 || opt_.bench_generate > 0; }
 
   StudioOptions opt_;
   GLFWwindow* win_ = nullptr;
@@ -139,6 +140,9 @@ class StudioApp {
   FileBrowser browser_;
   bool quit_ = false;
   bool bench_data_ = false;
+  GenerateBenchFrames gen_frames_;  // --bench-generate: frames drawn while the model worked
+  Clock::time_point gen_t0_;
+  int gen_prev_ = 0;
   bool startup_failed_ = false;
   uint64_t restores_ = 0;
   std::vector<std::string> dropped_;  // files dropped on the window (GLFW callback -> next frame)
@@ -250,9 +254,6 @@ void StudioApp::shutdown() {
 void StudioApp::create_views() {
   ctx_.engine = session_.get();
   ctx_.ui = &ui_;
-#ifdef PVM_HAVE_SCENES
-  ctx_.scenes_available = true;
-#endif
   ctx_.request_load_adapter = [this](const std::string& dir) {
     if (model_->load_adapter(dir)) model_->focus();
   };
@@ -672,8 +673,7 @@ void StudioApp::start_up() {
   }
   model_->load(opt_.model, opt_.pvm);  // "" = default model (random tiny one when absent)
   // The default model was trained on the scenes world: open on its instruction, not the generic preset.
-  if (opt_.model.empty() && std::filesystem::exists((pvm::source_dir() + "/assets/default-model/config.json")) &&
-      ctx_.scenes_available)
+  if (opt_.model.empty() && std::filesystem::exists((pvm::source_dir() + "/assets/default-model/config.json")))
     prompt_->use_preset("scene_description");
   if (!opt_.open.empty()) {
     std::string err;
@@ -686,11 +686,13 @@ void StudioApp::start_up() {
   }
   if (!opt_.image.empty()) {
     image_->open_file(opt_.image);
-  } else if (!(ctx_.scenes_available && image_->new_scene(7))) {
+  } else if (!image_->new_scene(7)) {
     image_->open_file((pvm::source_dir() + "/assets/samples/shapes.png"));
   }
   if (opt_.demo) {
     ctx_.draft.max_new_tokens = opt_.demo_tokens;
+    if (opt_.bench_generate > 0)  // the probes of `pvm generate --probe`, so both sides do the same work
+      ctx_.draft.per_head = false, ctx_.draft.heatmap = false, ctx_.draft.logit_lens = false;
     demo_t0_ = Clock::now();
     demo_state_ = 1;
   }
@@ -820,12 +822,16 @@ int StudioApp::run() {
     const bool working = session_->busy();
     if (!headless() && idle_frames > 30 && !working)
       glfwWaitEventsTimeout(0.25);
-    else if (!headless() && working)
+    else if ((!headless() || opt_.bench_generate > 0) && working)
       glfwWaitEventsTimeout(1.0 / 30);  // streaming: 30 fps is plenty, leave the CPU to the model
     else
       glfwPollEvents();
     const auto t0 = Clock::now();
     const double cpu0 = process_cpu_ms();
+    if (opt_.bench_generate > 0 && working) {
+      if (gen_prev_ > 0) gen_frames_.interval_ms.push_back(std::chrono::duration<double, std::milli>(t0 - gen_t0_).count());
+      gen_t0_ = t0, gen_prev_ = 1;
+    }
     if (!bench_data_ && opt_.bench_frames == 0) session_->sync(ui_);
     if (demo) {
       if (!demo_step(frame)) {
@@ -905,6 +911,7 @@ int StudioApp::run() {
       else
         recent_ms_[recent_next_++ % 60] = total_ms;
     }
+    if (opt_.bench_generate > 0 && working) gen_frames_.work_ms.push_back(total_ms);
     if (opt_.bench_frames > 0 && frame > warmup) {
       bench.total.push_back(total_ms);
       bench.ui.push_back(ui_ms);
@@ -933,6 +940,8 @@ int StudioApp::run() {
         dilution_->plot().raster() ? "raster layer" : "ImDrawList polylines", bench.decimate.size(),
         FrameStats::mean(bench.decimate), FrameStats::mean(bench.raster));
   }
+  if (opt_.bench_generate > 0 && rc == 0 && !quit_ && !g_quit_signal)
+    rc = report_generate_bench(ui_, ui_.settings, gen_frames_, opt_.bench_cli, opt_.bench_json);
   shutdown();
   return rc ? rc : startup_failed_ ? 1 : 0;
 }

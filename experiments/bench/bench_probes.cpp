@@ -1,5 +1,5 @@
 // Decode speed with the probes off vs all on (visual mass per head, sinks, PVM, heatmap, logit
-// lens), same model and prompt with one image.
+// lens), and with the PVM branch off (its cost), same model and prompt with one image.
 //   pvm-bench-probes [--preset qwen3-vl-tiny | --config config.json] [--grid 16] [--text 64] [--decode 32] [--pvm-layers 1,2]
 //                    [--dtype f32] [--device cpu] [--threads N] [--repeats 3] [--probes mass,per-head,sinks,pvm,heatmap,lens]
 #include <algorithm>
@@ -59,8 +59,9 @@ int main(int argc, char** argv) try {
 
   // One decode run, tokens/s; `share` gets the fraction of the decode time spent inside the probe
   // hooks (a direct measure of their cost, much less noisy on a shared VM than a ratio of speeds).
-  auto once = [&](bool probes, pvm::ProbeOptions opt, double* share) {
+  auto once = [&](bool probes, pvm::ProbeOptions opt, bool pvm_on, double* share) {
     auto q = req;
+    q.pvm = pvm_on;
     pvm::ProbeRecorder rec(m, vis, opt, req.grids, merge);
     if (probes) rec.attach(q);
     auto res = pvm::generate(m, q);
@@ -71,14 +72,19 @@ int main(int argc, char** argv) try {
   // The modes are interleaved within each repeat (off, default, all, off, ...) so that drift in a
   // shared machine's speed hits them alike; one warm-up round first. Reported: best of `repeats` per
   // mode, and the median over repeats of the paired ratio mode/off (robust to a noisy neighbour).
-  std::vector<std::pair<bool, pvm::ProbeOptions>> modes;
+  struct Mode {
+    bool probes;
+    pvm::ProbeOptions opt;
+    bool pvm = true;  // the PVM branch runs (false: the backbone alone, the cost of PVM)
+  };
+  std::vector<Mode> modes;
   std::vector<std::vector<double>> runs, shares;  // [mode][repeat] tokens/s, probe share of decode time
   auto measure_all = [&]() {
     runs.assign(modes.size(), {});
     shares.assign(modes.size(), {});
     for (int64_t r = 0; r < repeats + 1; ++r)
       for (size_t i = 0; i < modes.size(); ++i) {
-        double sh = 0, v = once(modes[i].first, modes[i].second, &sh);
+        double sh = 0, v = once(modes[i].probes, modes[i].opt, modes[i].pvm, &sh);
         if (r > 0) runs[i].push_back(v), shares[i].push_back(sh);
       }
     std::vector<double> best;
@@ -99,7 +105,7 @@ int main(int argc, char** argv) try {
               (long long)c.text.vocab_size, dev.str().c_str(), pvm::dtype_name(dtype).c_str(), torch::get_num_threads(),
               req.prompt_ids.size(), (long long)nv, (long long)n_decode);
   pvm::ProbeOptions all{true, true, true, true, true, true};
-  modes = {{false, {}}, {true, pvm::ProbeOptions{}}, {true, all}};
+  modes = {{false, {}}, {true, pvm::ProbeOptions{}}, {true, all}, {false, {}, false}};
   if (a.has("--probes")) {  // a custom set, e.g. --probes lens or --probes heatmap,per-head
     pvm::ProbeOptions o{false, false, false, false, false, false};
     std::stringstream ps(a.get("--probes"));
@@ -112,21 +118,24 @@ int main(int argc, char** argv) try {
       else if (t == "lens") o.logit_lens = true;
       else throw pvm::Error("--probes: unknown probe '" + t + "' (mass, per-head, sinks, pvm, heatmap, lens)");
     }
-    modes.push_back({true, o});
+    modes.push_back({true, o, true});
   }
   auto best = measure_all();
   double off = best[0], def = best[1], on = best[2];
   std::printf("decode tokens/s: probes off %.2f, default (mass, sinks, PVM) %.2f, all on (+ per head, heatmap, logit lens) %.2f\n",
               off, def, on);
-  if (modes.size() > 3)
-    std::printf("custom (%s) %.2f tokens/s, ratio %.3f (best), %.3f (median of paired)\n", a.get("--probes").c_str(), best[3],
-                best[3] / off, median_ratio(3));
+  if (modes.size() > 4)
+    std::printf("custom (%s) %.2f tokens/s, ratio %.3f (best), %.3f (median of paired)\n", a.get("--probes").c_str(), best[4],
+                best[4] / off, median_ratio(4));
+  // PVM's cost: decode time with the branch over decode time without it (probes off both).
+  std::printf("PVM branch: backbone alone %.2f tokens/s; decode time with PVM / without: %.3f (best), %.3f (median of paired)\n",
+              best[3], best[3] / off, median_ratio(3));
   std::printf("ratio default/off %.3f, all on/off %.3f (best of %lld)\n", def / off, on / off, (long long)repeats);
   std::printf("median of %lld paired ratios: default/off %.3f, all on/off %.3f\n", (long long)repeats, median_ratio(1),
               median_ratio(2));
   std::printf("time inside the probe hooks, median share of decode time: default %.1f%%, all on %.1f%%", 100 * median(shares[1]),
               100 * median(shares[2]));
-  if (modes.size() > 3) std::printf(", custom %.1f%%", 100 * median(shares[3]));
+  if (modes.size() > 4) std::printf(", custom %.1f%%", 100 * median(shares[4]));
   std::printf("\n");
   return 0;
 } catch (const std::exception& e) {

@@ -6,8 +6,9 @@
 
 #include "app/studio/layout.h"
 #include "views/line_raster.h"
-#include "views/view_log.h"
+#include "engine/base/log_sink.h"
 
+using namespace pvm;
 using namespace pvm::studio;
 
 TEST(LogSink, ConcurrentPushesKeepOrderAndCount) {

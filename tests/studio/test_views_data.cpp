@@ -10,7 +10,12 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include <imgui.h>
+
+#include <algorithm>
+
 #include "engine/base/error.h"
+#include "engine/base/train_config.h"
 #include "views/session_io.h"
 #include "views/train_runs.h"
 #include "views/ui_util.h"
@@ -159,23 +164,88 @@ TEST(TrainingForm, ConfigJsonAndValidation) {
   std::string err;
   EXPECT_FALSE(f.to_json(&j, &err));  // no data file
   EXPECT_NE(err.find("data"), std::string::npos);
-  f.data = "train.jsonl";
-  f.pvm_layers = "8, 16,24";
+  f.values["data"] = "train.jsonl";
+  f.values["pvm.layers"] = "8, 16,24";
   ASSERT_TRUE(f.to_json(&j, &err)) << err;
   EXPECT_EQ(j["mode"], "sft");
   EXPECT_EQ(j["pvm"]["layers"], nlohmann::json::array({8, 16, 24}));
   EXPECT_EQ(j["trainable"], "pvm");
   EXPECT_FALSE(j.contains("grpo"));
-  f.mode = 1;
-  f.group_size = 4;
+  f.values["mode"] = "grpo";
+  f.values["grpo.group_size"] = 4;
   ASSERT_TRUE(f.to_json(&j, &err));
   EXPECT_EQ(j["grpo"]["group_size"], 4);
-  f.pvm_layers = "8,x";
+  f.values["pvm.layers"] = "8,x";
   EXPECT_FALSE(f.to_json(&j, &err));
   EXPECT_NE(err.find("8,x"), std::string::npos);
-  f.pvm_layers = "8";
-  f.lr = 0;
+  f.values["pvm.layers"] = "8";
+  f.values["lr"] = 0.0;
   EXPECT_FALSE(f.to_json(&j, &err));
+}
+
+// The form is the trainer's schema: with GRPO on and every field shown it draws each key of
+// train_fields() once and nothing else, and holds a value for each.
+TEST(TrainingForm, FieldsAreTheTrainerSchema) {
+  ImGui::CreateContext();
+  ImGuiIO& io = ImGui::GetIO();
+  io.DisplaySize = ImVec2(1000, 2000);
+  io.DeltaTime = 1.0f / 60.0f;
+  io.IniFilename = nullptr;
+  unsigned char* px;
+  int w, h;
+  io.Fonts->GetTexDataAsRGBA32(&px, &w, &h);
+  TrainForm f;
+  f.values["mode"] = "grpo";
+  f.show_more = true;
+  std::vector<std::string> drawn;
+  ImGui::NewFrame();
+  ImGui::Begin("host");
+  draw_train_form_fields(f, nullptr, &drawn);
+  ImGui::End();
+  ImGui::Render();
+  ImGui::DestroyContext();
+  std::vector<std::string> keys;
+  for (const auto& field : pvm::train::train_fields()) keys.push_back(field.key);
+  std::sort(drawn.begin(), drawn.end());
+  std::sort(keys.begin(), keys.end());
+  EXPECT_EQ(drawn, keys);
+  std::vector<std::string> held;
+  for (const auto& [k, v] : f.values) held.push_back(k);
+  EXPECT_EQ(held, keys);
+}
+
+// A bad value is refused by the same parser as `pvm train --set`, with the same message (after the
+// source: "training form" vs the CLI's config name).
+TEST(TrainingForm, BadValueRefusedWithTheCliMessage) {
+  struct Case {
+    std::string key;
+    nlohmann::json value;
+    std::string set;
+  };
+  const std::vector<Case> cases = {{"lr", -1.0, "lr=-1"},
+                                   {"grpo.group_size", 1, "grpo.group_size=1"},
+                                   {"warmup_ratio", 1.5, "warmup_ratio=1.5"},
+                                   {"pvm.layers", "8,x", "pvm.layers=8,x"},
+                                   {"betas", "0.9, 1.5", "betas=[0.9,1.5]"},
+                                   {"dtype", "bf16", "dtype=bf16"}};
+  auto after_source = [](const std::string& e) { return e.substr(e.find(": ") + 2); };
+  for (const Case& c : cases) {
+    TrainForm f;
+    f.values["data"] = "train.jsonl";
+    f.values["mode"] = "grpo";
+    f.values[c.key] = c.value;
+    nlohmann::json j;
+    std::string form_err, cli_err;
+    EXPECT_FALSE(f.to_json(&j, &form_err)) << c.key;
+    try {
+      pvm::train::load_train_config("", {"data=train.jsonl", "pvm.layers=[8,16,24]", c.set}, "grpo");
+    } catch (const pvm::Error& e) {
+      cli_err = e.what();
+    }
+    ASSERT_FALSE(cli_err.empty()) << c.set;
+    EXPECT_EQ(form_err.rfind("training form: ", 0), 0u) << form_err;
+    EXPECT_EQ(after_source(form_err), after_source(cli_err)) << c.key;
+  }
 }
 
 TEST(TrainingChild, RunsAndReportsExitCode) {

@@ -1,28 +1,19 @@
 // Trainer configuration: a JSON file plus `--set key=value` overrides, validated into TrainConfig.
 // Every error is one pvm::Error line naming the source (file or --set) and the key, e.g.
-// "run.json: lr: must be > 0, got -1" or "--set grpo.group_size=x: grpo.group_size: expected an integer".
+// "run.json: lr: must be in (0, 10], got -1" or "config (with --set): grpo.group_size: expected an integer, got \"x\"".
 //
-// Keys (defaults in brackets); unknown keys are errors.
-//   mode [sft] | grpo           model [pvm::default_model_dir()]   data (JSONL)   eval_data [""]
-//   pvm: {layers: [..], hidden_size [512], variant ["pvm"] | "mlp", source ["embeddings"] | "hidden"}
-//        attach fresh PVM blocks (docs/MODEL.md#pvm init) -- or -- adapter: "DIR" (start from a PVM adapter)
-//   trainable ["pvm"] | "pvm+llm" | "llm" (language model + PVM; vision + merger frozen) | "all"
-//   steps [0 = one epoch]  batch_size [8] (GLOBAL batch per optimizer step, over all ranks)
-//   grad_accum [1] (micro-batches per rank per step)  max_length [2048]
-//   lr [1e-4]  min_lr_ratio [0]  warmup_ratio [0.1] | warmup_steps (overrides the ratio)
-//   schedule ["cosine"] | "constant"  weight_decay [0] (matrices only)  betas [[0.9, 0.999]]
-//   visual_lr_scale [1] (lr multiplier for model.visual.*: the vision tower and its mergers)
-//   eps [1e-8]  max_grad_norm [1.0] (0 = no clipping)  seed [0]
-//   save_every [100] (0 = only final)  log_every [1]  eval_every [0]  keep_checkpoints [2]
-//   out (run dir)  device ["cpu"]  dtype ["f32"] | "bf16" (CUDA: bf16 compute, f32 master + state)
-//   grad_checkpointing [false]  workers [2]  bad_lines ["skip"] | "fatal"  threads [0 = torch default]
-//   grpo: {group_size [8], prompts_per_step [8], temperature [1.0], top_p [1.0], max_new_tokens [256],
-//          eps_low [0.2], eps_high [0.2], beta [0.0], advantage ["grpo"] | "drgrpo",
-//          loss_agg ["token-mean"] | "seq-mean" | "drgrpo", inner_epochs [1],
-//          reward ["think_answer"] | "exact" | "choice", system [""]}
+// The keys, their types, defaults, ranges and help are one table, train_fields() (train_config.cpp):
+// the parser reads through it, config.json of a run is written from it, and the studio's Training
+// form is built from it, so a key added there appears in all three and is checked the same way.
+// Unknown keys are errors. Cross-key rules: pvm (fresh blocks) and adapter exclude each other; data
+// is required; batch_size divisible by grad_accum; bf16 only on CUDA; GRPO defaults trainable to
+// "llm" when the config does not set it.
+//
+// Torch-free (engine/base), so the views can use it.
 #pragma once
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -90,6 +81,44 @@ struct TrainConfig {
   double lr_at(int64_t step, int64_t total) const;
   nlohmann::json to_json() const;  // every key, resolved (what config.json in the run dir holds)
 };
+
+// ---- the schema ----
+
+enum class FieldType {
+  Text,    // a string
+  Choice,  // one of `choices`
+  Int,     // an integer in [lo, hi]
+  Real,    // a finite number in [lo, hi] ((lo, hi] when lo_open)
+  Bool,
+  Layers,  // a non-empty list of layer indices (required when its section is given)
+  Pair,    // two numbers, each in [lo, hi)
+};
+
+// Text fields that name a path: relative ones in a config file are relative to that file; inputs
+// are made absolute in the resolved config. Forms offer a file browser for them.
+enum class PathKind { None, File, Dir, OutDir };
+
+struct TrainField {
+  std::string key;  // dotted: "lr", "pvm.layers", "grpo.group_size"
+  FieldType type = FieldType::Text;
+  std::vector<std::string> choices;  // Choice
+  double lo = 0, hi = 0;             // Int, Real, Pair (Int: hi = +inf for no upper bound)
+  bool lo_open = false;              // Real
+  PathKind path = PathKind::None;
+  bool common = false;  // most runs set it: forms show it first, the others under "more"
+  std::string help;
+  std::function<nlohmann::json(const TrainConfig&)> get;
+  std::function<void(TrainConfig&, const nlohmann::json&)> set;  // the value is already checked
+
+  std::string section() const;  // "" (top level), "pvm" or "grpo"
+  std::string name() const;     // the key inside its section
+  nlohmann::json default_value() const { return get(TrainConfig{}); }
+  std::string range_text() const;  // "in (0, 10]", ">= 1", "one of \"sft\", \"grpo\"", "" (free text)
+};
+
+// Every key, in the order they are read (sections contiguous).
+const std::vector<TrainField>& train_fields();
+const TrainField* find_train_field(const std::string& key);  // nullptr when unknown
 
 // Parse + validate a config object. `where` names the source in errors.
 TrainConfig parse_train_config(const nlohmann::json& j, const std::string& where);

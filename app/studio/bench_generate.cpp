@@ -1,0 +1,193 @@
+#include "app/studio/bench_generate.h"
+
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "engine/image_write.h"
+
+namespace pvm::studio {
+namespace fs = std::filesystem;
+
+namespace {
+
+double mean(const std::vector<double>& v) {
+  double s = 0;
+  for (double x : v) s += x;
+  return v.empty() ? 0 : s / double(v.size());
+}
+double pct(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, size_t(std::ceil(p * double(v.size()))) - 1)];
+}
+
+// Runs argv with stdout to out_path; returns the exit status (-1 when it could not start).
+int run_to_file(const std::vector<std::string>& argv, const std::string& out_path) {
+  std::vector<char*> args;  // built before fork: the child of a threaded process may not allocate
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  std::fflush(stdout);
+  pid_t pid = fork();
+  if (pid < 0) return -1;
+  if (pid == 0) {
+    int fd = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) _exit(127);
+    dup2(fd, 1);
+    execv(args[0], args.data());
+    _exit(127);
+  }
+  int st = 0;
+  if (waitpid(pid, &st, 0) < 0) return -1;
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+std::string beside_this_binary(const std::string& name) {
+  std::error_code ec;
+  fs::path self = fs::read_symlink("/proc/self/exe", ec);
+  return ec ? name : (self.parent_path() / name).string();
+}
+
+struct SideFigures {
+  int64_t tokens = 0;
+  bool same_answer = false;  // CLI only: its text equals the studio's (both greedy on the same inputs)
+  double tokens_per_s = 0;  // this side's own rate
+};
+
+}  // namespace
+
+int report_generate_bench(const UiState& ui, const GenerateSettings& s, const GenerateBenchFrames& frames,
+                          const std::string& cli_path, const std::string& json_path) {
+  auto fail = [](const std::string& why) {
+    std::fprintf(stderr, "pvm-studio: error: --bench-generate: %s\n", why.c_str());
+    return 1;
+  };
+  if (ui.model.dir.empty() || ui.model.dir.rfind("random:", 0) == 0)
+    return fail("the CLI needs a model folder; this run used '" + ui.model.dir + "' (pass --model DIR)");
+  if (!s.image.valid()) return fail("the run had no image");
+  const std::string cli = cli_path.empty() ? beside_this_binary("pvm") : cli_path;
+  if (access(cli.c_str(), X_OK) != 0) return fail(cli + " is not an executable (build it, or pass --bench-cli PATH)");
+
+  // The studio's figures: each side's own decode rate (interleaved sides take turns; the other
+  // side's turns are not counted), and both sides' tokens over their summed decode time, as the
+  // CLI's "both" below (comparable whether or not the studio interleaves).
+  SideFigures st[2];
+  double studio_time = 0;
+  int64_t total = 0;
+  for (int k = 0; k < 2; ++k) {
+    const SideData& sd = ui.side[k];
+    st[k].tokens = int64_t(sd.tokens.size());
+    if (st[k].tokens > 1 && sd.decode_s > 0) {
+      st[k].tokens_per_s = double(st[k].tokens - 1) / sd.decode_s;
+      studio_time += sd.decode_s;
+      total += st[k].tokens - 1;
+    }
+  }
+  if (total == 0 || studio_time <= 0) return fail("the studio generated fewer than 2 tokens on every side");
+  const double studio_both = double(total) / studio_time;
+
+  // The same inputs for the CLI: the image as a lossless PNG (the CLI preprocesses it the same way).
+  std::error_code ec;
+  const fs::path dir = fs::temp_directory_path(ec) / ("pvm-bench-generate-" + std::to_string(getpid()));
+  fs::create_directories(dir, ec);
+  if (ec) return fail("cannot create " + dir.string() + ": " + ec.message());
+  struct Cleanup {
+    fs::path d;
+    ~Cleanup() {
+      std::error_code e;
+      fs::remove_all(d, e);
+    }
+  } cleanup{dir};
+  ImageRGB img;
+  img.width = s.image.width, img.height = s.image.height, img.rgb = s.image.rgb;
+  const std::string image_path = (dir / "image.png").string();
+  try {
+    write_png(image_path, img);
+  } catch (const std::exception& e) {
+    return fail(e.what());
+  }
+  SideFigures cl[2];
+  double cli_time = 0;
+  int64_t cli_total = 0;
+  for (int k = 0; k < 2; ++k) {
+    if (st[k].tokens == 0) continue;
+    std::vector<std::string> argv = {cli, "generate", "--model", ui.model.dir, "--image", image_path, "--prompt", s.prompt,
+                                     "--max-new-tokens", std::to_string(s.max_new_tokens), "--probe", "--json"};
+    if (!s.system.empty()) argv.insert(argv.end(), {"--system", s.system});
+    if (!ui.model.adapter.empty()) argv.insert(argv.end(), {"--pvm", ui.model.adapter});
+    if (k == 0) argv.push_back("--no-pvm");
+    const std::string out = (dir / ("cli_" + std::to_string(k) + ".json")).string();
+    std::printf("bench-generate: running %s generate ... %s\n", cli.c_str(), k == 0 ? "--no-pvm" : "(PVM)");
+    const int rc = run_to_file(argv, out);
+    if (rc != 0) return fail(cli + " generate exited with status " + std::to_string(rc));
+    try {
+      std::ifstream f(out);
+      auto j = nlohmann::json::parse(f);
+      cl[k].tokens = int64_t(j.at("ids").size());
+      cl[k].tokens_per_s = j.at("decode_tokens_per_s").get<double>();
+      cl[k].same_answer = j.at("text").get<std::string>() == ui.side[k].text;
+    } catch (const std::exception& e) {
+      return fail(out + ": not the JSON of pvm generate --json (" + std::string(e.what()) + ")");
+    }
+    if (cl[k].tokens > 1 && cl[k].tokens_per_s > 0) {
+      cli_time += double(cl[k].tokens - 1) / cl[k].tokens_per_s;
+      cli_total += cl[k].tokens - 1;
+    }
+  }
+  if (cli_total == 0 || cli_time <= 0) return fail("the CLI generated fewer than 2 tokens on every side");
+  const double cli_both = double(cli_total) / cli_time;  // one side after the other
+  const double ratio = studio_both / cli_both;
+
+  std::printf("bench-generate: model %s%s%s, %d tokens per side, probes: the CLI's --probe set\n", ui.model.dir.c_str(),
+              ui.model.adapter.empty() ? "" : " + ", ui.model.adapter.c_str(), s.max_new_tokens);
+  std::printf("bench-generate: studio (%s, rendering at 30 fps): baseline %lld tokens %.1f tok/s, PVM %lld tokens %.1f tok/s,"
+              " both %.1f tok/s\n",
+              s.interleave ? "interleaved" : "one side after the other", (long long)st[0].tokens, st[0].tokens_per_s,
+              (long long)st[1].tokens, st[1].tokens_per_s, studio_both);
+  std::printf("bench-generate: pvm generate --probe: baseline %lld tokens %.1f tok/s, PVM %lld tokens %.1f tok/s, both %.1f tok/s"
+              " (answers %s the studio's)\n",
+              (long long)cl[0].tokens, cl[0].tokens_per_s, (long long)cl[1].tokens, cl[1].tokens_per_s, cli_both,
+              (st[0].tokens == 0 || cl[0].same_answer) && (st[1].tokens == 0 || cl[1].same_answer) ? "equal" : "DIFFER from");
+  std::printf("bench-generate: frames while generating: %zu, work mean %.2f ms p95 %.2f max %.2f | interval mean %.1f ms "
+              "p95 %.1f max %.1f\n",
+              frames.work_ms.size(), mean(frames.work_ms), pct(frames.work_ms, 0.95), pct(frames.work_ms, 1.0),
+              mean(frames.interval_ms), pct(frames.interval_ms, 0.95), pct(frames.interval_ms, 1.0));
+  std::printf("bench-generate: studio / CLI tokens/s = %.3f\n", ratio);
+  if (!json_path.empty()) {
+    auto side = [](const SideFigures& f) { return nlohmann::json{{"tokens", f.tokens}, {"tokens_per_s", f.tokens_per_s}}; };
+    auto cli_side = [&](const SideFigures& f) {
+      auto j = side(f);
+      j["same_answer_as_studio"] = f.same_answer;
+      return j;
+    };
+    nlohmann::json j = {{"model", ui.model.dir},
+                        {"adapter", ui.model.adapter},
+                        {"max_new_tokens", s.max_new_tokens},
+                        {"interleave", s.interleave},
+                        {"studio", {{"baseline", side(st[0])}, {"pvm", side(st[1])}, {"both_tokens_per_s", studio_both}}},
+                        {"cli", {{"baseline", cli_side(cl[0])}, {"pvm", cli_side(cl[1])}, {"both_tokens_per_s", cli_both}}},
+                        {"ratio", ratio},
+                        {"frames",
+                         {{"count", frames.work_ms.size()},
+                          {"work_ms_mean", mean(frames.work_ms)},
+                          {"work_ms_p95", pct(frames.work_ms, 0.95)},
+                          {"work_ms_max", pct(frames.work_ms, 1.0)},
+                          {"interval_ms_mean", mean(frames.interval_ms)},
+                          {"interval_ms_p95", pct(frames.interval_ms, 0.95)},
+                          {"interval_ms_max", pct(frames.interval_ms, 1.0)}}}};
+    std::ofstream f(json_path);
+    f << j.dump(1) << "\n";
+    if (!f) return fail("cannot write " + json_path);
+  }
+  return 0;
+}
+
+}  // namespace pvm::studio
