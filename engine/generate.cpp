@@ -48,11 +48,10 @@ static GenerationResult generate_impl(Qwen3VLForConditionalGeneration& m, const 
   in.input_ids = torch::tensor(req.prompt_ids, torch::kLong).view({1, P});
   in.pixel_values = req.pixel_values;
   in.grids = req.grids;
-  ForwardState st;
-  st.cache = &cache;
-  st.pvm_enabled = req.pvm;
-  if (req.configure) req.configure(st, true);
-  auto out = m->forward(in, st);
+  in.pvm = req.pvm;
+  ForwardHooks hooks;
+  if (req.configure) req.configure(hooks, true);
+  auto out = m->forward(in, &cache, hooks);
   if (req.after_forward) req.after_forward(out, true);
   const int64_t delta = out.rope_deltas.empty() ? 0 : out.rope_deltas[0];
   auto logits = out.logits.select(1, 0).to(torch::kCPU).contiguous();  // [1, V]
@@ -101,11 +100,10 @@ static GenerationResult generate_impl(Qwen3VLForConditionalGeneration& m, const 
     ForwardInput din;
     din.input_ids = torch::tensor(next, torch::kLong).view({G, 1});
     din.position_ids = torch::full({3, G, 1}, cache.length + delta, torch::kLong);
-    ForwardState ds;
-    ds.cache = &cache;
-    ds.pvm_enabled = req.pvm;
-    if (req.configure) req.configure(ds, false);
-    auto o = m->forward(din, ds);
+    din.pvm = req.pvm;
+    ForwardHooks dhooks;
+    if (req.configure) req.configure(dhooks, false);
+    auto o = m->forward(din, &cache, dhooks);
     if (req.after_forward) req.after_forward(o, false);
     logits = o.logits.select(1, 0).to(torch::kCPU).contiguous();
     ++res.decode_steps;

@@ -25,8 +25,8 @@ struct GenerationRequest {
   // Called for every generated token (seq index, token id, step); return false to stop everything.
   std::function<bool(int64_t seq, int64_t token, int64_t step)> on_token;
   const std::atomic<bool>* cancel = nullptr;
-  // Lets probes / PVM attach observers and side branches to each forward (prefill = true first).
-  std::function<void(ForwardState& st, bool prefill)> configure;
+  // Lets probes attach observers to each forward (prefill = true first).
+  std::function<void(ForwardHooks& hooks, bool prefill)> configure;
   std::function<void(const ForwardOutput& out, bool prefill)> after_forward;
 };
 

@@ -12,12 +12,10 @@ Qwen3VLModelImpl::Qwen3VLModelImpl(const ModelConfig& c) {
 
 Qwen3VLForConditionalGenerationImpl::Qwen3VLForConditionalGenerationImpl(const ModelConfig& c) : cfg(c) {
   model = register_module("model", Qwen3VLModel(c));
-  // The vision tower is built with torch::nn layers (f32 CPU); bring it to the text params' dtype/device.
-  model->visual->to(param_options().device(), param_options().dtype().toScalarType());
   // PVM blocks of a full checkpoint (official names: layers.{L}.pvm_block.*)
   for (auto l : c.text.pvm_layers) {
     auto& layer = model->language_model->layer_list[l];
-    layer->pvm_block = layer->register_module("pvm_block", PvmBlock(c).ptr());
+    layer->pvm_block = layer->register_module("pvm_block", PvmBlock(c, l).ptr());
   }
   if (!c.tie_word_embeddings)
     lm_head = register_module("lm_head", Linear(c.text.hidden_size, c.text.vocab_size, false));
@@ -49,24 +47,25 @@ torch::Tensor Qwen3VLForConditionalGenerationImpl::embed(const torch::Tensor& id
   return e.masked_scatter(mask.unsqueeze(-1), image_embeds.to(e.scalar_type()));
 }
 
-ForwardOutput Qwen3VLForConditionalGenerationImpl::forward(const ForwardInput& in, ForwardState& st) {
+ForwardOutput Qwen3VLForConditionalGenerationImpl::forward(const ForwardInput& in, KVCache* cache, const ForwardHooks& hooks) {
   ForwardOutput out;
   auto dev = device();
   auto ids = in.input_ids.to(dev);
+  DecoderInputs din;
+  din.key_valid = in.key_valid;
+  din.pvm.enabled = in.pvm;
   torch::Tensor image_embeds;
-  st.deepstack.clear();
-  st.visual_mask = torch::Tensor();
   if (in.pixel_values.defined() && in.pixel_values.numel() > 0) {
     std::vector<int64_t> flat;
     for (auto& g : in.grids) flat.insert(flat.end(), g.begin(), g.end());
     auto grid = torch::tensor(flat, torch::kLong).view({-1, 3});
     auto vis = model->visual->forward(in.pixel_values.to(dev), grid);
     image_embeds = vis.merged;
-    st.deepstack = vis.deepstack;
-    st.visual_mask = ids == cfg.image_token_id;
+    din.deepstack = vis.deepstack;
+    din.visual_mask = ids == cfg.image_token_id;
   }
   auto x = embed(ids, image_embeds, /*strict=*/!in.position_ids.defined());
-  st.image_embeds = image_embeds;
+  din.pvm.image_embeds = image_embeds;
   torch::Tensor pos = in.position_ids;
   if (!pos.defined()) {
     // Fresh prompt (no cache): positions from ids and grids.
@@ -80,8 +79,8 @@ ForwardOutput Qwen3VLForConditionalGenerationImpl::forward(const ForwardInput& i
     pos = ri.position_ids;
     out.rope_deltas = ri.rope_deltas;
   }
-  st.rope = mrope_cos_sin(pos, cfg.text, x.scalar_type(), dev);
-  auto h = model->language_model->forward(x, st);
+  din.rope = mrope_cos_sin(pos, cfg.text, x.scalar_type(), dev);
+  auto h = model->language_model->forward(x, din, cache, hooks);
   out.hidden = h;
   auto last = in.all_logits ? h : h.narrow(1, h.size(1) - 1, 1);
   out.logits = linear_rows(last, lm_head_weight()).to(torch::kFloat);
@@ -90,22 +89,7 @@ ForwardOutput Qwen3VLForConditionalGenerationImpl::forward(const ForwardInput& i
 }
 
 void init_random_weights(Qwen3VLForConditionalGeneration& m, uint64_t seed, double std) {
-  torch::NoGradGuard ng;
-  auto gen = at::detail::createCPUGenerator(seed);
-  for (auto& p : m->named_parameters()) {
-    const auto& name = p.key();
-    auto& t = p.value();
-    auto ends = [&](const std::string& s) { return name.size() >= s.size() && name.compare(name.size() - s.size(), s.size(), s) == 0; };
-    if (ends("norm.weight") || ends("norm1.weight") || ends("norm2.weight") || ends("layernorm.weight") ||
-        ends("q_norm.weight") || ends("k_norm.weight") || ends("input_norm.weight") || ends("post_attn_norm.weight")) {
-      t.fill_(1.0);
-    } else if (ends(".bias") || ends("gate_alpha")) {
-      t.zero_();
-    } else {
-      auto r = at::normal(0.0, std, t.sizes(), gen, torch::TensorOptions().dtype(torch::kFloat));
-      t.copy_(r);
-    }
-  }
+  init_weights(*m, seed, std);
 }
 
 }  // namespace pvm

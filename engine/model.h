@@ -20,12 +20,15 @@ class Qwen3VLModelImpl : public torch::nn::Module {
 };
 TORCH_MODULE(Qwen3VLModel);
 
-// One forward call over a chunk of tokens (prefill or decode step).
+// The inputs of one forward call over a chunk of tokens (prefill or decode step). The cache and the
+// hooks are the other two parts of the forward contract (engine/text_model.h).
 struct ForwardInput {
   torch::Tensor input_ids;                   // [B, S] int64
   torch::Tensor pixel_values;                // [L, C*T*P*P] f32, images of this chunk (optional)
   std::vector<std::array<int64_t, 3>> grids;  // (t, h, w) per image, in order of appearance
   torch::Tensor position_ids;                // [3, B, S]; computed from ids and grids when undefined
+  torch::Tensor key_valid;                   // optional [B, T] bool over all keys (padding)
+  bool pvm = true;                           // run the PVM blocks, if any (false: the baseline)
   bool all_logits = false;                   // false: logits of the last position only (generation)
 };
 
@@ -39,7 +42,8 @@ struct ForwardOutput {
 class Qwen3VLForConditionalGenerationImpl : public torch::nn::Module {
  public:
   explicit Qwen3VLForConditionalGenerationImpl(const ModelConfig& c);
-  ForwardOutput forward(const ForwardInput& in, ForwardState& st);
+  // cache: null = attend within this call only; with one, the chunk continues what it holds.
+  ForwardOutput forward(const ForwardInput& in, KVCache* cache = nullptr, const ForwardHooks& hooks = {});
   // Embedding lookup with image rows scattered into the <|image_pad|> positions.
   // strict: every <|image_pad|> needs an image feature row (a fresh prompt); else (decode) they embed as text.
   torch::Tensor embed(const torch::Tensor& input_ids, const torch::Tensor& image_embeds, bool strict = true);
@@ -54,7 +58,8 @@ class Qwen3VLForConditionalGenerationImpl : public torch::nn::Module {
 };
 TORCH_MODULE(Qwen3VLForConditionalGeneration);
 
-// Deterministic random init of every backbone weight (N(0, std) for matrices, 1 for norms, 0 biases).
+// Deterministic random init of every weight (engine/nn.h init_weights: N(0, std) for matrices, 1 for
+// norms, 0 biases) from one generator seeded with `seed`.
 void init_random_weights(Qwen3VLForConditionalGeneration& m, uint64_t seed, double std = 0.02);
 
 }  // namespace pvm

@@ -52,7 +52,7 @@ struct ScopeTimer {
 
 void ProbeRecorder::attach(GenerationRequest& req) {
   if (!opt_.any()) return;
-  req.configure = [this](ForwardState& st, bool prefill) { configure(st, prefill); };
+  req.configure = [this](ForwardHooks& hooks, bool prefill) { configure(hooks, prefill); };
   req.after_forward = [this](const ForwardOutput& out, bool prefill) { after_forward(out, prefill); };
   auto prev = req.on_token;
   req.on_token = [this, prev](int64_t seq, int64_t tok, int64_t step) {
@@ -101,7 +101,7 @@ void ProbeRecorder::host_observe(int64_t layer, const torch::Tensor& p, bool mas
   }
 }
 
-void ProbeRecorder::configure(ForwardState& st, bool prefill) {
+void ProbeRecorder::configure(ForwardHooks& hooks, bool prefill) {
   const int64_t L = model_->config().text.num_hidden_layers;
   const int64_t Nv = (int64_t)vis_idx_.size();
   const bool mass = opt_.visual_mass || opt_.per_head || opt_.sink_excluded;
@@ -117,7 +117,7 @@ void ProbeRecorder::configure(ForwardState& st, bool prefill) {
     sel_.assign(L, torch::Tensor());
   }
   if (mass || opt_.heatmap) {
-    st.observer = [this, prefill, mass, Nv](int64_t layer, const torch::Tensor& probs) {
+    hooks.attention = [this, prefill, mass, Nv](int64_t layer, const torch::Tensor& probs) {
       ScopeTimer timer(probe_ns_, !prefill);
       torch::NoGradGuard ng;
       auto p = probs[0].to(torch::kFloat);  // [Hq, T]
@@ -150,9 +150,9 @@ void ProbeRecorder::configure(ForwardState& st, bool prefill) {
       if (opt_.heatmap && Nv > 0) f_vis_attn_[layer] = p.mean(0);  // [T]; visual columns picked once per token
     };
   }
-  if (opt_.pvm) st.pvm_probes = &f_pvm_;
+  if (opt_.pvm) hooks.pvm = &f_pvm_;
   if (opt_.logit_lens) {
-    st.layer_output_hook = [this, L, prefill](int64_t layer, const torch::Tensor& h) {
+    hooks.layer_output = [this, L, prefill](int64_t layer, const torch::Tensor& h) {
       ScopeTimer timer(probe_ns_, !prefill);
       torch::NoGradGuard ng;
       auto last = h.select(0, 0).select(0, h.size(1) - 1);  // [H], a view
@@ -173,57 +173,119 @@ void ProbeRecorder::configure(ForwardState& st, bool prefill) {
   }
 }
 
+namespace {
+std::vector<float> to_vec(const torch::Tensor& x) {
+  auto c = x.to(torch::kCPU, torch::kFloat).contiguous();
+  return std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
+}
+
+// Logit lens from the logits rows a: [L+1, V] f32 (the L layers, then the model's own): KL(final ||
+// layer l) and the first layer whose top-1 is the final one, on the host.
+void lens_on_host(const float* a, int64_t L, int64_t V, TokenProbe& t) {
+  // KL(f || l) = sum_v p_f (log p_f - x_l + lse_l) = A - <p_f, x_l> + lse_l with A = <p_f, log p_f>:
+  // one exp per logit (for the log-sum-exps), the rest dot products.
+  std::vector<double> lse(L + 1);
+  std::vector<int64_t> top(L + 1);
+  std::vector<float> pf(V);
+  for (int64_t r = 0; r <= L; ++r) {
+    const float* x = a + r * V;
+    int64_t best = 0;
+    for (int64_t v = 1; v < V; ++v)
+      if (x[v] > x[best]) best = v;
+    const float mx = x[best];
+    double s = 0;
+    for (int64_t v = 0; v < V; ++v) {
+      const float e = std::exp(x[v] - mx);
+      if (r == L) pf[v] = e;
+      s += e;
+    }
+    lse[r] = mx + std::log(s);
+    top[r] = best;
+  }
+  const float* f = a + L * V;
+  const double zf = std::exp(double(f[top[L]]) - lse[L]);  // 1 / sum of the final row's exps
+  double A = 0;
+  for (int64_t v = 0; v < V; ++v) {
+    pf[v] = float(pf[v] * zf);
+    A += pf[v] * (double(f[v]) - lse[L]);
+  }
+  t.lens_kl.assign(L, 0.f);
+  for (int64_t l = 0; l < L; ++l) {
+    const float* x = a + l * V;
+    double dot = 0;
+    for (int64_t v = 0; v < V; ++v) dot += double(pf[v]) * x[v];
+    t.lens_kl[l] = float(std::max(0.0, A - dot + lse[l]));
+  }
+  for (int64_t l = 0; l < L; ++l)
+    if (top[l] == top[L]) {
+      t.lens_first_layer = l;
+      break;
+    }
+}
+}  // namespace
+
+// The forward is over: each probe family reduces what its hooks collected into the token's probe.
 void ProbeRecorder::after_forward(const ForwardOutput& out, bool prefill) {
   ScopeTimer timer(probe_ns_, !prefill);
   torch::NoGradGuard ng;
-  const int64_t L = model_->config().text.num_hidden_layers;
   auto t = std::make_unique<TokenProbe>();
   t->keys = f_keys_;
-  auto to_vec = [](const torch::Tensor& x) {
-    auto c = x.to(torch::kCPU, torch::kFloat).contiguous();
-    return std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
-  };
+  reduce_mass(*t);
+  reduce_heatmap(*t);
+  reduce_pvm(*t);
+  reduce_logit_lens(out, *t);
+  pending_ = std::move(t);
+}
+
+void ProbeRecorder::reduce_mass(TokenProbe& t) const {
   const bool mass = opt_.visual_mass || opt_.per_head || opt_.sink_excluded;
   const bool host_mass = mass && !h_mass_.empty() && !h_mass_[0].empty();
-  if (host_mass || (mass && f_mass_heads_[0].defined())) {
-    // one copy of [L, Hq, 2] (visual, sink mass per head), or the host sums; the means are taken here
-    torch::Tensor all;
-    std::vector<float> flat;
-    const float* a = nullptr;
-    int64_t Hq = 0;
-    if (host_mass) {
-      Hq = (int64_t)h_mass_[0].size() / 2;
-      for (auto& m : h_mass_) flat.insert(flat.end(), m.begin(), m.end());
-      a = flat.data();
-    } else {
-      all = torch::stack(f_mass_heads_).to(torch::kCPU, torch::kFloat).contiguous();
-      Hq = all.size(1);
-      a = all.data_ptr<float>();
-    }
-    const bool sinks = opt_.sink_excluded && sink_t_.size() == (size_t)L && sink_t_[0].defined();
-    t->mass.assign(L, 0.f);
-    if (opt_.sink_excluded) t->mass_nosink.assign(L, 0.f);
-    if (opt_.per_head) t->mass_heads.assign(L, std::vector<float>(Hq));
-    for (int64_t l = 0; l < L; ++l) {
-      double m = 0, ns = 0;
-      for (int64_t h = 0; h < Hq; ++h) {
-        const float v = a[(l * Hq + h) * 2], sk = a[(l * Hq + h) * 2 + 1];
-        m += v;
-        ns += sinks ? std::max(0.f, v - sk) : v;
-        if (opt_.per_head) t->mass_heads[l][h] = v;
-      }
-      t->mass[l] = float(m / Hq);
-      if (opt_.sink_excluded) t->mass_nosink[l] = float(ns / Hq);
-    }
+  if (!host_mass && !(mass && f_mass_heads_[0].defined())) return;
+  const int64_t L = model_->config().text.num_hidden_layers;
+  // one copy of [L, Hq, 2] (visual, sink mass per head), or the host sums; the means are taken here
+  torch::Tensor all;
+  std::vector<float> flat;
+  const float* a = nullptr;
+  int64_t Hq = 0;
+  if (host_mass) {
+    Hq = (int64_t)h_mass_[0].size() / 2;
+    for (auto& m : h_mass_) flat.insert(flat.end(), m.begin(), m.end());
+    a = flat.data();
+  } else {
+    all = torch::stack(f_mass_heads_).to(torch::kCPU, torch::kFloat).contiguous();
+    Hq = all.size(1);
+    a = all.data_ptr<float>();
   }
-  if (opt_.heatmap && !h_vis_.empty() && !h_vis_[0].empty()) {
-    t->visual_attn = h_vis_;
-  } else if (opt_.heatmap && f_vis_attn_[0].defined()) {
+  const bool sinks = opt_.sink_excluded && sink_t_.size() == (size_t)L && sink_t_[0].defined();
+  t.mass.assign(L, 0.f);
+  if (opt_.sink_excluded) t.mass_nosink.assign(L, 0.f);
+  if (opt_.per_head) t.mass_heads.assign(L, std::vector<float>(Hq));
+  for (int64_t l = 0; l < L; ++l) {
+    double m = 0, ns = 0;
+    for (int64_t h = 0; h < Hq; ++h) {
+      const float v = a[(l * Hq + h) * 2], sk = a[(l * Hq + h) * 2 + 1];
+      m += v;
+      ns += sinks ? std::max(0.f, v - sk) : v;
+      if (opt_.per_head) t.mass_heads[l][h] = v;
+    }
+    t.mass[l] = float(m / Hq);
+    if (opt_.sink_excluded) t.mass_nosink[l] = float(ns / Hq);
+  }
+}
+
+void ProbeRecorder::reduce_heatmap(TokenProbe& t) const {
+  if (!opt_.heatmap) return;
+  if (!h_vis_.empty() && !h_vis_[0].empty()) {
+    t.visual_attn = h_vis_;
+  } else if (f_vis_attn_[0].defined()) {
     auto va = torch::stack(f_vis_attn_).index_select(1, vis_idx_t_).to(torch::kCPU, torch::kFloat).contiguous();  // [L, Nv]
     const float* v = va.data_ptr<float>();
-    const int64_t nv = va.size(1);
-    for (int64_t l = 0; l < L; ++l) t->visual_attn.emplace_back(v + l * nv, v + (l + 1) * nv);
+    const int64_t L = va.size(0), nv = va.size(1);
+    for (int64_t l = 0; l < L; ++l) t.visual_attn.emplace_back(v + l * nv, v + (l + 1) * nv);
   }
+}
+
+void ProbeRecorder::reduce_pvm(TokenProbe& t) const {
   for (auto& [layer, p] : f_pvm_) {
     if (!p.attn.defined()) continue;
     PvmLayerProbe q;
@@ -267,105 +329,69 @@ void ProbeRecorder::after_forward(const ForwardOutput& out, bool prefill) {
                       [&](int64_t x, int64_t y) { return att[x] > att[y] || (att[x] == att[y] && x < y); });
     for (int64_t j = 0; j < k; ++j) q.top.push_back(order[j]), q.top_p.push_back(att[order[j]]);
     if (opt_.heatmap) q.attn = std::move(att);
-    t->pvm.push_back(std::move(q));
+    t.pvm.push_back(std::move(q));
   }
-  if (opt_.logit_lens && f_lens_logp_[0].defined()) {
-    // one GEMM for all layers: the lm_head weight is read once, not once per layer
-    auto& norm = model_->model->language_model->norm;
-    const auto w = model_->lm_head_weight();  // [V, H]
-    auto fin_row = out.logits[0][-1];         // [V]
-    const bool host = opt_.host && h_lens_.defined() && f_lens_logp_[0].data_ptr() == h_lens_.data_ptr() &&
-                      (L + 1) * w.size(0) <= (int64_t)1 << 22 && w.is_cpu() && w.scalar_type() == torch::kFloat && norm->weight.scalar_type() == torch::kFloat &&
-                      fin_row.is_cpu() && fin_row.scalar_type() == torch::kFloat;
-    torch::Tensor layer_logits;  // [L, V]
-    if (host) {
-      // f32 CPU: the final RMSNorm on the host into a reused buffer, one mm_out, then log-softmax,
-      // KL and argmax on the host (a dozen tensor ops per token would cost more than the arithmetic)
-      const int64_t H = h_lens_.size(1), V = w.size(0);
-      if (!n_lens_.defined() || n_lens_.sizes() != h_lens_.sizes()) n_lens_ = torch::empty_like(h_lens_);
-      if (!l_lens_.defined() || l_lens_.size(0) != L + 1 || l_lens_.size(1) != V) l_lens_ = torch::empty({L + 1, V}, torch::kFloat);
-      const auto nw = norm->weight.contiguous();
-      const float *src = h_lens_.data_ptr<float>(), *g = nw.data_ptr<float>();
-      float* dst = n_lens_.data_ptr<float>();
-      for (int64_t l = 0; l < L; ++l) {
-        double s2 = 0;
-        for (int64_t i = 0; i < H; ++i) s2 += double(src[l * H + i]) * src[l * H + i];
-        const float r = float(1.0 / std::sqrt(s2 / H + norm->eps));
-        for (int64_t i = 0; i < H; ++i) dst[l * H + i] = g[i] * (src[l * H + i] * r);
-      }
-      auto top_rows = l_lens_.narrow(0, 0, L);
-      torch::mm_out(top_rows, n_lens_, w.t());
-      float* fin = l_lens_.data_ptr<float>() + L * V;
-      const float* fr = fin_row.data_ptr<float>();
-      for (int64_t v = 0; v < V; ++v) fin[v] = fr[v * fin_row.stride(0)];
-      layer_logits = l_lens_;
-    } else {
-      auto normed = norm(torch::cat(f_lens_logp_, 0));                 // [L, H]
-      layer_logits = torch::mm(normed, w.t());                        // [L, V]
+}
+
+void ProbeRecorder::reduce_logit_lens(const ForwardOutput& out, TokenProbe& t) {
+  if (!opt_.logit_lens || !f_lens_logp_[0].defined()) return;
+  const int64_t L = model_->config().text.num_hidden_layers;
+  // one GEMM for all layers: the lm_head weight is read once, not once per layer
+  auto& norm = model_->model->language_model->norm;
+  const auto w = model_->lm_head_weight();  // [V, H]
+  auto fin_row = out.logits[0][-1];         // [V]
+  const bool host = opt_.host && h_lens_.defined() && f_lens_logp_[0].data_ptr() == h_lens_.data_ptr() &&
+                    (L + 1) * w.size(0) <= (int64_t)1 << 22 && w.is_cpu() && w.scalar_type() == torch::kFloat &&
+                    norm->weight.scalar_type() == torch::kFloat && fin_row.is_cpu() &&
+                    fin_row.scalar_type() == torch::kFloat;
+  torch::Tensor layer_logits;  // [L, V]
+  if (host) {
+    // f32 CPU: the final RMSNorm on the host into a reused buffer, one mm_out, then log-softmax,
+    // KL and argmax on the host (a dozen tensor ops per token would cost more than the arithmetic)
+    const int64_t H = h_lens_.size(1), V = w.size(0);
+    if (!n_lens_.defined() || n_lens_.sizes() != h_lens_.sizes()) n_lens_ = torch::empty_like(h_lens_);
+    if (!l_lens_.defined() || l_lens_.size(0) != L + 1 || l_lens_.size(1) != V) l_lens_ = torch::empty({L + 1, V}, torch::kFloat);
+    const auto nw = norm->weight.contiguous();
+    const float *src = h_lens_.data_ptr<float>(), *g = nw.data_ptr<float>();
+    float* dst = n_lens_.data_ptr<float>();
+    for (int64_t l = 0; l < L; ++l) {
+      double s2 = 0;
+      for (int64_t i = 0; i < H; ++i) s2 += double(src[l * H + i]) * src[l * H + i];
+      const float r = float(1.0 / std::sqrt(s2 / H + norm->eps));
+      for (int64_t i = 0; i < H; ++i) dst[l * H + i] = g[i] * (src[l * H + i] * r);
     }
-    const int64_t V = layer_logits.size(1);
-    if (host || (layer_logits.is_cpu() && (L + 1) * V <= (int64_t)1 << 22)) {
-      // Small vocabularies on the CPU: one copy, then log-softmax, KL and argmax on the host.
-      auto all = host ? l_lens_
-                      : torch::cat({layer_logits, fin_row.unsqueeze(0).to(layer_logits.scalar_type())}, 0)
-                            .to(torch::kFloat)
-                            .contiguous();  // [L+1, V]
-      const float* a = all.data_ptr<float>();
-      // KL(f || l) = sum_v p_f (log p_f - x_l + lse_l) = A - <p_f, x_l> + lse_l with A = <p_f, log p_f>:
-      // one exp per logit (for the log-sum-exps), the rest dot products.
-      std::vector<double> lse(L + 1);
-      std::vector<int64_t> top(L + 1);
-      std::vector<float> pf(V);
-      for (int64_t r = 0; r <= L; ++r) {
-        const float* x = a + r * V;
-        int64_t best = 0;
-        for (int64_t v = 1; v < V; ++v)
-          if (x[v] > x[best]) best = v;
-        const float mx = x[best];
-        double s = 0;
-        for (int64_t v = 0; v < V; ++v) {
-          const float e = std::exp(x[v] - mx);
-          if (r == L) pf[v] = e;
-          s += e;
-        }
-        lse[r] = mx + std::log(s);
-        top[r] = best;
-      }
-      const float* f = a + L * V;
-      const double zf = std::exp(double(f[top[L]]) - lse[L]);  // 1 / sum of the final row's exps
-      double A = 0;
-      for (int64_t v = 0; v < V; ++v) {
-        pf[v] = float(pf[v] * zf);
-        A += pf[v] * (double(f[v]) - lse[L]);
-      }
-      t->lens_kl.assign(L, 0.f);
-      for (int64_t l = 0; l < L; ++l) {
-        const float* x = a + l * V;
-        double dot = 0;
-        for (int64_t v = 0; v < V; ++v) dot += double(pf[v]) * x[v];
-        t->lens_kl[l] = float(std::max(0.0, A - dot + lse[l]));
-      }
-      for (int64_t l = 0; l < L; ++l)
-        if (top[l] == top[L]) {
-          t->lens_first_layer = l;
-          break;
-        }
-    } else {
-      auto fin = torch::log_softmax(fin_row.to(torch::kFloat), 0);  // [V]
-      auto layers = torch::log_softmax(layer_logits.to(torch::kFloat), 1);  // [L, V]
-      auto kl = (fin.exp().unsqueeze(0) * (fin.unsqueeze(0) - layers)).sum(1).clamp_min(0);
-      t->lens_kl = to_vec(kl);
-      auto top = layers.argmax(1).to(torch::kCPU).contiguous();
-      const int64_t* tp = top.data_ptr<int64_t>();
-      int64_t ftop = fin.argmax().item<int64_t>();
-      for (int64_t l = 0; l < L; ++l)
-        if (tp[l] == ftop) {
-          t->lens_first_layer = l;
-          break;
-        }
-    }
+    auto top_rows = l_lens_.narrow(0, 0, L);
+    torch::mm_out(top_rows, n_lens_, w.t());
+    float* fin = l_lens_.data_ptr<float>() + L * V;
+    const float* fr = fin_row.data_ptr<float>();
+    for (int64_t v = 0; v < V; ++v) fin[v] = fr[v * fin_row.stride(0)];
+    layer_logits = l_lens_;
+  } else {
+    auto normed = norm(torch::cat(f_lens_logp_, 0));  // [L, H]
+    layer_logits = torch::mm(normed, w.t());         // [L, V]
   }
-  pending_ = std::move(t);
+  const int64_t V = layer_logits.size(1);
+  if (host || (layer_logits.is_cpu() && (L + 1) * V <= (int64_t)1 << 22)) {
+    // Small vocabularies on the CPU: one copy, then log-softmax, KL and argmax on the host.
+    auto all = host ? l_lens_
+                    : torch::cat({layer_logits, fin_row.unsqueeze(0).to(layer_logits.scalar_type())}, 0)
+                          .to(torch::kFloat)
+                          .contiguous();  // [L+1, V]
+    lens_on_host(all.data_ptr<float>(), L, V, t);
+    return;
+  }
+  auto fin = torch::log_softmax(fin_row.to(torch::kFloat), 0);        // [V]
+  auto layers = torch::log_softmax(layer_logits.to(torch::kFloat), 1);  // [L, V]
+  auto kl = (fin.exp().unsqueeze(0) * (fin.unsqueeze(0) - layers)).sum(1).clamp_min(0);
+  t.lens_kl = to_vec(kl);
+  auto top = layers.argmax(1).to(torch::kCPU).contiguous();
+  const int64_t* tp = top.data_ptr<int64_t>();
+  int64_t ftop = fin.argmax().item<int64_t>();
+  for (int64_t l = 0; l < L; ++l)
+    if (tp[l] == ftop) {
+      t.lens_first_layer = l;
+      break;
+    }
 }
 
 namespace {

@@ -4,7 +4,7 @@
 //
 // Timing: every forward pass (the prefill, then each decode step) produces exactly one token; the
 // probes of a token come from the forward whose logits it was sampled from, i.e. from the very
-// attention computation (ForwardState::observer) that produced it. Only batch row 0 (sequence 0)
+// attention computation (ForwardHooks::attention) that produced it. Only batch row 0 (sequence 0)
 // is recorded.
 //
 // Definitions (all per layer l, for the last query position of the forward):
@@ -108,8 +108,14 @@ class ProbeRecorder {
   static std::string to_json(const TokenProbe& t);
 
  private:
-  void configure(ForwardState& st, bool prefill);
+  void configure(ForwardHooks& hooks, bool prefill);
+  // After each forward: one reducer per probe family turns what the hooks of configure() kept
+  // into the token's TokenProbe (host sums for f32 CPU tensors, else a few tensor ops and copies).
   void after_forward(const ForwardOutput& out, bool prefill);
+  void reduce_mass(TokenProbe& t) const;      // mass, mass_nosink, mass_heads
+  void reduce_heatmap(TokenProbe& t) const;   // visual_attn
+  void reduce_pvm(TokenProbe& t) const;       // pvm
+  void reduce_logit_lens(const ForwardOutput& out, TokenProbe& t);  // lens_kl, lens_first_layer (reuses buffers)
 
   Qwen3VLForConditionalGeneration model_;
   std::vector<bool> visual_;

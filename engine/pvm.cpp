@@ -49,21 +49,48 @@ PvmCrossAttentionImpl::PvmCrossAttentionImpl(int64_t d, int64_t h, int64_t kvh, 
   k_proj = register_module("k_proj", Linear(d, kvh * hd, false));
   v_proj = register_module("v_proj", Linear(d, kvh * hd, false));
   o_proj = register_module("o_proj", Linear(h * hd, d, false));
-  q_norm = register_module("q_norm", Qwen3VLTextRMSNorm(hd, eps));
-  k_norm = register_module("k_norm", Qwen3VLTextRMSNorm(hd, eps));
+  q_norm = register_module("q_norm", RMSNorm(hd, eps));
+  k_norm = register_module("k_norm", RMSNorm(hd, eps));
 }
 
-PvmBlockImpl::PvmBlockImpl(const ModelConfig& c)
-    : eps(c.text.rms_norm_eps), source(c.text.pvm_source), variant(c.text.pvm_variant) {
+void PvmMemoryCache::repeat_batch(int64_t n) {
+  for (auto& [l, m] : layers) {
+    m.k = m.k.repeat_interleave(n, 0);
+    m.v = m.v.repeat_interleave(n, 0);
+    if (m.bias.defined()) m.bias = m.bias.repeat_interleave(n, 0);
+  }
+}
+
+PvmBlockImpl::PvmBlockImpl(const ModelConfig& c, int64_t layer)
+    : layer_idx(layer), eps(c.text.rms_norm_eps), source(c.text.pvm_source), variant(c.text.pvm_variant) {
   const int64_t H = c.text.hidden_size, d = c.text.pvm_hidden_size;
   text_reducer = register_module("text_reducer", Linear(H, d, false));
   vision_reducer = register_module("vision_reducer", Linear(H, d, false));
-  input_norm = register_module("input_norm", Qwen3VLTextRMSNorm(d, eps));
+  input_norm = register_module("input_norm", RMSNorm(d, eps));
   cross_attn = register_module("cross_attn", PvmCrossAttention(d, c.pvm_heads(), c.pvm_kv_heads(), c.text.head_dim, eps));
-  post_attn_norm = register_module("post_attn_norm", Qwen3VLTextRMSNorm(d, eps));
-  mlp = register_module("mlp", Qwen3VLTextMLP(d, c.pvm_intermediate()));
+  post_attn_norm = register_module("post_attn_norm", RMSNorm(d, eps));
+  mlp = register_module("mlp", GatedMLP(d, c.pvm_intermediate()));
   output_expander = register_module("output_expander", Linear(d, H, false));
   gate_alpha = register_parameter("gate_alpha", torch::zeros({1}, param_options()));
+}
+
+torch::Tensor PvmBlockImpl::forward(const torch::Tensor& h_mid, const torch::Tensor& visual_mask, const PvmInputs& in,
+                                    PvmMemoryCache* cache, std::map<int64_t, PvmProbe>* probes) {
+  PvmMemoryCache scratch;  // no KV cache: the memory lives for this call only
+  auto& store = (cache ? *cache : scratch).layers;
+  if (visual_mask.defined()) {  // this chunk holds the images: (re)build the memory
+    auto [vis, valid] = split_visual_rows(memory_rows(h_mid, visual_mask, in), visual_mask);
+    store[layer_idx] = make_memory(vis, valid);
+  }
+  auto it = store.find(layer_idx);
+  if (it == store.end()) return {};
+  return forward(h_mid, it->second, visual_mask, probes ? &(*probes)[layer_idx] : nullptr);
+}
+
+torch::Tensor PvmBlockImpl::memory_rows(const torch::Tensor& h_mid, const torch::Tensor& visual_mask,
+                                        const PvmInputs& in) {
+  if (source == "hidden") return h_mid.reshape({-1, h_mid.size(-1)}).index_select(0, visual_mask.flatten().nonzero().squeeze(1));
+  return in.image_embeds;
 }
 
 PvmMemory PvmBlockImpl::make_memory(const torch::Tensor& vis, const torch::Tensor& valid) {
@@ -140,18 +167,11 @@ void attach_pvm(Qwen3VLForConditionalGenerationImpl& m, const TextConfig& f, uin
   torch::NoGradGuard ng;
   for (auto l : c.text.pvm_layers) {
     auto& layer = m.model->language_model->layer_list[l];
-    auto block = PvmBlock(c);
+    auto block = PvmBlock(c, l);
     layer->pvm_block = layer->register_module("pvm_block", block.ptr());
     // init (docs/MODEL.md#pvm): matrices N(0, 0.02) (output_expander included, or no gradient could flow),
-    // norms 1, gate exactly 0.
-    for (auto& p : block->named_parameters()) {
-      if (p.value().dim() == 2)
-        p.value().copy_(at::normal(0.0, 0.02, p.value().sizes(), gen, torch::TensorOptions().dtype(torch::kFloat)));
-      else if (p.key() == "gate_alpha")
-        p.value().zero_();
-      else
-        p.value().fill_(1.0);
-    }
+    // norms 1, gate exactly 0; one generator across the blocks.
+    init_weights(*block, gen, 0.02);
   }
   m.cfg = c;
 }

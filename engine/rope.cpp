@@ -80,11 +80,14 @@ RopeTable mrope_cos_sin(const torch::Tensor& position_ids, const TextConfig& t, 
   return {emb.cos().to(dtype), emb.sin().to(dtype)};
 }
 
-torch::Tensor apply_rope(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
+torch::Tensor rotate_half(const torch::Tensor& x) {
   const int64_t half = x.size(-1) / 2;
+  return torch::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
+}
+
+torch::Tensor apply_rope(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
   auto c = cos.unsqueeze(1), s = sin.unsqueeze(1);  // broadcast over heads
-  auto rot = torch::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
-  return x * c + rot * s;
+  return x * c + rotate_half(x) * s;
 }
 
 }  // namespace pvm

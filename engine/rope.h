@@ -31,6 +31,10 @@ struct RopeTable {
 RopeTable mrope_cos_sin(const torch::Tensor& position_ids, const TextConfig& t, torch::ScalarType dtype,
                         torch::Device device);
 
+// rotate_half(x) = cat(-x[..., D/2:], x[..., :D/2]), the rotation convention of both the text
+// MRoPE and the vision tower's 2-D RoPE.
+torch::Tensor rotate_half(const torch::Tensor& x);
+
 // x: [B, heads, S, D]; cos/sin: [B, S, D]. Computed in x's dtype, op by op like HF.
 torch::Tensor apply_rope(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin);
 

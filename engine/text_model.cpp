@@ -5,7 +5,6 @@
 #include <cmath>
 
 #include "engine/base/error.h"
-#include "engine/pvm.h"
 
 namespace pvm {
 
@@ -26,22 +25,7 @@ void KVCache::allocate(const TextConfig& t, int64_t batch, int64_t cap, torch::S
 void KVCache::repeat_batch(int64_t n) {
   for (auto* vec : {&k, &v})
     for (auto& t : *vec) t = t.repeat_interleave(n, 0).contiguous();
-  for (auto& [l, m] : pvm) {
-    m.k = m.k.repeat_interleave(n, 0);
-    m.v = m.v.repeat_interleave(n, 0);
-    if (m.bias.defined()) m.bias = m.bias.repeat_interleave(n, 0);
-  }
-}
-
-Qwen3VLTextRMSNormImpl::Qwen3VLTextRMSNormImpl(int64_t dim, double eps_) : eps(eps_) {
-  weight = register_parameter("weight", torch::ones({dim}, param_options()));
-}
-
-torch::Tensor Qwen3VLTextRMSNormImpl::forward(const torch::Tensor& x) {
-  // Normalise in f32, cast back to the input dtype BEFORE the weight multiply (as HF).
-  auto xf = x.to(torch::kFloat);
-  xf = xf * torch::rsqrt(xf.pow(2).mean(-1, true) + eps);
-  return weight * xf.to(x.scalar_type());
+  pvm.repeat_batch(n);
 }
 
 Qwen3VLTextAttentionImpl::Qwen3VLTextAttentionImpl(const TextConfig& t, int64_t idx)
@@ -51,8 +35,8 @@ Qwen3VLTextAttentionImpl::Qwen3VLTextAttentionImpl(const TextConfig& t, int64_t 
   k_proj = register_module("k_proj", lin(t.hidden_size, n_kv * head_dim));
   v_proj = register_module("v_proj", lin(t.hidden_size, n_kv * head_dim));
   o_proj = register_module("o_proj", lin(n_heads * head_dim, t.hidden_size));
-  q_norm = register_module("q_norm", Qwen3VLTextRMSNorm(head_dim, t.rms_norm_eps));
-  k_norm = register_module("k_norm", Qwen3VLTextRMSNorm(head_dim, t.rms_norm_eps));
+  q_norm = register_module("q_norm", RMSNorm(head_dim, t.rms_norm_eps));
+  k_norm = register_module("k_norm", RMSNorm(head_dim, t.rms_norm_eps));
 }
 
 static std::atomic<AttentionPath> g_attention_path{AttentionPath::Auto};
@@ -117,17 +101,18 @@ torch::Tensor gqa_attention(const torch::Tensor& q, const torch::Tensor& k, cons
   return out.view({B, Hq, S, D});
 }
 
-torch::Tensor Qwen3VLTextAttentionImpl::forward(const torch::Tensor& x, ForwardState& st) {
+torch::Tensor Qwen3VLTextAttentionImpl::forward(const torch::Tensor& x, const DecoderInputs& in, KVCache* cache,
+                                                const ForwardHooks& hooks) {
   const int64_t B = x.size(0), S = x.size(1);
   auto q = q_norm(q_proj(x).view({B, S, n_heads, head_dim})).transpose(1, 2);  // [B, Hq, S, D]
   auto k = k_norm(k_proj(x).view({B, S, n_kv, head_dim})).transpose(1, 2);     // [B, Hkv, S, D]
   auto v = v_proj(x).view({B, S, n_kv, head_dim}).transpose(1, 2);
-  q = apply_rope(q, st.rope.cos, st.rope.sin);
-  k = apply_rope(k, st.rope.cos, st.rope.sin);
+  q = apply_rope(q, in.rope.cos, in.rope.sin);
+  k = apply_rope(k, in.rope.cos, in.rope.sin);
   int64_t offset = 0;
   torch::Tensor K = k, V = v;
-  if (st.cache) {
-    auto& c = *st.cache;
+  if (cache) {
+    auto& c = *cache;
     offset = c.length;
     if (offset + S > c.capacity)
       throw Error("KV cache full: " + std::to_string(offset + S) + " tokens exceed the context of " +
@@ -138,51 +123,25 @@ torch::Tensor Qwen3VLTextAttentionImpl::forward(const torch::Tensor& x, ForwardS
     V = c.v[layer_idx].narrow(2, 0, offset + S);
   }
   std::function<void(const torch::Tensor&)> obs;
-  if (st.observer) obs = [&](const torch::Tensor& p) { st.observer(layer_idx, p); };
-  auto o = gqa_attention(q, K, V, offset, st.key_valid, obs);  // [B, Hq, S, D]
+  if (hooks.attention) obs = [&](const torch::Tensor& p) { hooks.attention(layer_idx, p); };
+  auto o = gqa_attention(q, K, V, offset, in.key_valid, obs);  // [B, Hq, S, D]
   return o_proj(o.transpose(1, 2).reshape({B, S, n_heads * head_dim}));
-}
-
-Qwen3VLTextMLPImpl::Qwen3VLTextMLPImpl(int64_t hidden, int64_t inter) {
-  auto lin = [&](int64_t i, int64_t o) { return Linear(i, o, false); };
-  gate_proj = register_module("gate_proj", lin(hidden, inter));
-  up_proj = register_module("up_proj", lin(hidden, inter));
-  down_proj = register_module("down_proj", lin(inter, hidden));
-}
-
-torch::Tensor Qwen3VLTextMLPImpl::forward(const torch::Tensor& x) {
-  return down_proj(torch::silu(gate_proj(x)) * up_proj(x));
 }
 
 Qwen3VLTextDecoderLayerImpl::Qwen3VLTextDecoderLayerImpl(const TextConfig& t, int64_t idx) : layer_idx(idx) {
   self_attn = register_module("self_attn", Qwen3VLTextAttention(t, idx));
-  mlp = register_module("mlp", Qwen3VLTextMLP(t.hidden_size, t.intermediate_size));
-  input_layernorm = register_module("input_layernorm", Qwen3VLTextRMSNorm(t.hidden_size, t.rms_norm_eps));
-  post_attention_layernorm =
-      register_module("post_attention_layernorm", Qwen3VLTextRMSNorm(t.hidden_size, t.rms_norm_eps));
+  mlp = register_module("mlp", GatedMLP(t.hidden_size, t.intermediate_size));
+  input_layernorm = register_module("input_layernorm", RMSNorm(t.hidden_size, t.rms_norm_eps));
+  post_attention_layernorm = register_module("post_attention_layernorm", RMSNorm(t.hidden_size, t.rms_norm_eps));
 }
 
-torch::Tensor Qwen3VLTextDecoderLayerImpl::forward(const torch::Tensor& x, ForwardState& st) {
-  auto h = x + self_attn->forward(input_layernorm(x), st);
+torch::Tensor Qwen3VLTextDecoderLayerImpl::forward(const torch::Tensor& x, const DecoderInputs& in, KVCache* cache,
+                                                   const ForwardHooks& hooks) {
+  auto h = x + self_attn->forward(input_layernorm(x), in, cache, hooks);
   auto out = h + mlp(post_attention_layernorm(h));
-  if (pvm_block && st.pvm_enabled) {
-    // Visual memory: computed once at prefill (from the merger output, or for the "hidden"
-    // ablation from this layer's residual at the visual positions), cached for decoding.
-    auto& store = st.cache ? st.cache->pvm : st.pvm_memory;
-    auto it = store.find(layer_idx);
-    if (st.visual_mask.defined()) {
-      torch::Tensor flat = pvm_block->source == "hidden"
-                               ? h.reshape({-1, h.size(-1)}).index_select(0, st.visual_mask.flatten().nonzero().squeeze(1))
-                               : st.image_embeds;
-      auto [vis, valid] = split_visual_rows(flat, st.visual_mask);
-      store[layer_idx] = pvm_block->make_memory(vis, valid);
-      it = store.find(layer_idx);
-    }
-    if (it != store.end()) {  // text-only requests have no memory and get no PVM
-      PvmProbe* probe = nullptr;
-      if (st.pvm_probes) probe = &(*st.pvm_probes)[layer_idx];
-      out = out + pvm_block->forward(h, it->second, st.visual_mask, probe);
-    }
+  if (pvm_block && in.pvm.enabled) {
+    auto read = pvm_block->forward(h, in.visual_mask, in.pvm, cache ? &cache->pvm : nullptr, hooks.pvm);
+    if (read.defined()) out = out + read;  // undefined: no visual memory (text-only prompt), no PVM
   }
   return out;
 }
@@ -194,24 +153,26 @@ Qwen3VLTextModelImpl::Qwen3VLTextModelImpl(const TextConfig& t) : cfg(t) {
     layer_list.push_back(Qwen3VLTextDecoderLayer(t, l));
     layers->push_back(layer_list.back());
   }
-  norm = register_module("norm", Qwen3VLTextRMSNorm(t.hidden_size, t.rms_norm_eps));
+  norm = register_module("norm", RMSNorm(t.hidden_size, t.rms_norm_eps));
 }
 
-torch::Tensor Qwen3VLTextModelImpl::forward(const torch::Tensor& inputs_embeds, ForwardState& st) {
+torch::Tensor Qwen3VLTextModelImpl::forward(const torch::Tensor& inputs_embeds, const DecoderInputs& in, KVCache* cache,
+                                            const ForwardHooks& hooks) {
   auto h = inputs_embeds;
-  const bool inject = st.visual_mask.defined() && !st.deepstack.empty();
+  const bool inject = in.visual_mask.defined() && !in.deepstack.empty();
   for (size_t l = 0; l < layer_list.size(); ++l) {
-    h = st.layer_runner ? st.layer_runner(*layer_list[l], h, st) : layer_list[l]->forward(h, st);
+    h = hooks.layer_runner ? hooks.layer_runner(*layer_list[l], h, in, cache, hooks)
+                           : layer_list[l]->forward(h, in, cache, hooks);
     // DeepStack: ViT features of tap l added at the visual positions after layer l.
-    if (inject && l < st.deepstack.size()) {
+    if (inject && l < in.deepstack.size()) {
       h = h.clone();
-      auto idx = st.visual_mask.flatten().nonzero().squeeze(1);
+      auto idx = in.visual_mask.flatten().nonzero().squeeze(1);
       auto flat = h.view({-1, h.size(-1)});
-      flat.index_put_({idx}, flat.index_select(0, idx) + st.deepstack[l].to(h.scalar_type()));
+      flat.index_put_({idx}, flat.index_select(0, idx) + in.deepstack[l].to(h.scalar_type()));
     }
-    if (st.layer_output_hook) st.layer_output_hook((int64_t)l, h);
+    if (hooks.layer_output) hooks.layer_output((int64_t)l, h);
   }
-  if (st.cache) st.cache->length += inputs_embeds.size(1);
+  if (cache) cache->length += inputs_embeds.size(1);
   return norm(h);
 }
 

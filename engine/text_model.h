@@ -1,5 +1,10 @@
 // Qwen3 text decoder of Qwen3-VL (model.language_model.*): RMSNorm, GQA attention with per-head
-// q/k norm before interleaved MRoPE, SwiGLU MLP, DeepStack injection after the first layers.
+// q/k norm before interleaved MRoPE, SwiGLU MLP, DeepStack injection after the first layers, a PVM
+// block beside the MLP in PVM layers (engine/pvm.h). Facts: docs/MODEL.md#text-decoder.
+//
+// The forward contract is three parts: DecoderInputs (what this chunk is: positions, visual
+// positions, DeepStack features, PVM's memory source), KVCache (what earlier chunks left: keys and
+// values, PVM memories) and ForwardHooks (who watches: probes, the trainer's layer runner).
 #pragma once
 #include <functional>
 #include <map>
@@ -7,31 +12,27 @@
 
 #include "engine/base/config.h"
 #include "engine/nn.h"
+#include "engine/pvm.h"
 #include "engine/rope.h"
 #include "engine/torch_pch.h"
 
 namespace pvm {
 
-// K/V of the PVM visual memory for one PVM layer, computed at prefill and reused when decoding.
-struct PvmMemory {
-  torch::Tensor k, v;  // [B, kv_heads, Nv, head_dim]
-  torch::Tensor bias;  // [B, 1, 1, Nv] f32 additive: 0 real, -inf padding; undefined = no padding
+// Inputs of one decoder forward besides the hidden states; the model's forward builds them from
+// its ForwardInput (engine/model.h).
+struct DecoderInputs {
+  RopeTable rope;                        // cos/sin [B, S, D]
+  torch::Tensor visual_mask;             // [B, S] bool; defined only when images are in this chunk
+  std::vector<torch::Tensor> deepstack;  // per tap: [num visual tokens, H]
+  torch::Tensor key_valid;               // optional [B, T] bool over all keys (padding), T = cache len + S
+  PvmInputs pvm;                         // what the PVM blocks read (engine/pvm.h)
 };
 
-// What a PVM block reports for the last position of a forward (probes); filled on request.
-struct PvmProbe {
-  // Views of the last position (no work is done for the probe inside the block; the recorder
-  // reduces them, on the host when they are f32 CPU tensors).
-  torch::Tensor attn;       // [B, heads, Nv] f32 attention over the visual tokens
-  torch::Tensor injection;  // [B, H] the PVM output (norm = injection norm)
-  torch::Tensor residual;   // [B, H] h_mid, the residual it is added to
-  torch::Tensor gate;       // [1] gate_alpha
-};
-
-// Preallocated KV cache: one [B, Hkv, capacity, D] tensor pair per layer.
+// Preallocated KV cache: one [B, Hkv, capacity, D] tensor pair per layer, and the PVM memories,
+// which are fixed after the prefill like the prompt's keys.
 struct KVCache {
   std::vector<torch::Tensor> k, v;
-  std::map<int64_t, PvmMemory> pvm;  // per PVM layer, filled at prefill
+  PvmMemoryCache pvm;
   int64_t length = 0;    // tokens already cached
   int64_t capacity = 0;
   void allocate(const TextConfig& t, int64_t batch, int64_t capacity, torch::ScalarType dtype, torch::Device dev);
@@ -40,68 +41,46 @@ struct KVCache {
   int64_t batch() const { return k.empty() ? 0 : k[0].size(0); }
 };
 
+class Qwen3VLTextDecoderLayerImpl;
+struct ForwardHooks;
+
 // Receives the softmax attention probabilities of the LAST query position of a forward pass,
 // exactly those used to produce the output: probs [B, Hq, T] f32, layer index.
 using AttentionObserver = std::function<void(int64_t layer, const torch::Tensor& probs)>;
+// Receives each layer's output hidden states [B, S, H] (after DeepStack).
+using LayerOutputObserver = std::function<void(int64_t layer, const torch::Tensor& hidden)>;
+// Runs one decoder layer in place of `layer.forward(h, in, cache, hooks)`, to the same result.
+using LayerRunner = std::function<torch::Tensor(Qwen3VLTextDecoderLayerImpl& layer, const torch::Tensor& h,
+                                                const DecoderInputs& in, KVCache* cache, const ForwardHooks& hooks)>;
 
-class Qwen3VLTextDecoderLayerImpl;
-
-// Everything a forward pass shares across layers.
-struct ForwardState {
-  RopeTable rope;                        // cos/sin [B, S, D]
-  torch::Tensor visual_mask;             // [B, S] bool; defined only when images are in this chunk
-  std::vector<torch::Tensor> deepstack;  // per tap: [num visual tokens, H]
-  KVCache* cache = nullptr;              // null = no cache (attend within this call only)
-  torch::Tensor key_valid;               // optional [B, T] bool over all keys (padding), T = cache len + S
-  AttentionObserver observer;            // optional probe of last-position attention
-  // PVM: on when blocks exist and this is true (baseline and PVM share one loaded backbone).
-  bool pvm_enabled = true;
-  torch::Tensor image_embeds;                 // [Nv, H] merger output of this chunk (PVM "embeddings" source)
-  std::map<int64_t, PvmMemory> pvm_memory;    // used when there is no cache
-  std::map<int64_t, PvmProbe>* pvm_probes = nullptr;  // request PVM probes of the last position
-  std::function<void(int64_t layer, const torch::Tensor& hidden)> layer_output_hook;  // logit lens
-  // Optional replacement for `layer.forward(h, st)` (the trainer's activation checkpointing).
-  std::function<torch::Tensor(Qwen3VLTextDecoderLayerImpl& layer, const torch::Tensor& h, ForwardState& st)>
-      layer_runner;
+// Hooks into one forward pass, all optional: observers (the probes) and the layer runner (the
+// trainer's activation checkpointing). None of them changes the result.
+struct ForwardHooks {
+  AttentionObserver attention;                 // last-position attention of every layer
+  std::map<int64_t, PvmProbe>* pvm = nullptr;  // filled per PVM layer for the last position
+  LayerOutputObserver layer_output;            // logit lens
+  LayerRunner layer_runner;
 };
-
-class Qwen3VLTextRMSNormImpl : public torch::nn::Module {
- public:
-  Qwen3VLTextRMSNormImpl(int64_t dim, double eps);
-  torch::Tensor forward(const torch::Tensor& x);
-  torch::Tensor weight;
-  double eps;
-};
-TORCH_MODULE(Qwen3VLTextRMSNorm);
 
 class Qwen3VLTextAttentionImpl : public torch::nn::Module {
  public:
   Qwen3VLTextAttentionImpl(const TextConfig& t, int64_t layer_idx);
   // x: [B, S, H] -> [B, S, H]
-  torch::Tensor forward(const torch::Tensor& x, ForwardState& st);
+  torch::Tensor forward(const torch::Tensor& x, const DecoderInputs& in, KVCache* cache, const ForwardHooks& hooks);
   Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
-  Qwen3VLTextRMSNorm q_norm{nullptr}, k_norm{nullptr};
+  RMSNorm q_norm{nullptr}, k_norm{nullptr};
   int64_t layer_idx, n_heads, n_kv, head_dim;
 };
 TORCH_MODULE(Qwen3VLTextAttention);
 
-class Qwen3VLTextMLPImpl : public torch::nn::Module {
- public:
-  Qwen3VLTextMLPImpl(int64_t hidden, int64_t inter);
-  torch::Tensor forward(const torch::Tensor& x);
-  Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
-};
-TORCH_MODULE(Qwen3VLTextMLP);
-
-class PvmBlockImpl;
-
 class Qwen3VLTextDecoderLayerImpl : public torch::nn::Module {
  public:
   Qwen3VLTextDecoderLayerImpl(const TextConfig& t, int64_t layer_idx);
-  torch::Tensor forward(const torch::Tensor& x, ForwardState& st);
+  // x: [B, S, H] -> [B, S, H]; cache: null = attend within this call only.
+  torch::Tensor forward(const torch::Tensor& x, const DecoderInputs& in, KVCache* cache, const ForwardHooks& hooks);
   Qwen3VLTextAttention self_attn{nullptr};
-  Qwen3VLTextMLP mlp{nullptr};
-  Qwen3VLTextRMSNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
+  GatedMLP mlp{nullptr};  // HF Qwen3VLTextMLP
+  RMSNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};  // HF Qwen3VLTextRMSNorm
   std::shared_ptr<PvmBlockImpl> pvm_block;  // registered as "pvm_block" in PVM layers
   int64_t layer_idx;
 };
@@ -110,11 +89,13 @@ TORCH_MODULE(Qwen3VLTextDecoderLayer);
 class Qwen3VLTextModelImpl : public torch::nn::Module {
  public:
   explicit Qwen3VLTextModelImpl(const TextConfig& t);
-  // inputs_embeds [B, S, H] (image rows already scattered in) -> final-normed hidden [B, S, H]
-  torch::Tensor forward(const torch::Tensor& inputs_embeds, ForwardState& st);
+  // inputs_embeds [B, S, H] (image rows already scattered in) -> final-normed hidden [B, S, H].
+  // With a cache, appends this chunk's keys to it (and the PVM memories at the prefill).
+  torch::Tensor forward(const torch::Tensor& inputs_embeds, const DecoderInputs& in, KVCache* cache = nullptr,
+                        const ForwardHooks& hooks = {});
   Embedding embed_tokens{nullptr};
   torch::nn::ModuleList layers{nullptr};
-  Qwen3VLTextRMSNorm norm{nullptr};
+  RMSNorm norm{nullptr};
   std::vector<Qwen3VLTextDecoderLayer> layer_list;  // typed view of `layers`
   TextConfig cfg;
 };

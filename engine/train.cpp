@@ -38,27 +38,28 @@ namespace {
 // Activation checkpointing of one decoder layer. Forward runs without building a graph; backward
 // recomputes the layer with grad enabled and backpropagates through it (a reentrant backward, as
 // torch.utils.checkpoint(use_reentrant=True) does). Inputs: h [B, S, H], the merger output that PVM
-// reads (st.image_embeds; may be undefined) and a dummy that requires grad, so the output joins the
+// reads (in.pvm.image_embeds; may be undefined) and a dummy that requires grad, so the output joins the
 // graph even when only the layer's own parameters train.
 struct LayerCheckpointFn : public torch::autograd::Function<LayerCheckpointFn> {
-  // The recompute rebuilds what the layer reads from ForwardState (RoPE tables, masks, the PVM
-  // source), so nothing points back into the caller's state after forward returns.
+  // The recompute rebuilds what the layer reads from DecoderInputs (RoPE tables, masks, the PVM
+  // source), so nothing points back into the caller's inputs after forward returns.
   static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, torch::Tensor h, torch::Tensor img,
-                                                torch::Tensor dummy, Qwen3VLTextDecoderLayerImpl* layer, ForwardState* st) {
+                                                torch::Tensor dummy, Qwen3VLTextDecoderLayerImpl* layer,
+                                                const DecoderInputs* in, KVCache* cache, const ForwardHooks* hooks) {
     ctx->saved_data["layer"] = reinterpret_cast<int64_t>(layer);
     auto put = [&](const char* k, const torch::Tensor& t) {
       ctx->saved_data[std::string("has_") + k] = t.defined();
       if (t.defined()) ctx->saved_data[k] = t;
     };
-    put("cos", st->rope.cos);
-    put("sin", st->rope.sin);
-    put("visual_mask", st->visual_mask);
-    put("key_valid", st->key_valid);
-    ctx->saved_data["pvm_enabled"] = st->pvm_enabled;
+    put("cos", in->rope.cos);
+    put("sin", in->rope.sin);
+    put("visual_mask", in->visual_mask);
+    put("key_valid", in->key_valid);
+    ctx->saved_data["pvm_enabled"] = in->pvm.enabled;
     ctx->saved_data["has_img"] = img.defined();
     ctx->save_for_backward({h, img.defined() ? img : torch::empty({0})});
     torch::NoGradGuard ng;
-    return {layer->forward(h, *st)};
+    return {layer->forward(h, *in, cache, *hooks)};
   }
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
@@ -66,25 +67,26 @@ struct LayerCheckpointFn : public torch::autograd::Function<LayerCheckpointFn> {
     auto get = [&](const char* k) {
       return ctx->saved_data[std::string("has_") + k].toBool() ? ctx->saved_data[k].toTensor() : torch::Tensor();
     };
-    ForwardState st;
-    st.rope.cos = get("cos");
-    st.rope.sin = get("sin");
-    st.visual_mask = get("visual_mask");
-    st.key_valid = get("key_valid");
-    st.pvm_enabled = ctx->saved_data["pvm_enabled"].toBool();
+    DecoderInputs in;
+    in.rope.cos = get("cos");
+    in.rope.sin = get("sin");
+    in.visual_mask = get("visual_mask");
+    in.key_valid = get("key_valid");
+    in.pvm.enabled = ctx->saved_data["pvm_enabled"].toBool();
     const bool has_img = ctx->saved_data["has_img"].toBool();
     auto saved = ctx->get_saved_variables();
     torch::Tensor h = saved[0].detach().requires_grad_(true);
     torch::Tensor img;
     if (has_img) img = saved[1].detach().requires_grad_(true);
-    st.image_embeds = img;
+    in.pvm.image_embeds = img;
     torch::Tensor out;
     {
       torch::AutoGradMode on(true);
-      out = layer->forward(h, st);
+      out = layer->forward(h, in, nullptr, {});
     }
     if (out.requires_grad()) torch::autograd::backward({out}, {grads[0]});
-    return {h.grad(), has_img ? img.grad() : torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
+    return {h.grad(), has_img ? img.grad() : torch::Tensor(), torch::Tensor(), torch::Tensor(),
+            torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 };
 
@@ -112,14 +114,16 @@ torch::Tensor target_logprobs(TrainContext& ctx, const TokenBatch& b, const Targ
 
 }  // namespace
 
-torch::Tensor checkpointed_layer(Qwen3VLTextDecoderLayerImpl& layer, const torch::Tensor& h, ForwardState& st) {
-  if (!torch::GradMode::is_enabled()) return layer.forward(h, st);
-  bool any = h.requires_grad() || (st.image_embeds.defined() && st.image_embeds.requires_grad());
+torch::Tensor checkpointed_layer(Qwen3VLTextDecoderLayerImpl& layer, const torch::Tensor& h, const DecoderInputs& in,
+                                 KVCache* cache, const ForwardHooks& hooks) {
+  if (!torch::GradMode::is_enabled()) return layer.forward(h, in, cache, hooks);
+  const auto& img = in.pvm.image_embeds;
+  bool any = h.requires_grad() || (img.defined() && img.requires_grad());
   for (auto& p : layer.parameters())
     if (p.requires_grad()) any = true;
-  if (!any) return layer.forward(h, st);  // nothing to differentiate: no graph either way
+  if (!any) return layer.forward(h, in, cache, hooks);  // nothing to differentiate: no graph either way
   auto dummy = torch::zeros({}, torch::TensorOptions().requires_grad(true));
-  return LayerCheckpointFn::apply(h, st.image_embeds, dummy, &layer, &st)[0];
+  return LayerCheckpointFn::apply(h, img, dummy, &layer, &in, cache, &hooks)[0];
 }
 
 torch::Tensor forward_hidden(TrainContext& ctx, const TokenBatch& b) {
@@ -128,11 +132,9 @@ torch::Tensor forward_hidden(TrainContext& ctx, const TokenBatch& b) {
   if (b.pixel_values.defined()) in.pixel_values = b.pixel_values.to(ctx.device);
   in.grids = b.grids;
   in.all_logits = false;
-  ForwardState st;
-  if (ctx.cfg.grad_checkpointing) st.layer_runner = [](Qwen3VLTextDecoderLayerImpl& l, const torch::Tensor& h, ForwardState& s) {
-    return checkpointed_layer(l, h, s);
-  };
-  auto out = ctx.model->forward(in, st);
+  ForwardHooks hooks;
+  if (ctx.cfg.grad_checkpointing) hooks.layer_runner = checkpointed_layer;
+  auto out = ctx.model->forward(in, nullptr, hooks);
   return out.hidden;
 }
 

@@ -98,7 +98,8 @@ torch::Tensor masked_logprobs(TrainContext& ctx, const TokenBatch& b, const torc
 
 // Run one decoder layer with activation checkpointing: forward without saving activations, the
 // layer recomputed with grad during backward. Exposed for tests.
-torch::Tensor checkpointed_layer(Qwen3VLTextDecoderLayerImpl& layer, const torch::Tensor& h, ForwardState& st);
+torch::Tensor checkpointed_layer(Qwen3VLTextDecoderLayerImpl& layer, const torch::Tensor& h, const DecoderInputs& in,
+                                 KVCache* cache, const ForwardHooks& hooks);
 
 // Trainable set by name: "pvm" = names containing ".pvm_block."; "llm" / "pvm+llm" = the language
 // model (model.language_model.* and lm_head) + PVM; "all" = every parameter. Throws when the set

@@ -2,13 +2,12 @@
 // in docs/MODEL.md#vision-tower and #numerics, so that a bf16 run can match HF bit for bit.
 #include "engine/vision.h"
 
-#include <ATen/CPUGeneratorImpl.h>
-
 #include <algorithm>
 #include <cmath>
 #include <string>
 
 #include "engine/base/error.h"
+#include "engine/rope.h"
 
 namespace pvm {
 
@@ -16,16 +15,8 @@ namespace {
 
 Error config_error(const std::string& what) { return Error("vision_config: " + what); }
 
-torch::nn::LayerNormOptions ln_options(int64_t dim) {
-  // HF: nn.LayerNorm(dim, eps=1e-6), elementwise affine with bias.
-  return torch::nn::LayerNormOptions({dim}).eps(1e-6).elementwise_affine(true);
-}
-
-// rotate_half(x) = cat(-x[..., d/2:], x[..., :d/2]).
-torch::Tensor rotate_half(const torch::Tensor& x) {
-  const int64_t half = x.size(-1) / 2;
-  return torch::cat({-x.slice(-1, half), x.slice(-1, 0, half)}, -1);
-}
+// HF: nn.LayerNorm(dim, eps=1e-6), elementwise affine with bias.
+LayerNorm layer_norm(int64_t dim) { return LayerNorm(dim, 1e-6); }
 
 }  // namespace
 
@@ -38,10 +29,7 @@ Qwen3VLVisionPatchEmbedImpl::Qwen3VLVisionPatchEmbedImpl(const VisionConfig& c)
       patch_size_(c.patch_size),
       embed_dim_(c.hidden_size) {
   const std::vector<int64_t> k{c.temporal_patch_size, c.patch_size, c.patch_size};
-  proj = register_module(
-      "proj", torch::nn::Conv3d(torch::nn::Conv3dOptions(c.in_channels, c.hidden_size, k)
-                                    .stride(k)
-                                    .bias(true)));
+  proj = register_module("proj", Conv3d(c.in_channels, c.hidden_size, k));
 }
 
 torch::Tensor Qwen3VLVisionPatchEmbedImpl::forward(const torch::Tensor& x) {
@@ -59,10 +47,8 @@ Qwen3VLVisionAttentionImpl::Qwen3VLVisionAttentionImpl(const VisionConfig& c)
     : num_heads_(c.num_heads),
       head_dim_(c.head_dim()),
       scale_(std::pow(static_cast<double>(c.head_dim()), -0.5)) {
-  qkv = register_module(
-      "qkv", torch::nn::Linear(torch::nn::LinearOptions(c.hidden_size, 3 * c.hidden_size).bias(true)));
-  proj = register_module(
-      "proj", torch::nn::Linear(torch::nn::LinearOptions(c.hidden_size, c.hidden_size).bias(true)));
+  qkv = register_module("qkv", Linear(c.hidden_size, 3 * c.hidden_size, /*bias=*/true));
+  proj = register_module("proj", Linear(c.hidden_size, c.hidden_size, /*bias=*/true));
 }
 
 torch::Tensor Qwen3VLVisionAttentionImpl::forward(const torch::Tensor& x,
@@ -117,12 +103,8 @@ Qwen3VLVisionMLPImpl::Qwen3VLVisionMLPImpl(const VisionConfig& c) {
     throw config_error("hidden_act '" + c.hidden_act +
                        "' not supported (expected gelu_pytorch_tanh or gelu)");
   }
-  linear_fc1 = register_module(
-      "linear_fc1",
-      torch::nn::Linear(torch::nn::LinearOptions(c.hidden_size, c.intermediate_size).bias(true)));
-  linear_fc2 = register_module(
-      "linear_fc2",
-      torch::nn::Linear(torch::nn::LinearOptions(c.intermediate_size, c.hidden_size).bias(true)));
+  linear_fc1 = register_module("linear_fc1", Linear(c.hidden_size, c.intermediate_size, /*bias=*/true));
+  linear_fc2 = register_module("linear_fc2", Linear(c.intermediate_size, c.hidden_size, /*bias=*/true));
 }
 
 torch::Tensor Qwen3VLVisionMLPImpl::forward(const torch::Tensor& x) {
@@ -133,8 +115,8 @@ torch::Tensor Qwen3VLVisionMLPImpl::forward(const torch::Tensor& x) {
 // blocks.{i}
 
 Qwen3VLVisionBlockImpl::Qwen3VLVisionBlockImpl(const VisionConfig& c) {
-  norm1 = register_module("norm1", torch::nn::LayerNorm(ln_options(c.hidden_size)));
-  norm2 = register_module("norm2", torch::nn::LayerNorm(ln_options(c.hidden_size)));
+  norm1 = register_module("norm1", layer_norm(c.hidden_size));
+  norm2 = register_module("norm2", layer_norm(c.hidden_size));
   attn = register_module("attn", Qwen3VLVisionAttention(c));
   mlp = register_module("mlp", Qwen3VLVisionMLP(c));
 }
@@ -153,13 +135,9 @@ Qwen3VLVisionPatchMergerImpl::Qwen3VLVisionPatchMergerImpl(const VisionConfig& c
                                                            bool use_postshuffle_norm)
     : merged_dim_(c.hidden_size * c.spatial_merge_size * c.spatial_merge_size),
       postshuffle_(use_postshuffle_norm) {
-  norm = register_module("norm",
-                         torch::nn::LayerNorm(ln_options(postshuffle_ ? merged_dim_ : c.hidden_size)));
-  linear_fc1 = register_module(
-      "linear_fc1", torch::nn::Linear(torch::nn::LinearOptions(merged_dim_, merged_dim_).bias(true)));
-  linear_fc2 = register_module(
-      "linear_fc2",
-      torch::nn::Linear(torch::nn::LinearOptions(merged_dim_, c.out_hidden_size).bias(true)));
+  norm = register_module("norm", layer_norm(postshuffle_ ? merged_dim_ : c.hidden_size));
+  linear_fc1 = register_module("linear_fc1", Linear(merged_dim_, merged_dim_, /*bias=*/true));
+  linear_fc2 = register_module("linear_fc2", Linear(merged_dim_, c.out_hidden_size, /*bias=*/true));
 }
 
 torch::Tensor Qwen3VLVisionPatchMergerImpl::forward(const torch::Tensor& x) {
@@ -198,9 +176,7 @@ Qwen3VLVisionModelImpl::Qwen3VLVisionModelImpl(const VisionConfig& c) : cfg_(c) 
                          " outside [0, depth=" + std::to_string(c.depth) + ")");
 
   patch_embed = register_module("patch_embed", Qwen3VLVisionPatchEmbed(c));
-  pos_embed = register_module(
-      "pos_embed",
-      torch::nn::Embedding(torch::nn::EmbeddingOptions(c.num_position_embeddings, c.hidden_size)));
+  pos_embed = register_module("pos_embed", Embedding(c.num_position_embeddings, c.hidden_size));
   blocks = register_module("blocks", torch::nn::ModuleList());
   for (int64_t i = 0; i < c.depth; ++i) {
     block_list_.emplace_back(c);
@@ -365,33 +341,6 @@ VisionOutput Qwen3VLVisionModelImpl::forward(const torch::Tensor& pixel_values,
   }
   out.merged = merger->forward(x);  // [L/m², H]
   return out;
-}
-
-// ---------------------------------------------------------------------------------------------
-
-void init_vision_weights(Qwen3VLVisionModel& model, uint64_t seed, double std) {
-  torch::NoGradGuard no_grad;
-  auto gen = at::detail::createCPUGenerator(seed);
-  auto normal = [&](torch::Tensor& p) {
-    auto t = torch::empty(p.sizes(), torch::kFloat);
-    t.normal_(0.0, std, gen);
-    p.copy_(t);
-  };
-  for (auto& item : model->named_modules()) {
-    auto& mod = item.value();
-    if (auto* lin = mod->as<torch::nn::Linear>()) {
-      normal(lin->weight);
-      if (lin->bias.defined()) lin->bias.zero_();
-    } else if (auto* conv = mod->as<torch::nn::Conv3d>()) {
-      normal(conv->weight);
-      if (conv->bias.defined()) conv->bias.zero_();
-    } else if (auto* emb = mod->as<torch::nn::Embedding>()) {
-      normal(emb->weight);
-    } else if (auto* ln = mod->as<torch::nn::LayerNorm>()) {
-      ln->weight.fill_(1.0);
-      ln->bias.zero_();
-    }
-  }
 }
 
 }  // namespace pvm

@@ -2,6 +2,9 @@
 // with 2-D RoPE and per-image block-diagonal attention + 2x2 patch merger + DeepStack mergers.
 // Facts: docs/MODEL.md#vision-tower, #weight-names, #numerics.
 //
+// Built on the layers of engine/nn.h, like the text decoder: parameters are created in the dtype and
+// on the device of the surrounding ParamOptionsGuard, random weights come from init_weights.
+//
 // Every registered submodule / parameter name equals the HF checkpoint name, so that
 // named_parameters() yields `patch_embed.proj.weight`, `pos_embed.weight`, `blocks.{i}.attn.qkv.weight`,
 // `merger.linear_fc1.weight`, `deepstack_merger_list.{j}.norm.weight`, ... (the parent registers the
@@ -18,6 +21,7 @@
 #include <vector>
 
 #include "engine/base/config.h"
+#include "engine/nn.h"
 #include "engine/torch_pch.h"
 
 namespace pvm {
@@ -33,7 +37,7 @@ class Qwen3VLVisionPatchEmbedImpl : public torch::nn::Module {
   explicit Qwen3VLVisionPatchEmbedImpl(const VisionConfig& c);
   // x: [L, C·T·P·P] any float dtype/device -> [L, Dv] in proj's dtype on proj's device.
   torch::Tensor forward(const torch::Tensor& x);
-  torch::nn::Conv3d proj{nullptr};
+  Conv3d proj{nullptr};
 
  private:
   int64_t in_channels_, temporal_patch_size_, patch_size_, embed_dim_;
@@ -47,7 +51,7 @@ class Qwen3VLVisionAttentionImpl : public torch::nn::Module {
   // x: [L, Dv]; seg_lens: segment lengths summing to L; cos/sin: [L, hd] fp32 -> [L, Dv].
   torch::Tensor forward(const torch::Tensor& x, const std::vector<int64_t>& seg_lens,
                         const torch::Tensor& cos, const torch::Tensor& sin);
-  torch::nn::Linear qkv{nullptr}, proj{nullptr};
+  Linear qkv{nullptr}, proj{nullptr};
 
  private:
   int64_t num_heads_, head_dim_;
@@ -60,7 +64,7 @@ class Qwen3VLVisionMLPImpl : public torch::nn::Module {
  public:
   explicit Qwen3VLVisionMLPImpl(const VisionConfig& c);
   torch::Tensor forward(const torch::Tensor& x);  // [L, Dv] -> [L, Dv]
-  torch::nn::Linear linear_fc1{nullptr}, linear_fc2{nullptr};
+  Linear linear_fc1{nullptr}, linear_fc2{nullptr};
 
  private:
   std::string gelu_approximate_;  // "tanh" or "none"
@@ -73,7 +77,7 @@ class Qwen3VLVisionBlockImpl : public torch::nn::Module {
   explicit Qwen3VLVisionBlockImpl(const VisionConfig& c);
   torch::Tensor forward(const torch::Tensor& x, const std::vector<int64_t>& seg_lens,
                         const torch::Tensor& cos, const torch::Tensor& sin);
-  torch::nn::LayerNorm norm1{nullptr}, norm2{nullptr};
+  LayerNorm norm1{nullptr}, norm2{nullptr};
   Qwen3VLVisionAttention attn{nullptr};
   Qwen3VLVisionMLP mlp{nullptr};
 };
@@ -85,8 +89,8 @@ class Qwen3VLVisionPatchMergerImpl : public torch::nn::Module {
  public:
   Qwen3VLVisionPatchMergerImpl(const VisionConfig& c, bool use_postshuffle_norm);
   torch::Tensor forward(const torch::Tensor& x);  // [L, Dv] (window-ordered) -> [L/m², H]
-  torch::nn::LayerNorm norm{nullptr};
-  torch::nn::Linear linear_fc1{nullptr}, linear_fc2{nullptr};
+  LayerNorm norm{nullptr};
+  Linear linear_fc1{nullptr}, linear_fc2{nullptr};
 
  private:
   int64_t merged_dim_;
@@ -117,7 +121,7 @@ class Qwen3VLVisionModelImpl : public torch::nn::Module {
   static std::vector<int64_t> segment_lengths(const torch::Tensor& grid_thw);
 
   Qwen3VLVisionPatchEmbed patch_embed{nullptr};
-  torch::nn::Embedding pos_embed{nullptr};
+  Embedding pos_embed{nullptr};
   torch::nn::ModuleList blocks{nullptr};
   Qwen3VLVisionPatchMerger merger{nullptr};
   torch::nn::ModuleList deepstack_merger_list{nullptr};
@@ -139,11 +143,5 @@ std::pair<torch::Tensor, torch::Tensor> apply_rotary_pos_emb_vision(const torch:
                                                                      const torch::Tensor& k,
                                                                      const torch::Tensor& cos,
                                                                      const torch::Tensor& sin);
-
-// Deterministic random init for random-weight checkpoints: N(0, std) for Linear / Conv3d / Embedding
-// weights, zero biases, LayerNorm weight 1 / bias 0. Draws on CPU fp32 from one generator seeded
-// with `seed`, in named_modules() order, then copies into each parameter (any dtype/device), so the
-// result does not depend on where the model lives.
-void init_vision_weights(Qwen3VLVisionModel& model, uint64_t seed, double std = 0.02);
 
 }  // namespace pvm

@@ -29,8 +29,7 @@ torch::Tensor logits_of(Qwen3VLForConditionalGeneration& m, const ModelConfig& c
   in.pixel_values = pvm::testing::random_pixel_rows(24, 3);
   in.grids = {{1, 4, 6}};
   in.all_logits = true;
-  ForwardState st;
-  return m->forward(in, st).logits[0];
+  return m->forward(in).logits[0];
 }
 
 }  // namespace

@@ -40,9 +40,8 @@ struct Tiny {
     in.input_ids = torch::tensor(seq, torch::kLong).view({1, -1});
     in.pixel_values = pix, in.grids = grids;
     in.all_logits = true;
-    ForwardState st;
-    st.pvm_enabled = true;
-    return m->forward(in, st).logits[0].to(torch::kCPU);
+    in.pvm = true;
+    return m->forward(in).logits[0].to(torch::kCPU);
   }
   std::vector<int64_t> greedy(int64_t n) {
     GenerationRequest req;

@@ -115,8 +115,7 @@ class TinyModel : public ::testing::Test {
     in.pixel_values = pix;
     in.grids = grids;
     in.all_logits = true;
-    ForwardState st;
-    return m->forward(in, st).logits[0];
+    return m->forward(in).logits[0];
   }
 };
 

@@ -234,11 +234,11 @@ PromptRun run_prompt(const Fixture& fx, const std::string& name) {
   in.pixel_values = r.images.pixels;
   in.grids = r.images.grids;
   in.all_logits = true;
-  ForwardState st;
+  ForwardHooks hooks;
   const int64_t L = m->config().text.num_hidden_layers;
   r.layer_out.resize(L);
-  st.layer_output_hook = [&r](int64_t layer, const torch::Tensor& h) { r.layer_out[layer] = h[0].clone(); };
-  auto out = m->forward(in, st);
+  hooks.layer_output = [&r](int64_t layer, const torch::Tensor& h) { r.layer_out[layer] = h[0].clone(); };
+  auto out = m->forward(in, nullptr, hooks);
   r.logits = out.logits[0].to(torch::kFloat);
   r.final_hidden = out.hidden[0].to(torch::kFloat);
   r.rope_deltas = out.rope_deltas;
@@ -543,8 +543,7 @@ TEST(Parity, RopeDeltasCarriedIntoDecode) {
     in.grids = r.images.grids;
     in.position_ids = torch::cat({ri.position_ids, cont}, 2);
     in.all_logits = true;
-    ForwardState st;
-    auto wrong = m->forward(in, st).logits[0].slice(0, S - 1, S - 1 + N).index_select(1, r.cols);
+    auto wrong = m->forward(in).logits[0].slice(0, S - 1, S - 1 + N).index_select(1, r.cols);
     EXPECT_TRUE(differs("decode without rope delta", wrong, fx.get(p + ".decode_logits")));
   }
 }
@@ -704,8 +703,7 @@ TEST(Parity, VideoPadIsNeverTakenForImagePad) {
   in.input_ids = torch::tensor(ids, torch::kLong).view({1, -1});
   in.pixel_values = s.pixels;
   in.grids = s.grids;
-  ForwardState st;
-  EXPECT_THROW(m->forward(in, st), Error);
+  EXPECT_THROW(m->forward(in), Error);
   EXPECT_THROW(rope_index({ids}, s.grids, c), Error);
   // and in a correct prompt, only <|image_pad|> (151655) positions receive image features
   auto p1 = to_ids(fx.get("p1.prompt_ids"));

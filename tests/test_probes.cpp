@@ -49,10 +49,10 @@ struct Fixture {
     ForwardInput in;
     in.input_ids = torch::tensor(seq, torch::kLong).view({1, -1});
     in.pixel_values = pix, in.grids = grids;
-    ForwardState st;
+    ForwardHooks hooks;
     std::vector<torch::Tensor> outs(cfg.text.num_hidden_layers);
-    st.layer_output_hook = [&](int64_t l, const torch::Tensor& h) { outs[l] = h.clone(); };
-    auto o = m->forward(in, st);
+    hooks.layer_output = [&](int64_t l, const torch::Tensor& h) { outs[l] = h.clone(); };
+    auto o = m->forward(in, nullptr, hooks);
     auto x0 = m->embed(in.input_ids, o.image_embeds);
     auto pos = rope_index(std::vector<std::vector<int64_t>>{seq}, grids, cfg).position_ids;
     auto rt = mrope_cos_sin(pos, cfg.text, torch::kFloat, torch::kCPU);

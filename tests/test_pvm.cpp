@@ -31,10 +31,10 @@ struct Fixture {
     in.input_ids = torch::tensor(seq, torch::kLong).view({1, -1});
     if (with_image) in.pixel_values = pix, in.grids = grids;
     in.all_logits = true;
-    ForwardState st;
-    st.pvm_enabled = pvm_on;
-    st.pvm_probes = probes;
-    return m->forward(in, st).logits[0];
+    in.pvm = pvm_on;
+    ForwardHooks hooks;
+    hooks.pvm = probes;
+    return m->forward(in, nullptr, hooks).logits[0];
   }
   void attach(std::vector<int64_t> layers = {1, 3}, double gate = 0.0) {
     pvm::testing::attach_tiny_pvm(*m, std::move(layers), gate);

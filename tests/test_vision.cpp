@@ -262,9 +262,9 @@ TEST(Vision, ParameterNamesAndShapesMatchCheckpointTable) {
 
 TEST(Vision, InitWeightsIsDeterministicAndFollowsRules) {
   pvm::Qwen3VLVisionModel a(tiny_config()), b(tiny_config()), c(tiny_config());
-  pvm::init_vision_weights(a, 7, 0.02);
-  pvm::init_vision_weights(b, 7, 0.02);
-  pvm::init_vision_weights(c, 8, 0.02);
+  pvm::init_weights(*a, 7, 0.02);
+  pvm::init_weights(*b, 7, 0.02);
+  pvm::init_weights(*c, 8, 0.02);
   auto pb = b->named_parameters(), pc = c->named_parameters();
   for (auto& kv : a->named_parameters()) {
     const auto& n = kv.key();

@@ -46,8 +46,7 @@ int run(const std::vector<std::string>& argv) {
     fi.pixel_values = pixels.to(device);
     fi.grids = grids;
     fi.all_logits = true;
-    pvm::ForwardState st;
-    logits = lm.model->forward(fi, st).logits[0].to(torch::kCPU, torch::kFloat);
+    logits = lm.model->forward(fi).logits[0].to(torch::kCPU, torch::kFloat);
   }
   auto t2 = std::chrono::steady_clock::now();
   pvm::GenerationRequest req;

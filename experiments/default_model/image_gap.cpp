@@ -40,8 +40,7 @@ int main(int argc, char** argv) try {
       in.pixel_values = b.pixel_values;
       in.grids = b.grids;
       in.all_logits = true;
-      ForwardState st;
-      auto out = m->forward(in, st);
+      auto out = m->forward(in);
       auto lp = torch::log_softmax(out.logits[0], -1);  // [S, V]
       auto lab = b.labels[0].narrow(0, 1, b.labels.size(1) - 1);  // targets of rows 0..S-2
       auto keep = (lab != kIgnoreIndex).nonzero().squeeze(1);
