@@ -1,5 +1,6 @@
 #include "app/studio/options.h"
 
+#include <algorithm>
 #include <cstdio>
 
 #include "engine/base/cli_args.h"
@@ -33,6 +34,15 @@ const char* usage_text() {
          "  --save-session DIR     with --screenshot: also save the session (image, prompt, answers, traces, plots)\n"
          "  --export-plot BASE     with --screenshot: also save the dilution plot as BASE.png and BASE.csv\n"
          "  --hover X,Y            simulate the mouse at fractions of the window (for screenshots)\n"
+         "  --focus VIEW[,VIEW]    bring these views' tabs to the front (e.g. \"Dilution map,Gaze replay\")\n"
+         "  --per-head             the demo records per-head probes (the Dilution map's layer x head map)\n"
+         "  --map-mode M           Dilution map shows baseline | pvm | diff (default diff)\n"
+         "  --export-map BASE      with --screenshot: also save the dilution map as BASE.png, BASE.json and\n"
+         "                         BASE_map.csv / BASE_heads.csv\n"
+         "  --replay-export DIR    with --screenshot: first export the gaze replay of the answer as PNG frames\n"
+         "                         and DIR/replay.gif (--replay-stride N: every N-th token)\n"
+         "  --replay-speed X       gaze replay speed in tokens/s (also the GIF's frame time)\n"
+         "  --replay-play          start the gaze replay once there are tokens\n"
          "  --bench-frames N       load a synthetic 16k-token trace (36 layers, both sides), time N frames,\n"
          "                         print mean/p95 frame time, exit\n"
          "  --bench-pan            pan the dilution plot every bench frame (re-decimate each frame)\n"
@@ -51,8 +61,9 @@ const char* usage_text() {
 StudioOptions parse_options(const std::vector<std::string>& argv) {
   cli::Args a(argv, {"--screenshot", "--frames", "--size", "--bench-frames", "--hover", "--font-size", "--export-plot", "--ini",
                      "--model", "--pvm", "--image", "--open", "--save-session", "--demo-tokens",
-                     "--model-threads", "--bench-generate", "--bench-cli", "--bench-json"},
-              {"--demo", "--bench-pan", "--vector-plots", "--no-ini", "--verbose", "--help"});
+                     "--model-threads", "--bench-generate", "--bench-cli", "--bench-json", "--focus", "--map-mode",
+                     "--export-map", "--replay-export", "--replay-stride", "--replay-speed"},
+              {"--demo", "--bench-pan", "--vector-plots", "--no-ini", "--verbose", "--help", "--per-head", "--replay-play"});
   StudioOptions o;
   for (const std::string& p : a.positional())
     if (p == "-h") o.help = true;
@@ -111,6 +122,30 @@ StudioOptions parse_options(const std::vector<std::string>& argv) {
   if (!o.ini.empty() && path_exists(o.ini) && !is_regular_file(o.ini))
     throw Error("--ini " + o.ini + ": is not a regular file (a layout file, or a new name, expected)");
   o.verbose = a.has("--verbose");
+  if (a.has("--focus")) {
+    const std::string f = a.get("--focus");
+    for (size_t i = 0; i <= f.size();) {
+      const size_t j = std::min(f.find(',', i), f.size());
+      if (j > i) o.focus.push_back(f.substr(i, j - i));
+      i = j + 1;
+    }
+    if (o.focus.empty()) throw Error("--focus needs view names (e.g. \"Dilution map\")");
+  }
+  o.per_head = a.has("--per-head");
+  if (a.has("--map-mode")) {
+    const std::string m = a.get("--map-mode");
+    o.map_mode = m == "baseline" ? 0 : m == "pvm" ? 1 : m == "diff" ? 2 : -2;
+    if (o.map_mode == -2) throw Error("--map-mode: expected baseline, pvm or diff, got '" + m + "'");
+  }
+  o.export_map = a.get("--export-map");
+  if (!o.export_map.empty() && o.screenshot.empty()) throw Error("--export-map needs --screenshot");
+  o.replay_export = a.get("--replay-export");
+  if (!o.replay_export.empty() && o.screenshot.empty()) throw Error("--replay-export needs --screenshot");
+  o.replay_stride = int(a.get_int("--replay-stride", 1, 1, 100000));
+  o.replay_speed = float(a.get_double("--replay-speed", 0));
+  if (a.has("--replay-speed") && (o.replay_speed < 0.25f || o.replay_speed > 120))
+    throw Error("--replay-speed must be in 0.25..120 tokens/s");
+  o.replay_play = a.has("--replay-play");
   return o;
 }
 

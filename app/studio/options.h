@@ -32,6 +32,14 @@ struct StudioOptions {
   bool vector_plots = false;   // plot lines as ImDrawList polylines instead of the raster layer
   std::string ini;             // layout file instead of ~/.config/pvm-studio/imgui.ini (used headless too)
   bool no_ini = false;
+  std::vector<std::string> focus;  // views whose tabs are brought to the front at start
+  bool per_head = false;       // the demo's generation records per-head probes
+  int map_mode = -1;           // Dilution map: 0 baseline, 1 PVM, 2 difference (-1: the view's default)
+  std::string export_map;      // with --screenshot: also export the dilution map as BASE.png/.json/_map.csv
+  std::string replay_export;   // with --screenshot: export the gaze replay (PNG frames + GIF) to this folder first
+  int replay_stride = 1;
+  float replay_speed = 0;      // tokens/s (0: the view's default)
+  bool replay_play = false;    // start the gaze replay playing once there are tokens
   bool verbose = false;        // echo the log to stderr
   bool help = false;
 };

@@ -37,6 +37,8 @@
 #include "views/view_about.h"
 #include "views/view_compare.h"
 #include "views/view_dilution.h"
+#include "views/view_dilution_map.h"
+#include "views/view_gaze_replay.h"
 #include "views/view_image.h"
 #include "views/view_log.h"
 #include "views/view_model.h"
@@ -133,6 +135,8 @@ class StudioApp {
   ModelView* model_ = nullptr;
   CompareView* compare_ = nullptr;
   DilutionView* dilution_ = nullptr;
+  DilutionMapView* dmap_ = nullptr;
+  GazeReplayView* replay_ = nullptr;
   PvmActivityView* pvm_ = nullptr;
   TrainingView* training_ = nullptr;
   LogView* log_ = nullptr;
@@ -152,6 +156,7 @@ class StudioApp {
     std::fprintf(stderr, "pvm-studio: error: %s\n", msg.c_str());
     startup_failed_ = true;
   }
+  bool replay_started_ = false;  // --replay-export / --replay-play began
   uint64_t restores_ = 0;
   std::vector<std::string> dropped_;  // files dropped on the window (GLFW callback -> next frame)
   // Recent frame times (work only, not the idle wait) for the status line.
@@ -275,7 +280,9 @@ void StudioApp::create_views() {
   prompt_ = add(std::make_unique<PromptView>(ctx_));
   model_ = add(std::make_unique<ModelView>(ctx_));
   compare_ = add(std::make_unique<CompareView>(ctx_));
+  replay_ = add(std::make_unique<GazeReplayView>(ctx_));
   dilution_ = add(std::make_unique<DilutionView>(ctx_));
+  dmap_ = add(std::make_unique<DilutionMapView>(ctx_));
   pvm_ = add(std::make_unique<PvmActivityView>(ctx_));
   training_ = add(std::make_unique<TrainingView>(ctx_));
   log_ = add(std::make_unique<LogView>());
@@ -345,6 +352,9 @@ nlohmann::json StudioApp::view_options() const {
           {"dilution", {{"layer_mode", dilution_->layer_mode}, {"head_layer", dilution_->head_layer},
                         {"nosink", dilution_->nosink}, {"fit", dilution_->show_fit}, {"log_x", dilution_->log_x},
                         {"log_y", dilution_->log_y}, {"smoothing", dilution_->smoothing}}},
+          {"dilution_map", {{"mode", int(dmap_->mode)}, {"nosink", dmap_->nosink}}},
+          {"gaze_replay", {{"speed", replay_->clock.speed}, {"loop", replay_->clock.loop}, {"pvm", replay_->heat_pvm},
+                           {"layer", replay_->heat_layer}}},
           {"selection", {{"token", ctx_.sel.token}, {"side", int(ctx_.sel.side)}}}};
 }
 
@@ -372,6 +382,12 @@ void StudioApp::apply_view_options(const nlohmann::json& j) {
   dilution_->smoothing = get("dilution", "smoothing", 1);
   dilution_->plot().set_x_scale(dilution_->log_x ? AxisScale::Log10 : AxisScale::Linear);
   dilution_->plot().set_y_scale(dilution_->log_y ? AxisScale::Log10 : AxisScale::Linear);
+  dmap_->mode = DilutionMapView::Mode(std::clamp(get("dilution_map", "mode", 2), 0, 2));
+  dmap_->nosink = get("dilution_map", "nosink", false);
+  replay_->clock.speed = std::clamp(get("gaze_replay", "speed", 8.0f), ReplayClock::kMinSpeed, ReplayClock::kMaxSpeed);
+  replay_->clock.loop = get("gaze_replay", "loop", false);
+  replay_->heat_pvm = get("gaze_replay", "pvm", false);
+  replay_->heat_layer = get("gaze_replay", "layer", -1);
   ctx_.sel.token = get("selection", "token", -1);
   ctx_.sel.side = Side(std::clamp(get("selection", "side", 1), 0, 1));
   ctx_.sel.pinned = ctx_.sel.token >= 0;
@@ -675,6 +691,17 @@ void StudioApp::build_ui() {
 // ---- start-up, demo, bench ----
 
 void StudioApp::start_up() {
+  for (const std::string& name : opt_.focus) {
+    auto it = std::find_if(view_ptrs_.begin(), view_ptrs_.end(), [&](View* v) { return v->name() == name; });
+    if (it == view_ptrs_.end()) {
+      std::fprintf(stderr, "pvm-studio: error: --focus: no view named '%s'\n", name.c_str());
+      startup_failed_ = true;
+      continue;
+    }
+    (*it)->set_open(true), (*it)->focus();
+  }
+  if (opt_.map_mode >= 0) dmap_->mode = DilutionMapView::Mode(opt_.map_mode);
+  if (opt_.replay_speed > 0) replay_->clock.speed = opt_.replay_speed;
   if (opt_.bench_frames > 0) {
     fill_bench_trace();
     return;
@@ -706,6 +733,8 @@ void StudioApp::start_up() {
     ctx_.draft.max_new_tokens = opt_.demo_tokens;
     if (opt_.bench_generate > 0)  // the probes of `pvm generate --probe`, so both sides do the same work
       ctx_.draft.per_head = false, ctx_.draft.heatmap = false, ctx_.draft.logit_lens = false;
+    else if (opt_.per_head)
+      ctx_.draft.per_head = true;
     demo_t0_ = Clock::now();
     demo_state_ = 1;
   }
@@ -752,12 +781,14 @@ bool StudioApp::demo_step(int frame) {
 // 16384 tokens x 36 layers on both sides, PVM probes on 3 layers: what a long run looks like to
 // the views (the frame-time budget is measured on this).
 void StudioApp::fill_bench_trace() {
-  const int L = 36, N = 16384;
+  const int L = 36, N = 16384, H = 32;
+  // Per-head probes (37 M values) only when the Dilution map is shown: its layer x head map.
+  const bool heads = std::find(opt_.focus.begin(), opt_.focus.end(), dmap_->name()) != opt_.focus.end();
   ui_.model.loaded = true;
   ui_.model.dir = "synthetic-trace";
   ui_.model.note = "benchmark: synthetic 16k-token trace";
   ui_.model.layers = L;
-  ui_.model.heads = 32;
+  ui_.model.heads = H;
   ui_.model.pvm_layers = {8, 16, 24};
   const char* words[] = {"The ", "image ", "shows ", "a ", "red ", "circle ", "in ", "the ", "upper ", "left ",
                          "corner, ", "next ", "to ", "blue ", "square.\n"};
@@ -785,6 +816,11 @@ void StudioApp::fill_bench_trace() {
         }
       }
       t.lens_first = 20 + int(8 * std::sin(i * 0.05 + s));
+      if (heads) {
+        t.mass_heads.assign(L, std::vector<float>(H));
+        for (int l = 0; l < L; ++l)
+          for (int h = 0; h < H; ++h) t.mass_heads[l][h] = t.mass[l] * (0.25f + 1.5f * float((h * 7 + l * 3) % 32) / 31.0f);
+      }
       sd.text += t.piece;
     }
     sd.finish = "length";
@@ -870,6 +906,15 @@ int StudioApp::run() {
       if (demo_done_frame_ >= 0 && shot_frame < 0) shot_frame = demo_done_frame_ + std::max(opt_.frames, 4);
       if (headless() && opt_.screenshot.empty() && demo_state_ == 3) break;
     }
+    if (!replay_started_ && !startup_pending_ && (demo ? demo_state_ == 3 : frame >= 1) && opt_.bench_frames == 0 &&
+        (!opt_.replay_export.empty() || opt_.replay_play)) {
+      replay_started_ = true;
+      if (!opt_.replay_export.empty() && !replay_->start_export(opt_.replay_export, opt_.replay_stride, true)) rc = 1;
+      if (opt_.replay_play && ui_.side[int(replay_->side)].tokens.size() + ui_.side[1 - int(replay_->side)].tokens.size()) {
+        replay_->focus();
+        replay_->clock.seek(0, 1), replay_->clock.playing = true;
+      }
+    }
     ImGui_ImplOpenGL3_NewFrame();
     ImGui_ImplGlfw_NewFrame();
     ImGuiIO& io = ImGui::GetIO();
@@ -897,12 +942,26 @@ int StudioApp::run() {
     ImGui_ImplOpenGL3_RenderDrawData(ImGui::GetDrawData());
     run_captures();
     ++frame;
+    // The gaze replay export renders one token per frame: the screenshot waits for it.
+    if (replay_->exporting() && shot_frame > 0) shot_frame = std::max(shot_frame, frame + 3);
+    if (replay_started_ && !opt_.replay_export.empty() && !replay_->exporting() && replay_->exported_frames() == 0 &&
+        rc == 0) {
+      std::fprintf(stderr, "pvm-studio: error: gaze replay export failed: %s\n", replay_->export_error().c_str());
+      rc = 1;
+    }
     if (shot_frame > 0 && frame == std::max(1, shot_frame - 2)) {
       if (!opt_.export_plot.empty()) {
         // Queued now, drawn and read back during the next frame.
         dilution_->plot().request_png(opt_.export_plot + ".png");
         std::string err;
         if (!dilution_->plot().save_csv(opt_.export_plot + ".csv", &err)) {
+          std::fprintf(stderr, "pvm-studio: error: %s\n", err.c_str());
+          rc = 1;
+        }
+      }
+      if (!opt_.export_map.empty()) {  // CSVs now, the PNG while the next frame is drawn
+        std::string err;
+        if (!dmap_->export_files(opt_.export_map, &err)) {
           std::fprintf(stderr, "pvm-studio: error: %s\n", err.c_str());
           rc = 1;
         }
