@@ -2,6 +2,8 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 
+#include "engine/cpu_gemv.h"
+
 namespace pvm {
 
 static thread_local torch::TensorOptions g_param_options = torch::TensorOptions().dtype(torch::kFloat);
@@ -18,8 +20,9 @@ LinearImpl::LinearImpl(int64_t in, int64_t out, bool has_bias) {
 torch::Tensor LinearImpl::forward(const torch::Tensor& x) { return linear_rows(x, weight, bias); }
 
 torch::Tensor linear_rows(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {
-  // LibTorch 2.x runs one-row addmm as fast as or faster than torch::mv (the 1.13 GEMV detour lost
-  // up to 1.5x on the bf16 lm_head: experiments/bench/RESULTS_platform.md).
+  // Decode (a few rows) on an AVX-512 CPU: our weight-streaming loops, 1.4x oneDNN's one-row matmul
+  // (experiments/bench/RESULTS_cpu.md). Everything else, and anything that needs a gradient: torch.
+  if (auto y = cpu_gemv(x, weight, bias)) return *y;
   return torch::nn::functional::linear(x, weight, bias);
 }
 
