@@ -1043,7 +1043,7 @@ int StudioApp::run() {
     const bool working = session_->busy();
     if (!headless() && idle_frames > 30 && !working)
       glfwWaitEventsTimeout(0.25);
-    else if ((!headless() || opt_.bench_generate > 0) && working)
+    else if ((!headless() || opt_.bench_generate > 0 || opt_.scripted()) && working)
       glfwWaitEventsTimeout(1.0 / 30);  // streaming: 30 fps is plenty, leave the CPU to the model
     else
       glfwPollEvents();
