@@ -83,6 +83,24 @@ std::vector<std::string> collect_images(const std::vector<std::string>& args) {
   return out;
 }
 
+std::vector<std::string> write_scene_images(const std::string& dir, int64_t count, uint64_t seed,
+                                            const scenes::SceneOptions& opt) {
+  opt.validate("scenes");
+  if (count < 1) throw Error("scenes: the count must be at least 1");
+  make_dirs(dir, "scene images");
+  std::vector<std::string> files;
+  for (int64_t i = 0; i < count; ++i) {
+    const auto img = scenes::render(scenes::generate(scenes::scene_seed(seed, 1, uint64_t(i)), opt));
+    ImageRGB out;
+    out.width = img.width, out.height = img.height, out.rgb = img.rgb;
+    char name[32];
+    std::snprintf(name, sizeof name, "scene_%03lld.png", (long long)i);
+    files.push_back((fs::path(dir) / name).string());
+    write_png(files.back(), out);
+  }
+  return files;
+}
+
 DilutionResult run_dilution(Pipeline& pipe, const DilutionOptions& o) {
   auto& m = pipe.model.model;
   const auto& images = o.images;
@@ -129,6 +147,11 @@ DilutionResult run_dilution(Pipeline& pipe, const DilutionOptions& o) {
       };
       rec.attach(req);
       generate(m, req);
+      if (o.on_answer) {
+        std::vector<std::vector<float>> mass, nosink;
+        for (auto& t : rec.tokens()) mass.push_back(t.mass), nosink.push_back(t.mass_nosink.empty() ? t.mass : t.mass_nosink);
+        o.on_answer(run_name, ii, mass, nosink);
+      }
       for (auto& t : rec.tokens()) {
         cv.add(t.step, t.mass, t.mass_nosink);
         for (int64_t l = 0; l < (int64_t)t.mass.size(); ++l)

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/base/scenes.h"
 #include "engine/pipeline.h"
 
 namespace pvm {
@@ -24,6 +25,11 @@ struct DilutionOptions {
   std::atomic<bool>* cancel = nullptr;
   // Called after every generated token: run ("baseline" | "pvm"), image index, 0-based step.
   std::function<void(const std::string& run, size_t image, int64_t step)> on_token;
+  // Called after every answer with the visual mass of its tokens: per token [layers] (with and
+  // without sink tokens), token i at step i. The studio's batch view is built from these.
+  std::function<void(const std::string& run, size_t image, const std::vector<std::vector<float>>& mass,
+                     const std::vector<std::vector<float>>& mass_nosink)>
+      on_answer;
 };
 
 struct DilutionResult {
@@ -38,5 +44,11 @@ DilutionResult run_dilution(Pipeline& pipe, const DilutionOptions& o);
 // Image files of --images arguments: files as given, folders as their image files in name order.
 // Throws naming the argument when a folder holds no image or a path does not exist.
 std::vector<std::string> collect_images(const std::vector<std::string>& args);
+
+// `count` new scenes (engine/base/scenes.h) as dir/scene_NNN.png, the held-out seeds of `seed`
+// (scene i has scene_seed(seed, 1, i), like `pvm eval --task scenes --seed S`): the images of
+// `pvm dilution --scenes N --scene-seed S` and of the studio's batch on new scenes. Returns the files.
+std::vector<std::string> write_scene_images(const std::string& dir, int64_t count, uint64_t seed,
+                                            const scenes::SceneOptions& opt);
 
 }  // namespace pvm

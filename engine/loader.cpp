@@ -79,6 +79,7 @@ void load_weights(torch::nn::Module& module, const Checkpoint& ckpt, const LoadO
     const size_t row_bytes = rows ? v->nbytes / rows : 0;
     const int64_t block = row_bytes ? std::max<int64_t>(1, (16 << 20) / (int64_t)row_bytes) : rows;
     for (int64_t r0 = 0; r0 < rows; r0 += block) {
+      if (opt.cancel && opt.cancel->load()) throw LoadCancelled(where, done, total);
       const int64_t n = std::min(block, rows - r0);
       TensorView part = *v;
       if (!v->shape.empty()) part.shape[0] = n;
@@ -87,6 +88,8 @@ void load_weights(torch::nn::Module& module, const Checkpoint& ckpt, const LoadO
       auto dst = v->shape.empty() ? p : p.narrow(0, r0, n);
       dst.copy_(to_torch(part, /*copy=*/false));
       shard->advise_done(part);
+      done += int64_t(part.nbytes);  // per block: a 1 GB embedding moves the bar too
+      if (opt.progress) opt.progress(done, total, src);
       // NaN / Inf weights (a broken save, or an overflow converting to f16) would otherwise generate
       // garbage with exit 0. Checked on the converted block: cheap next to reading it.
       if (dst.is_floating_point() && !torch::isfinite(dst).all().item<bool>())
@@ -94,8 +97,6 @@ void load_weights(torch::nn::Module& module, const Checkpoint& ckpt, const LoadO
                                             std::to_string(dst.numel() - torch::isfinite(dst).sum().item<int64_t>()) +
                                             " non-finite values (NaN or Inf) as " + c10::toString(dst.scalar_type()));
     }
-    done += v->nbytes;
-    if (opt.progress) opt.progress(done, total, src);
   }
 }
 
@@ -146,17 +147,36 @@ static void check_config_against_checkpoint(const ModelConfig& c, const std::str
   throw file_error(where, msg + " (config " + cfg_path + ")");
 }
 
-LoadedModel load_model(const std::string& dir, const LoadOptions& opt) {
+// The checks before anything is allocated; returns the parsed config and the opened checkpoint.
+static Checkpoint open_checked(const std::string& dir, const LoadOptions& opt, ModelConfig* config) {
   if (!fs::exists(dir)) throw file_error(dir, "model directory does not exist");
   if (!fs::is_directory(dir))
     throw file_error(dir, "is a file, expected a model folder (config.json + model.safetensors); pass its folder");
   std::string cfg_path = (fs::path(dir) / "config.json").string();
-  if (!fs::exists(cfg_path)) throw file_error(dir, "no config.json in the model directory");
+  if (!fs::exists(cfg_path)) throw file_error(dir, "no config.json in the model directory (not a Qwen3-VL checkpoint)");
+  *config = load_config(cfg_path);
+  auto ckpt = Checkpoint::open(dir);
+  check_config_against_checkpoint(*config, cfg_path, ckpt, opt, ckpt.files().size() == 1 ? ckpt.files()[0] : dir);
+  return ckpt;
+}
+
+CheckpointInfo inspect_checkpoint(const std::string& dir, const LoadOptions& opt) {
+  CheckpointInfo info;
+  auto ckpt = open_checked(dir, opt, &info.config);
+  info.files = ckpt.files();
+  for (auto& f : info.files) {
+    std::error_code ec;
+    const auto sz = fs::file_size(f, ec);
+    if (!ec) info.file_bytes += int64_t(sz);
+  }
+  info.tensor_bytes = int64_t(ckpt.total_bytes());
+  return info;
+}
+
+LoadedModel load_model(const std::string& dir, const LoadOptions& opt) {
   LoadedModel out;
   out.dir = dir;
-  out.config = load_config(cfg_path);
-  auto ckpt = Checkpoint::open(dir);
-  check_config_against_checkpoint(out.config, cfg_path, ckpt, opt, ckpt.files().size() == 1 ? ckpt.files()[0] : dir);
+  auto ckpt = open_checked(dir, opt, &out.config);
   if (opt.device.is_cuda()) cuda_exact_f32();
   try {
     {
@@ -165,6 +185,8 @@ LoadedModel load_model(const std::string& dir, const LoadOptions& opt) {
     }
     out.model->eval();
     load_weights(*out.model, ckpt, opt, ckpt.files().size() == 1 ? ckpt.files()[0] : dir);
+  } catch (const LoadCancelled&) {
+    throw;
   } catch (...) {
     rethrow_with_context(dir, "loading the model (" + opt.device.str() + ", " + std::string(c10::toString(opt.dtype)) + ")");
   }

@@ -1,10 +1,12 @@
 // Load HF Qwen3-VL checkpoints (single file or sharded) into our modules, and write them back.
 #pragma once
+#include <atomic>
 #include <functional>
 #include <string>
 #include <vector>
 
 #include "engine/base/config.h"
+#include "engine/base/error.h"
 #include "engine/model.h"
 
 namespace pvm {
@@ -18,6 +20,15 @@ struct LoadOptions {
   // Keys allowed to be absent from the checkpoint (e.g. PVM weights that come from an adapter).
   std::function<bool(const std::string&)> optional_key;
   std::function<void(int64_t done_bytes, int64_t total_bytes, const std::string& name)> progress;
+  // Checked between blocks of ~16 MB: when set, loading stops with LoadCancelled.
+  const std::atomic<bool>* cancel = nullptr;
+};
+
+// Thrown by load_weights / load_model when LoadOptions::cancel was set.
+struct LoadCancelled : Error {
+  LoadCancelled(const std::string& where, int64_t done, int64_t total)
+      : Error(where + ": loading cancelled"), done_bytes(done), total_bytes(total) {}
+  int64_t done_bytes, total_bytes;
 };
 
 // HF key -> our key. Official checkpoints need nothing; re-exports with the legacy layout use
@@ -35,6 +46,18 @@ struct LoadedModel {
   Qwen3VLForConditionalGeneration model{nullptr};
   std::string dir;
 };
+
+// What a checkpoint folder holds, read from config.json and the safetensors headers only (nothing
+// is allocated): the checks load_model makes before allocating (folder, config, model_type, every
+// tensor's shape against the config), so a folder that is not a Qwen3-VL checkpoint fails here,
+// in one line naming the file.
+struct CheckpointInfo {
+  ModelConfig config;
+  std::vector<std::string> files;  // safetensors files
+  int64_t file_bytes = 0;          // their sizes on disk
+  int64_t tensor_bytes = 0;        // the tensors' data as stored
+};
+CheckpointInfo inspect_checkpoint(const std::string& dir, const LoadOptions& opt = {});
 
 // `dir` holds config.json and model.safetensors or model.safetensors.index.json.
 LoadedModel load_model(const std::string& dir, const LoadOptions& opt);

@@ -99,3 +99,42 @@ MemoryEstimate estimate_memory(const TrainConfig& cfg, const ModelConfig& mc0) {
 }
 
 }  // namespace pvm::train
+
+namespace pvm {
+
+std::string LoadMemoryEstimate::to_string() const {
+  std::string s = "needs about " + train::human(total) + " (weights " + train::human(weights) + ", KV cache " +
+                  train::human(kv_cache) + " for " + std::to_string(context) + " tokens, working " + train::human(working) + ")";
+  if (available >= 0) s += std::string(fits() ? "; " : "; does NOT fit: ") + train::human(available) + " available";
+  return s;
+}
+
+LoadMemoryEstimate estimate_load_memory(const ModelConfig& mc, torch::ScalarType dtype, const torch::Device& dev,
+                                        int64_t context) {
+  LoadMemoryEstimate e;
+  const int64_t wb = int64_t(c10::elementSize(dtype));
+  for (auto& t : expected_tensors(mc)) {
+    int64_t n = 1;
+    for (auto d : t.shape) n *= d;
+    e.params += n;
+  }
+  e.weights = e.params * wb;
+  const auto& t = mc.text;
+  e.context = context;
+  e.kv_cache = 2 * t.num_hidden_layers * t.num_key_value_heads * t.head_dim * context * wb;
+  // A prefill of `context` tokens: a few hidden-size and MLP-size activations per token (one layer
+  // at a time), one layer's attention probabilities when a probe needs them (chunked past 2k), and
+  // the f32 logits of the last row.
+  const int64_t chunk = std::min<int64_t>(context, 2048);
+  e.working = context * (6 * t.hidden_size + 3 * t.intermediate_size) * wb +
+              t.num_attention_heads * chunk * context * 4 + 2 * t.vocab_size * 4;
+  e.total = e.weights + e.kv_cache + e.working;
+  try {
+    e.available = train::available_memory(dev);
+  } catch (...) {
+    e.available = -1;
+  }
+  return e;
+}
+
+}  // namespace pvm

@@ -27,3 +27,21 @@ MemoryEstimate estimate_memory(const TrainConfig& cfg, const ModelConfig& mc);
 int64_t available_memory(const torch::Device& dev);
 
 }  // namespace pvm::train
+
+namespace pvm {
+
+// Memory to open a checkpoint for generation, from its config alone (before loading): the
+// parameters in the dtype they are loaded in (exactly what the loaded model holds), the KV cache of
+// one answer of `context` tokens, and the working memory of a prefill of that length. The studio's
+// Model view shows it against available_memory before a multi-GB folder is loaded.
+struct LoadMemoryEstimate {
+  int64_t params = 0, weights = 0, kv_cache = 0, working = 0, total = 0;
+  int64_t context = 0;
+  int64_t available = -1;  // free bytes on the device (-1 unknown)
+  bool fits() const { return available < 0 || total <= available; }
+  std::string to_string() const;  // one line
+};
+LoadMemoryEstimate estimate_load_memory(const ModelConfig& mc, torch::ScalarType dtype, const torch::Device& dev,
+                                        int64_t context = 4096);
+
+}  // namespace pvm

@@ -203,7 +203,40 @@ int Plot::add_series(PlotSeries s) {
 
 void Plot::clear_series() {
   series_.clear();
+  bands_.clear();
   data_changed();
+}
+
+void Plot::add_band(int lo_series, int hi_series, ImU32 fill) {
+  if (lo_series < 0 || hi_series < 0 || lo_series >= int(series_.size()) || hi_series >= int(series_.size())) return;
+  bands_.push_back({lo_series, hi_series, fill});
+}
+
+void Plot::draw_bands(ImDrawList* dl, const Frame& f) {
+  // Adjacent quads share edges: anti-aliased fill would draw a faint seam on every one.
+  const ImDrawListFlags flags = dl->Flags;
+  dl->Flags &= ~ImDrawListFlags_AntiAliasedFill;
+  for (const Band& b : bands_) {
+    Entry& lo = series_[size_t(b.lo)];
+    Entry& hi = series_[size_t(b.hi)];
+    if (!lo.transformed) transform(lo);
+    if (!hi.transformed) transform(hi);
+    const size_t n = std::min(lo.tx.size(), hi.tx.size());
+    bool have = false;
+    float px = 0, plo = 0, phi = 0;
+    for (size_t i = 0; i < n; ++i) {
+      if (!std::isfinite(lo.tx[i]) || !std::isfinite(lo.ty[i]) || !std::isfinite(hi.ty[i])) {
+        have = false;  // a gap in the data is a gap in the band
+        continue;
+      }
+      const float x = x_px(f, lo.tx[i]), ylo = y_px(f, lo.ty[i]), yhi = y_px(f, hi.ty[i]);
+      if (have && x - px < 1.0f && i + 1 < n) continue;  // one quad per pixel column
+      if (have && !(x < f.p0.x && px < f.p0.x) && !(x > f.p1.x && px > f.p1.x))
+        dl->AddQuadFilled(ImVec2(px, plo), ImVec2(x, ylo), ImVec2(x, yhi), ImVec2(px, phi), b.fill);
+      px = x, plo = ylo, phi = yhi, have = true;
+    }
+  }
+  dl->Flags = flags;
 }
 
 PlotSeries& Plot::edit_series(size_t i) {
@@ -901,6 +934,7 @@ void Plot::draw(ImVec2 size) {
   draw_axes(dl, f);
 
   dl->PushClipRect(f.p0, f.p1, true);
+  draw_bands(dl, f);
   for (int i = 0; i < int(series_.size()); ++i) {
     const Entry& e = series_[i];
     if (!e.s.visible) continue;

@@ -62,7 +62,12 @@ class Plot {
   AxisScale x_scale() const { return x_.scale; }
   AxisScale y_scale() const { return y_.scale; }
   int add_series(PlotSeries s);  // returns its index
-  void clear_series();
+  void clear_series();  // and the bands
+  // Fills between two series of the same x (a confidence band: its lo and hi series, which may be
+  // drawn too), translucent, one quad per pixel column. The fill is part of the PNG export; the
+  // data is in the CSV through the two series.
+  void add_band(int lo_series, int hi_series, ImU32 fill);
+  size_t band_count() const { return bands_.size(); }
   size_t series_count() const { return series_.size(); }
   const PlotSeries& series(size_t i) const { return series_[i].s; }
   PlotSeries& edit_series(size_t i);  // the caller may change anything; the cache is dropped
@@ -144,6 +149,7 @@ class Plot {
   void draw_axes(ImDrawList* dl, const Frame& f) const;
   void draw_legend(ImDrawList* dl, const Frame& f) const;
   void draw_cursor(ImDrawList* dl, const Frame& f) const;
+  void draw_bands(ImDrawList* dl, const Frame& f);
   ImVec2 legend_pos(const Frame& f, int i) const;
   float x_px(const Frame& f, double t) const { return float(f.p0.x + (t - x_.lo) / (x_.hi - x_.lo) * f.pw); }
   float y_px(const Frame& f, double t) const { return float(f.p1.y - (t - y_.lo) / (y_.hi - y_.lo) * f.ph); }
@@ -163,6 +169,11 @@ class Plot {
   std::string id_, title_;
   Axis x_, y_;
   std::vector<Entry> series_;
+  struct Band {
+    int lo, hi;
+    ImU32 fill;
+  };
+  std::vector<Band> bands_;
   bool auto_fit_ = true;       // fit on draw until the user zooms or pans
   bool resort_check_ = false;  // edit_series() may have changed x order
   bool drag_from_plot_ = false;

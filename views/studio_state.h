@@ -54,6 +54,7 @@ struct ModelInfo {
   std::string device, dtype;
   int layers = 0, heads = 0, hidden = 0;
   std::vector<int> pvm_layers;     // decoder layers that carry a PVM block (empty: none)
+  int pvm_hidden = 0;              // width of those blocks (0: none)
   std::string adapter;             // adapter folder loaded on top, "" when none
   std::map<std::string, int64_t> params;  // by part ("vision", "text", "lm_head", "pvm", "total")
   int64_t weight_bytes = 0;        // parameters as loaded (dtype size included)
@@ -92,6 +93,65 @@ struct EngineStatus {
   uint64_t jobs_done = 0;
 };
 
+// A batch of dilution answers (the studio's `pvm dilution`): every image answered by the baseline
+// and, when the model has PVM blocks, by PVM, greedy, with the visual mass of every token.
+struct BatchSettings {
+  std::vector<std::string> images;  // files or folders (as `pvm dilution --images`); empty: new scenes
+  int scenes = 8;                   // new scenes when images is empty (held-out seeds of scene_seed)
+  int64_t scene_seed = 0;
+  int min_objects = 4, max_objects = 16;
+  std::string prompt;               // "" = the blind-painter preset, like `pvm dilution`
+  int max_new_tokens = 64;          // 2 .. 16384
+  bool stop_at_eos = false;         // false: every answer is max_new_tokens long
+  std::string out_dir;              // where the engine writes what `pvm dilution --out` writes
+};
+
+struct BatchAnswer {
+  int side = 0;                            // 0 baseline, 1 PVM
+  size_t image = 0;
+  std::vector<std::vector<float>> mass, mass_nosink;  // [tokens][layers]
+};
+
+struct BatchData {
+  uint64_t id = 0;                  // the engine's batch number (0: none yet)
+  BatchSettings settings;
+  std::vector<std::string> images;  // the image files measured
+  bool has_pvm = false;
+  bool running = false;
+  std::string finish;               // "" while running or never run; "done" | "cancelled" | "error"
+  std::vector<BatchAnswer> answers; // in the order they finished (appended while running)
+  int64_t tokens_done = 0, tokens_total = 0;
+  double elapsed_s = 0, tokens_per_s = 0, eta_s = -1;
+  std::string current;              // "baseline 3/8" while running
+  std::string fits_csv;             // the engine's fits.csv text once done
+};
+
+// What opening a checkpoint folder will take, read from its config.json and safetensors headers
+// before anything is loaded (engine/memory_estimate.h estimate_load_memory).
+struct LoadPlan {
+  std::string dir;
+  bool ready = false;               // inspected without error
+  std::string error;                // why the folder cannot be loaded ("" when ready)
+  std::string summary;              // "36 layers, hidden 4096, 8.77 B parameters, 4 shards"
+  std::string dtype, device;
+  int64_t params = 0, file_bytes = 0;
+  int64_t weight_bytes = 0;         // the parameters in the dtype they will be loaded in
+  int64_t kv_bytes = 0;             // KV cache of one answer of `context` tokens
+  int64_t context = 0;
+  int64_t need_bytes = 0;           // weights + KV cache + working memory
+  int64_t available_bytes = -1;     // what the machine has free (-1 unknown)
+  bool fits() const { return available_bytes < 0 || need_bytes <= available_bytes; }
+};
+
+// The last load of a checkpoint, for the Model view's progress bar (kept after it ends).
+struct LoadProgress {
+  std::string dir;
+  std::string state;                // "" none | "loading" | "loaded" | "cancelled" | "failed"
+  float fraction = 0;
+  int64_t done_bytes = 0, total_bytes = 0;
+  double elapsed_s = 0;
+};
+
 // The UI thread's copy. Views read it freely; only Engine::sync writes it (once per frame).
 struct UiState {
   EngineStatus status;
@@ -101,6 +161,9 @@ struct UiState {
   GenerateSettings settings;    // what the current answers were generated with
   uint64_t run_id = 0;          // engine generation the sides belong to (0: none; >= 2^40: restored)
   bool restored = false;        // sides came from a saved session, not the engine
+  BatchData batch;
+  LoadPlan plan;
+  LoadProgress load;
   const SideData& of(Side s) const { return side[int(s)]; }
 };
 
@@ -118,6 +181,9 @@ struct LoadRequest {
   std::string dir;              // "" = the default model (the random one when absent), or kRandomModel
   std::string device = "cpu", dtype = "auto";
   std::string adapter;          // optional PVM adapter folder loaded after the model
+  // Scripted runs (--load-cancel-at): cancel the load once this share of the bytes is read, as
+  // the Cancel button would. < 0: never.
+  double cancel_at = -1;
 };
 
 class Engine {
@@ -128,12 +194,24 @@ class Engine {
   virtual bool load_model(const LoadRequest& r, std::string* why) = 0;
   virtual bool load_adapter(const std::string& dir, std::string* why) = 0;  // "" detaches PVM blocks
   virtual bool generate(const GenerateSettings& s, std::string* why) = 0;
-  virtual void stop() = 0;  // cancels a generation (loading runs to the end)
+  virtual void stop() = 0;  // cancels a generation, a batch or a model load
   virtual bool busy() const = 0;
   // Copies what changed since the last call into `ui` (tokens are appended, never re-copied).
   virtual void sync(UiState& ui) = 0;
   // Merged patch grid the loaded (or default) processor gives an image of this size.
   virtual GridInfo grid_for(int width, int height) const = 0;
+  // Reads a checkpoint folder's config and headers and estimates the memory it needs (UiState::plan).
+  virtual bool inspect_model(const LoadRequest& r, std::string* why) {
+    (void)r;
+    if (why) *why = "this engine cannot inspect checkpoints";
+    return false;
+  }
+  // Runs a dilution batch on the loaded model (UiState::batch).
+  virtual bool run_batch(const BatchSettings& s, std::string* why) {
+    (void)s;
+    if (why) *why = "this engine cannot run batches";
+    return false;
+  }
 };
 
 // Everything a view may need, handed to every view at construction.

@@ -1,6 +1,9 @@
 #include "engine/base/version.h"
 #include "views/view_model.h"
 
+#include <algorithm>
+#include <cstdio>
+
 #include "imgui_stdlib.h"
 #include "views/ui_util.h"
 #include "engine/base/log_sink.h"
@@ -19,6 +22,7 @@ bool ModelView::load(const std::string& dir, const std::string& adapter, std::st
   r.device = kDevices[device_];
   r.dtype = kDtypes[dtype_];
   r.adapter = adapter;
+  r.cancel_at = cancel_at;
   std::string why;
   if (!ctx_.engine->load_model(r, &why)) {
     log_error("%s", why.c_str());
@@ -28,6 +32,72 @@ bool ModelView::load(const std::string& dir, const std::string& adapter, std::st
   dir_ = dir;
   if (!adapter.empty()) adapter_ = adapter;
   return true;
+}
+
+bool ModelView::select(const std::string& dir) {
+  dir_ = dir;
+  inspected_ = dir;
+  edited_at_ = -1;
+  LoadRequest r;
+  r.dir = dir;
+  r.device = kDevices[device_];
+  r.dtype = kDtypes[dtype_];
+  std::string why;
+  if (!ctx_.engine->inspect_model(r, &why)) {
+    log_error("%s", why.c_str());  // the status line shows it: e.g. no config.json (not a checkpoint)
+    return false;
+  }
+  return true;
+}
+
+void ModelView::draw_plan() {
+  const LoadPlan& p = ctx_.ui->plan;
+  if (p.dir.empty() || p.dir != dir_) return;
+  if (!p.ready) {
+    ImGui::PushStyleColor(ImGuiCol_Text, ImVec4(1.0f, 0.45f, 0.42f, 1.0f));
+    ImGui::TextWrapped("Cannot load: %s", p.error.c_str());
+    ImGui::PopStyleColor();
+    return;
+  }
+  ImGui::TextWrapped("%s", p.summary.c_str());
+  ImGui::TextDisabled("on disk %s; as %s on %s:", format_bytes(p.file_bytes).c_str(), p.dtype.c_str(), p.device.c_str());
+  // Need against have: one bar, full = what the machine has free.
+  const float frac = p.available_bytes > 0 ? float(double(p.need_bytes) / double(p.available_bytes)) : 0.0f;
+  char over[256];
+  std::snprintf(over, sizeof over, "needs %s of %s available", format_bytes(p.need_bytes).c_str(),
+                p.available_bytes >= 0 ? format_bytes(p.available_bytes).c_str() : "(unknown)");
+  const ImVec4 col = p.fits() ? ImVec4(0.30f, 0.70f, 0.40f, 1.0f) : ImVec4(0.90f, 0.30f, 0.28f, 1.0f);
+  ImGui::PushStyleColor(ImGuiCol_PlotHistogram, col);
+  ImGui::ProgressBar(std::min(frac, 1.0f), ImVec2(-1, 0), over);
+  ImGui::PopStyleColor();
+  item_tooltip(("weights " + format_bytes(p.weight_bytes) + " + KV cache " + format_bytes(p.kv_bytes) + " for " +
+                std::to_string(p.context) + " tokens + working memory (engine/memory_estimate.h)")
+                   .c_str());
+  if (!p.fits()) {
+    ImGui::PushStyleColor(ImGuiCol_Text, ImVec4(1.0f, 0.45f, 0.42f, 1.0f));
+    ImGui::TextWrapped("Does not fit in free memory: try bf16, or close other programs.");
+    ImGui::PopStyleColor();
+  }
+}
+
+void ModelView::draw_load_progress() {
+  const LoadProgress& lp = ctx_.ui->load;
+  const bool loading = ctx_.ui->status.state == EngineStatus::Loading && lp.state == "loading";
+  if (lp.state.empty() || lp.state == "failed") return;  // a failure is in the status line and the log
+  if (lp.state == "loaded" && lp.total_bytes == 0) return;  // the in-memory random model reads no file
+  char over[256];
+  if (lp.state == "loaded")
+    std::snprintf(over, sizeof over, "loaded %s in %.1f s", format_bytes(lp.total_bytes).c_str(), lp.elapsed_s);
+  else
+    std::snprintf(over, sizeof over, "%s%.0f%%  %s / %s", lp.state == "cancelled" ? "cancelled at " : "",
+                  100.0 * lp.fraction, format_bytes(lp.done_bytes).c_str(), format_bytes(lp.total_bytes).c_str());
+  const float fs = ImGui::GetFontSize();
+  ImGui::ProgressBar(lp.fraction, ImVec2(loading ? -fs * 5 : -1, 0), over);
+  if (loading) {
+    ImGui::SameLine();
+    if (ImGui::Button("Cancel##load")) ctx_.engine->stop();
+    item_tooltip("Stops loading at the next block of weights; no model is loaded then.");
+  }
 }
 
 bool ModelView::load_adapter(const std::string& dir) {
@@ -48,14 +118,21 @@ void ModelView::draw() {
 
   ImGui::TextDisabled("Checkpoint folder (empty: the default model)");
   ImGui::SetNextItemWidth(-fs * 5.5f);
-  ImGui::InputTextWithHint("##dir", "assets/default-model", &dir_);
+  if (ImGui::InputTextWithHint("##dir", "assets/default-model", &dir_)) edited_at_ = ImGui::GetTime();
   ImGui::SameLine();
   if (ImGui::Button("Browse##model"))
     browser_.open("Open model folder", FileBrowser::Mode::OpenDir, dir_.empty() ? (pvm::source_dir() + "/assets") : dir_, {},
                   [this](const std::string& p, std::string*) {
-                    dir_ = p;
+                    select(p);
                     return true;
                   });
+  // A typed folder is inspected once typing stops (and the worker is free).
+  if (edited_at_ >= 0 && ImGui::GetTime() - edited_at_ > 0.6 && !busy && dir_ != inspected_) {
+    if (!dir_.empty())
+      select(dir_);
+    else
+      edited_at_ = -1, inspected_.clear();
+  }
   ImGui::SetNextItemWidth(fs * 5);
   ImGui::Combo("device", &device_, kDevices, 3);
   ImGui::SameLine();
@@ -69,11 +146,9 @@ void ModelView::draw() {
                "are noise. For trying the studio without a checkpoint.");
   ImGui::EndDisabled();
 
-  if (ui.status.state == EngineStatus::Loading) {
-    ImGui::ProgressBar(ui.status.progress >= 0 ? ui.status.progress : 0.0f, ImVec2(-1, 0),
-                       ui.status.progress >= 0 ? nullptr : "loading ...");
-    ImGui::TextWrapped("%s", ui.status.message.c_str());
-  }
+  draw_plan();
+  draw_load_progress();
+  if (ui.status.state == EngineStatus::Loading) ImGui::TextWrapped("%s", ui.status.message.c_str());
 
   ImGui::Separator();
   ImGui::TextDisabled("PVM adapter folder");

@@ -1,6 +1,7 @@
 // Model view: open a checkpoint folder (in-app browser) or the default model, device and dtype, the
-// PVM adapter (load / remove), and what is loaded: parameters by part, PVM layers, memory. Loading
-// runs on the engine's worker; this view shows its progress.
+// PVM adapter (load / remove), and what is loaded: parameters by part, PVM layers, memory. A picked
+// folder is inspected first (its memory plan against the free memory, or why it is no checkpoint);
+// loading runs on the engine's worker with a byte progress bar and Cancel.
 #pragma once
 #include <string>
 
@@ -19,11 +20,20 @@ class ModelView : public View {
   bool load(const std::string& dir, const std::string& adapter = "", std::string* why = nullptr);
   bool load_adapter(const std::string& dir);
   std::string& model_dir() { return dir_; }
+  // Picks a checkpoint folder without loading it: the engine reads its config and tensor headers
+  // and the view shows the memory it needs against what the machine has (or why it cannot load).
+  bool select(const std::string& dir);
+  double cancel_at = -1;  // scripted runs: LoadRequest::cancel_at of the next load
 
  private:
+  void draw_plan();
+  void draw_load_progress();
+
   StudioContext& ctx_;
   FileBrowser browser_;
   std::string dir_, adapter_;
+  std::string inspected_;          // the folder the last inspection was asked for
+  double edited_at_ = -1;          // when dir_ was last typed in (inspect once typing stops)
   int device_ = 0, dtype_ = 0;  // indices into the combos
 };
 

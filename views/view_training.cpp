@@ -53,6 +53,23 @@ json config_value(const pvm::train::TrainField& f, const json& v) {
 
 }  // namespace
 
+std::string default_pvm_layers(int layers) {
+  if (layers <= 1) return "0";
+  std::vector<int> v;
+  for (int q = 1; q <= 3; ++q) {
+    const int l = std::clamp(layers * q / 4, 0, layers - 1);
+    if (v.empty() || v.back() != l) v.push_back(l);
+  }
+  std::string t;
+  for (int l : v) t += (t.empty() ? "" : ",") + std::to_string(l);
+  return t;
+}
+
+std::string ScenesDataForm::dir(const std::string& runs_root) const {
+  return runs_root + "/.data/scenes-n" + std::to_string(count) + "-s" + std::to_string(seed) + "-o" +
+         std::to_string(min_objects) + "-" + std::to_string(max_objects);
+}
+
 TrainForm::TrainForm() {
   using pvm::train::FieldType;
   for (const auto& f : pvm::train::train_fields()) {
@@ -260,7 +277,7 @@ std::string TrainingView::run_name() const {
 
 bool TrainingView::write_config(std::string* path, std::string* error) {
   json j;
-  if (!form_.to_json(&j, error)) return false;
+  if (!effective_form().to_json(&j, error)) return false;
   if (run_name().empty()) {
     *error = "out: choose a run folder";
     return false;
@@ -292,36 +309,127 @@ void TrainingView::estimate() {
   }
 }
 
-void TrainingView::launch(bool resume) {
+TrainForm TrainingView::effective_form() const {
+  TrainForm f = form_;
+  if (scenes.enabled) {
+    const std::string d = scenes.dir(runs_root);
+    f.values["data"] = d + (f.grpo() ? "/grpo.jsonl" : "/sft.jsonl");
+  }
+  return f;
+}
+
+bool TrainingView::launch(bool resume) {
   std::string err;
   std::vector<std::string> argv = {pvm_binary(), "train", form_.values.at("mode").get<std::string>()};
   std::string dir = resume ? run_dir_ : form_.values.at("out").get<std::string>();
   if (resume) {
     argv.insert(argv.end(), {"--resume", dir});
-  } else {
-    std::error_code ec;
-    if (fs::exists(dir + "/status.json", ec)) {
-      log_error("%s already holds a run: pick another out folder, or open it and press Resume", dir.c_str());
-      return;
-    }
-    std::string cfg;
-    if (!write_config(&cfg, &err)) {
-      log_error("%s", err.c_str());
-      return;
-    }
-    argv.insert(argv.end(), {"--config", cfg, "--out", dir});
+    return start_trainer(argv, dir);
   }
+  std::error_code ec;
+  if (fs::exists(dir + "/status.json", ec)) {
+    log_error("%s already holds a run: pick another out folder, or open it and press Resume", dir.c_str());
+    return false;
+  }
+  std::string cfg;
+  if (!write_config(&cfg, &err)) {
+    log_error("%s", err.c_str());
+    return false;
+  }
+  const std::string data_dir = scenes.dir(runs_root);
+  if (scenes.enabled && !fs::exists(data_dir + "/dataset.json", ec)) {
+    // A fresh install has no data: `pvm scenes` makes it first, then the trainer starts (draw()).
+    if (scenes.count < 1 || scenes.min_objects < 1 || scenes.max_objects > 16 || scenes.min_objects > scenes.max_objects) {
+      log_error("scenes data: count must be >= 1 and objects a range within 1..16");
+      return false;
+    }
+    fs::create_directories(runs_root + "/.logs", ec);
+    const std::vector<std::string> mk = {pvm_binary(), "scenes", "--out", data_dir, "--count", std::to_string(scenes.count),
+                                         "--seed", std::to_string(scenes.seed), "--objects",
+                                         std::to_string(scenes.min_objects) + "-" + std::to_string(scenes.max_objects),
+                                         "--quiet"};
+    if (!scenes_maker_.start(mk, runs_root + "/.logs/" + fs::path(data_dir).filename().string() + ".log", &err)) {
+      log_error("%s", err.c_str());
+      return false;
+    }
+    log_info("making the scenes data for the run: %d scenes (seed %lld, %d-%d objects) in %s", scenes.count,
+             (long long)scenes.seed, scenes.min_objects, scenes.max_objects, data_dir.c_str());
+    launch_after_scenes_ = true;
+    return true;
+  }
+  argv.insert(argv.end(), {"--config", cfg, "--out", dir});
+  return start_trainer(argv, dir);
+}
+
+bool TrainingView::start_trainer(const std::vector<std::string>& argv, const std::string& dir) {
+  std::string err;
   std::error_code ec;
   fs::create_directories(runs_root + "/.logs", ec);
   const std::string logp = runs_root + "/.logs/" + fs::path(dir).filename().string() + ".log";
   if (!trainer_.start(argv, logp, &err)) {
     log_error("%s", err.c_str());
-    return;
+    return false;
   }
   std::string cmd;
   for (auto& a : argv) cmd += a + " ";
   log_info("training started (pid %d): %s; output in %s", int(trainer_.pid()), cmd.c_str(), logp.c_str());
   open_run(dir);
+  return true;
+}
+
+void TrainingView::poll_launch() {
+  if (!launch_after_scenes_ || scenes_maker_.running()) return;
+  launch_after_scenes_ = false;
+  if (scenes_maker_.exit_code() == 0) {
+    log_info("scenes data ready: %s", scenes.dir(runs_root).c_str());
+    launch(false);
+  } else {
+    log_error("making the scenes data failed (exit %d): see %s/.logs/", scenes_maker_.exit_code(), runs_root.c_str());
+  }
+}
+
+bool TrainingView::working() {
+  poll_launch();
+  return scenes_maker_.running() || launch_after_scenes_ || trainer_.running();
+}
+
+void TrainingView::fit_to_model(const ModelInfo& m) {
+  if (!m.loaded) return;
+  std::string key = m.dir + "|" + m.adapter + "|" + std::to_string(m.layers);
+  for (int l : m.pvm_layers) key += "," + std::to_string(l);
+  if (key == fitted_key_) return;
+  fitted_key_ = key;
+  std::map<std::string, json> want;
+  // The default model and the in-memory random one train as "" (the default model); a folder as itself.
+  const bool folder = m.dir.rfind("random:", 0) != 0 && fs::path(m.dir).lexically_normal() != fs::path(pvm::default_model_dir()).lexically_normal();
+  want["model"] = folder ? m.dir : "";
+  if (!m.pvm_layers.empty()) {
+    std::string t;
+    for (int l : m.pvm_layers) t += (t.empty() ? "" : ",") + std::to_string(l);
+    want["pvm.layers"] = t;
+    want["pvm.hidden_size"] = int64_t(m.pvm_hidden > 0 ? m.pvm_hidden : 512);
+  } else {
+    want["pvm.layers"] = default_pvm_layers(m.layers);
+    want["pvm.hidden_size"] = int64_t(std::clamp(m.hidden / 2, 16, 512));
+  }
+  for (auto& [k, v] : want) {
+    // A value the user typed since the last fit stays.
+    auto it = fitted_.find(k);
+    if (it != fitted_.end() && form_.values[k] != it->second) continue;
+    form_.values[k] = v;
+    fitted_[k] = v;
+  }
+}
+
+bool TrainingView::load_adapter_and_compare() {
+  const std::string dir = run_dir_ + "/final";
+  if (run_dir_.empty() || !fs::exists(dir + "/adapter_config.json")) {
+    log_error("%s: no adapter (only a finished PVM-only run has final/adapter_config.json)", dir.c_str());
+    return false;
+  }
+  if (!ctx_.request_load_adapter) return false;
+  ctx_.request_load_adapter(dir);
+  return true;
 }
 
 void TrainingView::draw() {
@@ -343,6 +451,8 @@ void TrainingView::draw() {
       if (estimator_.exit_code()) estimate_out_ = "estimate failed (exit " + std::to_string(estimator_.exit_code()) + "):\n" + estimate_out_;
     }
   }
+  fit_to_model(ctx_.ui->model);
+  poll_launch();
   if (now - last_list_ > 3.0) {
     last_list_ = now;
     runs_ = list_runs(runs_root);
@@ -362,22 +472,43 @@ void TrainingView::draw() {
 }
 
 void TrainingView::draw_form() {
+  const float fs = ImGui::GetFontSize();
+  ImGui::Checkbox("make a scenes data set for the run", &scenes.enabled);
+  item_tooltip("A fresh install has no training data: 'pvm scenes' writes images, descriptions (SFT) and questions\n"
+               "(GRPO) under the runs folder's .data/, once per setting; the data field is then ignored.");
+  if (scenes.enabled) {
+    ImGui::Indent();
+    ImGui::SetNextItemWidth(fs * 6);
+    ImGui::InputInt("scenes##tr", &scenes.count, 50, 500);
+    ImGui::SameLine();
+    ImGui::SetNextItemWidth(fs * 5);
+    ImGui::InputScalar("seed##tr", ImGuiDataType_S64, &scenes.seed);
+    int objs[2] = {scenes.min_objects, scenes.max_objects};
+    ImGui::SetNextItemWidth(fs * 7);
+    if (ImGui::InputInt2("objects per scene", objs)) scenes.min_objects = objs[0], scenes.max_objects = objs[1];
+    ImGui::TextDisabled("%s", scenes.dir(runs_root).c_str());
+    ImGui::Unindent();
+  }
   draw_train_form_fields(form_, &browser_);
   // The same check as `pvm train`, so a bad value shows here before anything is launched.
   json cfg;
   std::string err;
-  if (!form_.to_json(&cfg, &err)) {
+  if (!effective_form().to_json(&cfg, &err)) {
     ImGui::PushStyleColor(ImGuiCol_Text, ImVec4(1.0f, 0.42f, 0.40f, 1));
     ImGui::TextWrapped("%s", err.c_str());
     ImGui::PopStyleColor();
   }
-  const bool training = trainer_.pid() > 0;
+  const bool training = trainer_.pid() > 0 || launch_after_scenes_;
   if (ImGui::Button("Estimate memory")) estimate();
   item_tooltip("Runs 'pvm train estimate --config F': parameters, optimizer state and activations, before launch.");
   ImGui::SameLine();
   ImGui::BeginDisabled(training);
   if (ImGui::Button("Launch")) launch(false);
   ImGui::EndDisabled();
+  if (launch_after_scenes_) {
+    ImGui::SameLine();
+    ImGui::TextDisabled("making the scenes data ...");
+  }
   if (!estimate_out_.empty()) {
     ImGui::PushFont(nullptr);
     ImGui::TextWrapped("%s", estimate_out_.c_str());
@@ -432,12 +563,11 @@ void TrainingView::draw_run() {
   ImGui::EndDisabled();
   ImGui::SameLine();
   const bool adapter = fs::exists(run_dir_ + "/final/adapter_config.json");
-  ImGui::BeginDisabled(!adapter);
-  if (ImGui::Button("Load adapter")) {
-    if (ctx_.request_load_adapter) ctx_.request_load_adapter(run_dir_ + "/final");
-  }
+  ImGui::BeginDisabled(!adapter || live);
+  if (ImGui::Button("Load adapter & compare")) load_adapter_and_compare();
   ImGui::EndDisabled();
-  item_tooltip(adapter ? "Load final/ of this run into the Model view." : "Only a finished PVM-only run has an adapter.");
+  item_tooltip(adapter ? "Load final/ of this run on the loaded model and generate baseline vs PVM in the Compare view."
+                       : "Only a finished PVM-only run has an adapter.");
   if (last) {
     ImGui::TextDisabled("loss %.4f  lr %.2e  grad norm %.3f  %.0f tok/s  mem %s", last->loss, last->lr, last->grad_norm,
                         last->tokens_per_s, std::isfinite(last->mem_bytes) ? format_bytes(int64_t(last->mem_bytes)).c_str() : "-");

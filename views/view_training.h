@@ -1,8 +1,10 @@
-// Training view: a form for SFT / GRPO runs (data, trainable set, steps, LR, group size, ...), the
+// Training view: a form for SFT / GRPO runs (data, trainable set, steps, LR, group size, ...) whose
+// model and PVM layers follow the loaded model, a scenes data set made for the run (`pvm scenes`) when
+// there is no data file, the
 // memory estimate before launch (`pvm train estimate --config F`), launching `pvm train sft|grpo
 // --config F --out RUN_DIR` as a child process, live curves from RUN_DIR/metrics.jsonl, a progress
 // bar with ETA from status.json, stop (SIGTERM) and resume (--resume RUN_DIR), past runs under
-// the runs folder (reopenable), and "load adapter" for a finished PVM-only run.
+// the runs folder (reopenable), and "Load adapter & compare" for a finished PVM-only run.
 #pragma once
 #include <map>
 #include <memory>
@@ -43,6 +45,20 @@ void draw_train_form_fields(TrainForm& f, FileBrowser* browser, std::vector<std:
 // Curves of a run: one plot per group, rebuilt from rows.
 void fill_training_plots(const std::vector<MetricRow>& rows, Plot& loss, Plot& reward, Plot& gates, Plot& lr);
 
+// PVM layers for fresh blocks on a decoder of `layers` layers: the quarter points (L/4, L/2, 3L/4;
+// 1,2,3 on the 4-layer default model, 9,18,27 on 36 layers), as text for the form.
+std::string default_pvm_layers(int layers);
+
+// A scenes data set made for a run (`pvm scenes`): count, seed, objects per scene.
+struct ScenesDataForm {
+  bool enabled = true;  // make it, instead of naming a data file
+  int count = 200;
+  int64_t seed = 1;
+  int min_objects = 4, max_objects = 16;
+  // runs_root/.data/scenes-n<count>-s<seed>-o<min>-<max>: the same settings reuse the same files.
+  std::string dir(const std::string& runs_root) const;
+};
+
 class TrainingView : public View {
  public:
   explicit TrainingView(StudioContext& ctx);
@@ -51,19 +67,38 @@ class TrainingView : public View {
   void open_run(const std::string& dir);  // show a run's curves (past or live)
   std::string runs_root;
 
+  TrainForm& form() { return form_; }
+  ScenesDataForm scenes;
+  // The form's model, PVM layers and PVM width follow the loaded model (its folder; the loaded
+  // adapter's layers and width, else default_pvm_layers of its depth) until the user edits them.
+  void fit_to_model(const ModelInfo& m);
+  // Launch as the button does (makes the scenes data first when asked); false with a logged reason.
+  bool launch_new() { return launch(false); }
+  bool working();                     // making data or training
+  int trainer_exit_code() const { return trainer_.exit_code(); }
+  const std::string& run_dir() const { return run_dir_; }
+  // The run's final/ adapter into the Model view, then the Compare view (one click).
+  bool load_adapter_and_compare();
+
  private:
   void draw_form();
   void draw_run();
   void draw_runs();
   std::string run_name() const;  // the out folder's name: names its config and log files
+  TrainForm effective_form() const;  // the form with data pointed at the scenes data when made here
   bool write_config(std::string* path, std::string* error);
-  void launch(bool resume);
+  bool launch(bool resume);
+  bool start_trainer(const std::vector<std::string>& argv, const std::string& dir);
+  void poll_launch();  // the scenes data made: start the trainer
   void estimate();
 
   StudioContext& ctx_;
   TrainForm form_;
   FileBrowser browser_;
-  ChildProcess trainer_, estimator_;
+  ChildProcess trainer_, estimator_, scenes_maker_;
+  bool launch_after_scenes_ = false;
+  std::string fitted_key_;                       // the model the defaults were fitted to
+  std::map<std::string, nlohmann::json> fitted_; // the values set then (edited: left alone)
   std::string estimate_out_, estimate_log_;
   std::string run_dir_;
   std::unique_ptr<MetricsTail> tail_;

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <chrono>
 #include <csignal>
+#include <cstdint>
 #include <cstdio>
 
 #include "app/cli/command.h"
@@ -20,7 +21,7 @@ void on_sigint(int) { g_cancel = true; }
 int run(const std::vector<std::string>& argv) {
   pvm::cli::Args a(argv,
                    {"--model", "--pvm", "--images", "--prompt-preset", "--prompt", "--max-new-tokens", "--out",
-                    "--dtype", "--device", "--threads", "--tokenizer", "--sink-k"},
+                    "--dtype", "--device", "--threads", "--tokenizer", "--sink-k", "--scenes", "--scene-seed", "--objects"},
                    {"--stop-at-eos", "--quiet", "--heatmaps", "--logit-lens"});
   pvm::model_dir_or_default(a.get("--model"));  // that error first, as before the options below
   pvm::DilutionOptions o;
@@ -29,7 +30,18 @@ int run(const std::vector<std::string>& argv) {
   const int64_t sink_k = a.get_int("--sink-k", 0, 0, 1 << 20);  // 0 = 1% of the visual tokens
   auto img_args = a.all("--images");
   for (auto& p : a.positional()) img_args.push_back(p);  // --images a.png b.png
-  o.images = pvm::collect_images(img_args);
+  if (a.has("--scenes")) {
+    // New scenes instead of image files: written to OUT/images first, then measured like files.
+    if (!img_args.empty()) throw pvm::Error("--scenes and --images exclude each other");
+    const int64_t count = a.get_int("--scenes", 1, 1, 100000);
+    const int64_t seed = a.get_int("--scene-seed", 0, 0, INT64_MAX);
+    pvm::scenes::SceneOptions so;
+    if (a.has("--objects")) pvm::scenes::parse_objects_option(a.get("--objects"), so);
+    o.images = pvm::write_scene_images(o.out_dir + "/images", count, uint64_t(seed), so);
+  } else {
+    if (a.has("--scene-seed") || a.has("--objects")) throw pvm::Error("--scene-seed and --objects need --scenes N");
+    o.images = pvm::collect_images(img_args);
+  }
   o.sink_k = (int)sink_k;
   const bool quiet = a.has("--quiet");
   o.heatmaps = a.has("--heatmaps");
@@ -73,7 +85,7 @@ int run(const std::vector<std::string>& argv) {
 }  // namespace
 
 PVM_COMMAND("dilution", "visual attention mass vs generated position, baseline vs PVM, with fits and plots",
-            "[--model DIR] [--pvm ADAPTER] --images DIR|FILE... --out DIR [--prompt-preset blind-painter | --prompt TEXT] "
+            "[--model DIR] [--pvm ADAPTER] --images DIR|FILE... | --scenes N [--scene-seed S] [--objects MIN-MAX] --out DIR [--prompt-preset blind-painter | --prompt TEXT] "
             "[--max-new-tokens N] [--sink-k K] [--stop-at-eos] [--dtype f32|bf16|f16|auto] [--device cpu|cuda|auto] [--threads N] "
             "[--tokenizer FILE] [--heatmaps] [--logit-lens] [--quiet]",
             run);

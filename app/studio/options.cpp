@@ -1,6 +1,7 @@
 #include "app/studio/options.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdio>
 
 #include "engine/base/cli_args.h"
@@ -43,6 +44,16 @@ const char* usage_text() {
          "                         and DIR/replay.gif (--replay-stride N: every N-th token)\n"
          "  --replay-speed X       gaze replay speed in tokens/s (also the GIF's frame time)\n"
          "  --replay-play          start the gaze replay once there are tokens\n"
+         "  --batch-scenes N       Batch dilution on N new scenes once the model is loaded (--batch-seed S,\n"
+         "                         --batch-tokens N (32), --batch-out DIR), screenshot when it ends\n"
+         "  --batch-images PATH    Batch dilution on a folder (or file) of images instead\n"
+         "  --batch-cancel-after K press Cancel once K answers are in\n"
+         "  --export-batch BASE    with --screenshot: the batch plot as BASE.png/.csv and the fits as BASE_fits.csv\n"
+         "  --train-launch         launch the Training view's form once the model is loaded (scenes data made\n"
+         "                         for the run: --train-scenes N); --train-set KEY=VALUE sets form fields\n"
+         "  --train-compare        after the run: Load adapter & compare (generates both sides)\n"
+         "  --select-model DIR     pick DIR in the Model view: its memory plan, or why it cannot load\n"
+         "  --load-selected        then load it (--load-cancel-at F: press Cancel at that share of the bytes)\n"
          "  --bench-frames N       load a synthetic 16k-token trace (36 layers, both sides), time N frames,\n"
          "                         print mean/p95 frame time, exit\n"
          "  --bench-pan            pan the dilution plot every bench frame (re-decimate each frame)\n"
@@ -62,8 +73,11 @@ StudioOptions parse_options(const std::vector<std::string>& argv) {
   cli::Args a(argv, {"--screenshot", "--frames", "--size", "--bench-frames", "--hover", "--font-size", "--export-plot", "--ini",
                      "--model", "--pvm", "--image", "--open", "--save-session", "--demo-tokens",
                      "--model-threads", "--bench-generate", "--bench-cli", "--bench-json", "--focus", "--map-mode",
-                     "--export-map", "--replay-export", "--replay-stride", "--replay-speed"},
-              {"--demo", "--bench-pan", "--vector-plots", "--no-ini", "--verbose", "--help", "--per-head", "--replay-play"});
+                     "--export-map", "--replay-export", "--replay-stride", "--replay-speed", "--batch-scenes", "--batch-images",
+                     "--batch-seed", "--batch-tokens", "--batch-out", "--batch-cancel-after", "--export-batch", "--train-set",
+                     "--train-scenes", "--select-model", "--load-cancel-at"},
+              {"--demo", "--bench-pan", "--vector-plots", "--no-ini", "--verbose", "--help", "--per-head", "--replay-play",
+               "--train-launch", "--train-compare", "--load-selected"});
   StudioOptions o;
   for (const std::string& p : a.positional())
     if (p == "-h") o.help = true;
@@ -146,6 +160,37 @@ StudioOptions parse_options(const std::vector<std::string>& argv) {
   if (a.has("--replay-speed") && (o.replay_speed < 0.25f || o.replay_speed > 120))
     throw Error("--replay-speed must be in 0.25..120 tokens/s");
   o.replay_play = a.has("--replay-play");
+  o.batch_scenes = int(a.get_int("--batch-scenes", 0, 0, 10000));
+  o.batch_images = a.get("--batch-images");
+  if (o.batch_scenes > 0 && !o.batch_images.empty()) throw Error("--batch-scenes and --batch-images exclude each other");
+  o.batch_seed = a.get_int("--batch-seed", 0, 0, INT64_MAX);
+  o.batch_tokens = int(a.get_int("--batch-tokens", 32, 2, 16384));
+  o.batch_out = a.get("--batch-out");
+  o.batch_cancel_after = int(a.get_int("--batch-cancel-after", 0, 0, 1000000));
+  o.export_batch = a.get("--export-batch");
+  if (!o.export_batch.empty() && o.screenshot.empty()) throw Error("--export-batch needs --screenshot");
+  const bool batch_opts = a.has("--batch-seed") || a.has("--batch-tokens") || a.has("--batch-out") ||
+                          a.has("--batch-cancel-after") || a.has("--export-batch");
+  if (batch_opts && !o.batch()) throw Error("--batch-seed, --batch-tokens, --batch-out, --batch-cancel-after and --export-batch need --batch-scenes or --batch-images");
+  o.train_launch = a.has("--train-launch");
+  o.train_set = a.all("--train-set");
+  for (const std::string& kv : o.train_set)
+    if (kv.find('=') == std::string::npos || kv.front() == '=') throw Error("--train-set: expected KEY=VALUE, got '" + kv + "'");
+  o.train_scenes = int(a.get_int("--train-scenes", 0, 0, 1000000));
+  o.train_compare = a.has("--train-compare");
+  if ((!o.train_set.empty() || a.has("--train-scenes") || o.train_compare) && !o.train_launch)
+    throw Error("--train-set, --train-scenes and --train-compare need --train-launch");
+  o.select_model = a.get("--select-model");
+  o.load_selected = a.has("--load-selected");
+  o.load_cancel_at = a.get_double("--load-cancel-at", -1);
+  if (a.has("--load-cancel-at") && !(o.load_cancel_at >= 0 && o.load_cancel_at < 1))
+    throw Error("--load-cancel-at must be in [0, 1)");
+  if ((o.load_selected || a.has("--load-cancel-at")) && o.select_model.empty())
+    throw Error("--load-selected and --load-cancel-at need --select-model DIR");
+  if (int(o.batch()) + int(o.train_launch) + int(!o.select_model.empty()) + int(o.demo) > 1)
+    throw Error("--demo, --batch-*, --train-launch and --select-model exclude each other");
+  if (o.scripted() && o.screenshot.empty()) throw Error("--batch-*, --train-launch and --select-model are scripted runs: they need --screenshot");
+  if (o.train_launch) o.demo_timeout_s = 600;
   return o;
 }
 

@@ -40,6 +40,25 @@ struct StudioOptions {
   int replay_stride = 1;
   float replay_speed = 0;      // tokens/s (0: the view's default)
   bool replay_play = false;    // start the gaze replay playing once there are tokens
+  // Batch dilution (scripted): start a batch once the model is loaded, screenshot when it ends.
+  int batch_scenes = 0;        // N new scenes
+  std::string batch_images;    // or a folder / file of images
+  int64_t batch_seed = 0;
+  int batch_tokens = 32;
+  std::string batch_out;       // the engine's output folder ("" = the view's default)
+  int batch_cancel_after = 0;  // Cancel once this many answers are in (0: never)
+  std::string export_batch;    // with --screenshot: the batch plot as BASE.png/.csv and BASE_fits.csv
+  bool batch() const { return batch_scenes > 0 || !batch_images.empty(); }
+  // Training (scripted): launch the Training view's form once the model is loaded.
+  bool train_launch = false;
+  std::vector<std::string> train_set;  // KEY=VALUE form values (JSON values, else strings)
+  int train_scenes = 0;        // the scenes data set's size (0: the form's default)
+  bool train_compare = false;  // after the run: "Load adapter & compare"
+  // Checkpoints (scripted): pick a folder in the Model view (its memory plan), optionally load it.
+  std::string select_model;
+  bool load_selected = false;
+  double load_cancel_at = -1;  // cancel the load at this fraction of the bytes
+  bool scripted() const { return batch() || train_launch || !select_model.empty(); }
   bool verbose = false;        // echo the log to stderr
   bool help = false;
 };

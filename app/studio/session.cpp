@@ -16,7 +16,9 @@
 #include "engine/base/fs_util.h"
 #include "engine/base/proc.h"
 #include "engine/device.h"
+#include "engine/dilution.h"
 #include "engine/image.h"
+#include "engine/memory_estimate.h"
 #include "engine/pipeline.h"
 #include "engine/probes.h"
 #include "engine/pvm.h"
@@ -195,6 +197,40 @@ bool Session::load_adapter(const std::string& dir, std::string* why) {
   return post("the adapter", [this, dir] { do_load_adapter(dir); }, why);
 }
 
+bool Session::inspect_model(const LoadRequest& r, std::string* why) {
+  if (r.dir.empty() || r.dir == kRandomModel) {
+    if (why) *why = "inspect: name a checkpoint folder";
+    return false;
+  }
+  if (!has_regular_file(r.dir, "config.json", "a Qwen3-VL checkpoint", why)) {
+    std::lock_guard<std::mutex> l(mu_);
+    sh_.plan = LoadPlan{};
+    sh_.plan.dir = r.dir;
+    sh_.plan.error = why ? *why : "not a checkpoint";
+    return false;
+  }
+  return post("inspecting the checkpoint", [this, r] { do_inspect(r); }, why);
+}
+
+bool Session::run_batch(const BatchSettings& b, std::string* why) {
+  auto bad = [&](const std::string& m) {
+    if (why) *why = "batch: " + m;
+    return false;
+  };
+  if (b.max_new_tokens < 2 || b.max_new_tokens > 16384) return bad("max new tokens must be in 2..16384");
+  if (b.images.empty() && (b.scenes < 1 || b.scenes > 10000)) return bad("the number of scenes must be in 1..10000");
+  if (b.images.empty() && (b.min_objects < 1 || b.max_objects > 16 || b.min_objects > b.max_objects))
+    return bad("objects must be a range within 1..16");
+  if (b.scene_seed < 0) return bad("the seed must be >= 0");
+  if (b.out_dir.empty()) return bad("choose an output folder");
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (!sh_.model.loaded) return bad("no model loaded (Model view: Load)");
+  }
+  const uint64_t id = ++batches_;
+  return post("the batch", [this, b, id] { do_batch(b, id); }, why);
+}
+
 namespace {
 SamplingParams to_sampling_params(const SamplingSettings& ss) {
   SamplingParams sp;
@@ -265,39 +301,78 @@ void Session::do_load(const LoadRequest& r) {
   LoadOptions lo;
   lo.device = parse_device(r.device);
   lo.dtype = parse_dtype(r.dtype, lo.device);
-  lo.progress = [this](int64_t done, int64_t total, const std::string&) {
+  {
     std::lock_guard<std::mutex> l(mu_);
-    sh_.status.progress = total > 0 ? float(double(done) / double(total)) : -1.0f;
+    sh_.load = LoadProgress{};
+    sh_.load.dir = dir.empty() ? kRandomModel : dir;
+    sh_.load.state = "loading";
+  }
+  lo.cancel = &cancel_;
+  const std::string shown = dir.empty() ? std::string("random demo model") : dir;
+  lo.progress = [this, t0, r, shown](int64_t done, int64_t total, const std::string&) {
+    const float f = total > 0 ? float(double(done) / double(total)) : -1.0f;
+    if (r.cancel_at >= 0 && f >= r.cancel_at) cancel_ = true;  // scripted runs: as if Cancel were pressed
+    std::lock_guard<std::mutex> l(mu_);
+    sh_.status.progress = f;
+    sh_.load.fraction = std::max(0.0f, f);
+    sh_.load.done_bytes = done, sh_.load.total_bytes = total;
+    sh_.load.elapsed_s = std::chrono::duration<double>(Clock::now() - t0).count();
+    const double rate = sh_.load.elapsed_s > 0 ? double(done) / sh_.load.elapsed_s : 0;
+    char msg[512];
+    std::snprintf(msg, sizeof msg, "loading %s: %.0f%% (%.2f of %.2f GB, %.0f MB/s, ETA %.0f s)", shown.c_str(),
+                  100.0 * std::max(0.0f, f), done / 1e9, total / 1e9, rate / 1e6,
+                  rate > 0 ? double(total - done) / rate : 0.0);
+    sh_.status.message = msg;
   };
   std::string note;
   std::unique_ptr<Pipeline> p;
-  if (dir.empty()) {
-    // No trained default model yet: a random model of the tiny preset with two PVM layers, built
-    // in memory (deterministic, nothing to clean up). Gates are set to 0.5 so PVM changes the answer.
-    ModelConfig c = preset_config("qwen3-vl-tiny");
-    auto m = make_random_model(c, 0, lo.dtype, lo.device);
-    TextConfig pf = c.text;
-    pf.pvm_layers = {1, 3};
-    pf.pvm_hidden_size = 64;
-    attach_pvm(*m, pf, 1);
-    {
-      torch::NoGradGuard ng;
-      for (auto& layer : m->model->language_model->layer_list)
-        if (layer->pvm_block) layer->pvm_block->gate_alpha.fill_(0.5);
+  try {
+    if (dir.empty()) {
+      // No trained default model yet: a random model of the tiny preset with two PVM layers, built
+      // in memory (deterministic, nothing to clean up). Gates are set to 0.5 so PVM changes the answer.
+      ModelConfig c = preset_config("qwen3-vl-tiny");
+      auto m = make_random_model(c, 0, lo.dtype, lo.device);
+      TextConfig pf = c.text;
+      pf.pvm_layers = {1, 3};
+      pf.pvm_hidden_size = 64;
+      attach_pvm(*m, pf, 1);
+      {
+        torch::NoGradGuard ng;
+        for (auto& layer : m->model->language_model->layer_list)
+          if (layer->pvm_block) layer->pvm_block->gate_alpha.fill_(0.5);
+      }
+      auto tp = default_tokenizer_path();
+      if (!path_exists(tp)) throw file_error(tp, "tokenizer.json not found (the Qwen3 tokenizer is committed in assets/tokenizers/qwen3/; restore it with git)");
+      p = std::make_unique<Pipeline>(Tokenizer::load(tp));
+      p->tokenizer_path = tp;
+      p->model.config = m->config();
+      p->model.model = m;
+      p->model.dir = kRandomModel;
+      note = r.dir == kRandomModel ? "random qwen3-vl-tiny (words are noise, PVM gates 0.5)"
+                                   : "no default model in assets/default-model: random qwen3-vl-tiny (words are "
+                                     "noise, PVM gates 0.5)";
+      log_warn("%s", note.c_str());
+    } else {
+      p = std::make_unique<Pipeline>(Pipeline::open(dir, lo));
     }
-    auto tp = default_tokenizer_path();
-    if (!path_exists(tp)) throw file_error(tp, "tokenizer.json not found (the Qwen3 tokenizer is committed in assets/tokenizers/qwen3/; restore it with git)");
-    p = std::make_unique<Pipeline>(Tokenizer::load(tp));
-    p->tokenizer_path = tp;
-    p->model.config = m->config();
-    p->model.model = m;
-    p->model.dir = kRandomModel;
-    note = r.dir == kRandomModel ? "random qwen3-vl-tiny (words are noise, PVM gates 0.5)"
-                                 : "no default model in assets/default-model: random qwen3-vl-tiny (words are "
-                                   "noise, PVM gates 0.5)";
-    log_warn("%s", note.c_str());
-  } else {
-    p = std::make_unique<Pipeline>(Pipeline::open(dir, lo));
+  } catch (const LoadCancelled& c) {
+    char msg[512];
+    std::snprintf(msg, sizeof msg, "loading cancelled at %.0f%% (%.2f of %.2f GB read): no model loaded (%s)",
+                  c.total_bytes > 0 ? 100.0 * double(c.done_bytes) / double(c.total_bytes) : 0.0, c.done_bytes / 1e9,
+                  c.total_bytes / 1e9, dir.c_str());
+    log_warn("%s", msg);
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      sh_.load.state = "cancelled";
+      sh_.load.done_bytes = c.done_bytes, sh_.load.total_bytes = c.total_bytes;
+      sh_.load.fraction = c.total_bytes > 0 ? float(double(c.done_bytes) / double(c.total_bytes)) : 0.0f;
+    }
+    set_status(EngineStatus::Idle, msg);
+    return;
+  } catch (...) {
+    std::lock_guard<std::mutex> l(mu_);
+    sh_.load.state = "failed";
+    throw;
   }
   // The default model comes with its PVM adapter, so baseline and PVM can be compared at once.
   std::string adapter = r.adapter;
@@ -323,6 +398,9 @@ void Session::do_load(const LoadRequest& r) {
     sh_.model.note = note;
     sh_.model.device = lo.device.str();
     sh_.model.dtype = dtype_name(lo.dtype);
+    sh_.load.state = "loaded";
+    sh_.load.fraction = 1;
+    sh_.load.elapsed_s = std::chrono::duration<double>(Clock::now() - t0).count();
   }
   refresh_model_info();
   const double s = std::chrono::duration<double>(Clock::now() - t0).count();
@@ -373,6 +451,7 @@ void Session::refresh_model_info() {
   i.heads = int(c.text.num_attention_heads);
   i.hidden = int(c.text.hidden_size);
   i.pvm_layers.assign(c.text.pvm_layers.begin(), c.text.pvm_layers.end());
+  i.pvm_hidden = i.pvm_layers.empty() ? 0 : int(c.text.pvm_hidden_size);
   i.params = params;
   i.weight_bytes = bytes;
   i.rss_bytes = process_rss_bytes();
@@ -549,12 +628,163 @@ void Session::do_generate(const GenerateSettings& s, uint64_t run_id) {
   set_status(EngineStatus::Idle, msg);
 }
 
+void Session::do_inspect(const LoadRequest& r) {
+  set_status(EngineStatus::Loading, "reading " + r.dir + " (config and tensor headers) ...");
+  LoadPlan plan;
+  plan.dir = r.dir;
+  try {
+    LoadOptions lo;
+    lo.device = parse_device(r.device);
+    lo.dtype = parse_dtype(r.dtype, lo.device);
+    const CheckpointInfo info = inspect_checkpoint(r.dir, lo);
+    const LoadMemoryEstimate e = estimate_load_memory(info.config, lo.dtype, lo.device);
+    const auto& t = info.config.text;
+    char b[256];
+    std::snprintf(b, sizeof b, "%lld layers, hidden %lld, %lld heads, %.2f B parameters, %zu file%s", (long long)t.num_hidden_layers,
+                  (long long)t.hidden_size, (long long)t.num_attention_heads, double(e.params) / 1e9, info.files.size(),
+                  info.files.size() == 1 ? "" : "s");
+    plan.summary = b;
+    plan.dtype = dtype_name(lo.dtype), plan.device = lo.device.str();
+    plan.params = e.params, plan.file_bytes = info.file_bytes;
+    plan.weight_bytes = e.weights, plan.kv_bytes = e.kv_cache, plan.context = e.context;
+    plan.need_bytes = e.total, plan.available_bytes = e.available;
+    plan.ready = true;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      sh_.plan = plan;
+    }
+    const std::string msg = r.dir + ": " + plan.summary + "; " + e.to_string();
+    log_info("%s", msg.c_str());
+    set_status(EngineStatus::Idle, msg);
+  } catch (const std::exception& ex) {
+    std::string m = ex.what();
+    plan.error = m.substr(0, m.find('\n'));
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      sh_.plan = plan;
+    }
+    fail(plan.error);
+  }
+}
+
+void Session::do_batch(const BatchSettings& b, uint64_t id) {
+  if (!pipe_) throw Error("no model loaded");
+  const auto t0 = Clock::now();
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    sh_.batch = BatchData{};
+    sh_.batch.id = id;
+    sh_.batch.settings = b;
+    sh_.batch.running = true;
+    sh_.status.error.clear();
+  }
+  set_status(EngineStatus::Generating, "batch: preparing the images ...", 0);
+  try {
+    DilutionOptions o;
+    if (b.images.empty()) {
+      scenes::SceneOptions so;
+      so.min_objects = b.min_objects, so.max_objects = b.max_objects;
+      o.images = write_scene_images(b.out_dir + "/images", b.scenes, uint64_t(b.scene_seed), so);
+    } else {
+      o.images = collect_images(b.images);
+    }
+    o.prompt = b.prompt.empty() ? load_prompt_preset("blind-painter") : b.prompt;
+    o.max_new_tokens = b.max_new_tokens;
+    o.stop_at_eos = b.stop_at_eos;
+    o.out_dir = b.out_dir;
+    o.cancel = &cancel_;
+    const bool has_pvm = pipe_->model.model->config().has_pvm();
+    const int64_t total = int64_t(o.images.size()) * (has_pvm ? 2 : 1) * b.max_new_tokens;
+    const size_t n_images = o.images.size();
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      sh_.batch.images = o.images;
+      sh_.batch.has_pvm = has_pvm;
+      sh_.batch.tokens_total = total;
+    }
+    log_info("batch: %zu images x %s, %d tokens each, into %s", n_images, has_pvm ? "baseline + PVM" : "baseline",
+             b.max_new_tokens, b.out_dir.c_str());
+    // Progress as `pvm dilution` prints it: tokens/s over the batch, ETA from the tokens left.
+    int64_t done = 0, answers_done = 0;
+    o.on_token = [&](const std::string& run, size_t image, int64_t step) {
+      ++done;
+      const double el = std::chrono::duration<double>(Clock::now() - t0).count();
+      std::lock_guard<std::mutex> l(mu_);
+      BatchData& bd = sh_.batch;
+      bd.tokens_done = done;
+      bd.elapsed_s = el;
+      bd.tokens_per_s = el > 0 ? double(done) / el : 0;
+      bd.eta_s = bd.tokens_per_s > 0 ? double(total - done) / bd.tokens_per_s : -1;
+      bd.current = (run == "pvm" ? std::string("PVM ") : std::string("baseline ")) + std::to_string(image + 1) + "/" +
+                   std::to_string(n_images);
+      sh_.status.progress = total > 0 ? float(double(done) / double(total)) : -1.0f;
+      char msg[256];
+      std::snprintf(msg, sizeof msg, "batch: %s, token %lld of %d, %.1f tokens/s, ETA %.0f s", bd.current.c_str(),
+                    (long long)step + 1, b.max_new_tokens, bd.tokens_per_s, std::max(0.0, bd.eta_s));
+      sh_.status.message = msg;
+    };
+    o.on_answer = [&](const std::string& run, size_t image, const std::vector<std::vector<float>>& mass,
+                      const std::vector<std::vector<float>>& nosink) {
+      BatchAnswer a;
+      a.side = run == "pvm" ? 1 : 0;
+      a.image = image;
+      a.mass = mass, a.mass_nosink = nosink;
+      std::lock_guard<std::mutex> l(mu_);
+      sh_.batch.answers.push_back(std::move(a));
+      ++answers_done;
+    };
+    const DilutionResult res = run_dilution(*pipe_, o);
+    const bool cancelled = cancel_.load();
+    const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+    char msg[512];
+    std::snprintf(msg, sizeof msg, "batch %s: %lld answers (%zu images%s) in %.1f s; files in %s",
+                  cancelled ? "cancelled" : "done", (long long)answers_done, n_images, has_pvm ? ", baseline + PVM" : "",
+                  secs, b.out_dir.c_str());
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      sh_.batch.running = false;
+      sh_.batch.finish = cancelled ? "cancelled" : "done";
+      sh_.batch.fits_csv = res.fits_csv;
+      sh_.batch.elapsed_s = secs;
+      sh_.batch.eta_s = 0;
+    }
+    if (cancelled)
+      log_warn("%s", msg);
+    else
+      log_info("%s", msg);
+    set_status(EngineStatus::Idle, msg);
+  } catch (...) {
+    std::lock_guard<std::mutex> l(mu_);
+    sh_.batch.running = false;
+    sh_.batch.finish = "error";
+    throw;
+  }
+}
+
 // ---- UI side ----
 
 void Session::sync(UiState& ui) {
   std::lock_guard<std::mutex> l(mu_);
   ui.status = sh_.status;
   ui.model = sh_.model;
+  ui.plan = sh_.plan;
+  ui.load = sh_.load;
+  {
+    // Answers are appended while a batch runs: copy only the new ones.
+    const BatchData& src = sh_.batch;
+    BatchData& dst = ui.batch;
+    if (dst.id != src.id) dst = BatchData{}, dst.id = src.id;
+    const size_t have = dst.answers.size() <= src.answers.size() ? dst.answers.size() : 0;
+    if (have == 0) dst.answers.clear();
+    dst.answers.insert(dst.answers.end(), src.answers.begin() + have, src.answers.end());
+    dst.settings = src.settings;
+    if (dst.images.size() != src.images.size()) dst.images = src.images;
+    dst.has_pvm = src.has_pvm, dst.running = src.running, dst.finish = src.finish;
+    dst.tokens_done = src.tokens_done, dst.tokens_total = src.tokens_total;
+    dst.elapsed_s = src.elapsed_s, dst.tokens_per_s = src.tokens_per_s, dst.eta_s = src.eta_s;
+    dst.current = src.current;
+    if (dst.fits_csv.size() != src.fits_csv.size()) dst.fits_csv = src.fits_csv;
+  }
   // A new generation replaces what the views show (also a restored session).
   if (sh_.run_id != ui.run_id && sh_.run_id > last_synced_run_) {
     last_synced_run_ = sh_.run_id;

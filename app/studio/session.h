@@ -36,6 +36,8 @@ class Session : public Engine {
   bool busy() const override { return busy_.load(); }
   void sync(UiState& ui) override;
   GridInfo grid_for(int width, int height) const override;
+  bool inspect_model(const LoadRequest& r, std::string* why) override;
+  bool run_batch(const BatchSettings& s, std::string* why) override;
 
   // Blocks until the worker is idle (tests and the scripted demo; never from a frame).
   void wait_idle();
@@ -51,12 +53,17 @@ class Session : public Engine {
     SideData side[2];
     GenerateSettings settings;
     uint64_t run_id = 0;
+    BatchData batch;
+    LoadPlan plan;
+    LoadProgress load;
   };
   bool post(const char* what, std::function<void()> job, std::string* why);
   void worker_loop();
   void do_load(const LoadRequest& r);
   void do_load_adapter(const std::string& dir);
   void do_generate(const GenerateSettings& s, uint64_t run_id);
+  void do_inspect(const LoadRequest& r);
+  void do_batch(const BatchSettings& s, uint64_t id);
   void refresh_model_info();  // worker: sh_.model from pipe_
   void set_status(EngineStatus::State st, const std::string& msg, float progress = -1);
   void fail(const std::string& msg);
@@ -66,6 +73,7 @@ class Session : public Engine {
   Shared sh_;
   std::vector<int64_t> proc_;       // patch, merge, min_pixels, max_pixels of the loaded processor
   uint64_t last_synced_run_ = 0;    // UI thread only
+  uint64_t batches_ = 0;            // batches posted (UI thread)
 
   int model_threads_ = 1;
   bool threads_given_ = false;  // --model-threads: keep it for every model

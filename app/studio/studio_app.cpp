@@ -35,6 +35,7 @@
 #include "views/file_browser.h"
 #include "views/session_io.h"
 #include "views/view_about.h"
+#include "views/view_batch_dilution.h"
 #include "views/view_compare.h"
 #include "views/view_dilution.h"
 #include "views/view_dilution_map.h"
@@ -113,6 +114,10 @@ class StudioApp {
   void draw_hosts();
   void start_up();
   bool demo_step(int frame);  // false when the scripted demo failed
+  bool script_step(int frame);  // --batch-*, --train-launch, --select-model; false when it failed
+  bool apply_train_set();
+  void step_compare();          // after "Load adapter & compare": generate once the adapter is in
+  std::string status_text() const;
   void fill_bench_trace();
   bool save_session_to(const std::string& dir, std::string* err);
   bool open_session(const std::string& dir, std::string* err);
@@ -136,6 +141,7 @@ class StudioApp {
   CompareView* compare_ = nullptr;
   DilutionView* dilution_ = nullptr;
   DilutionMapView* dmap_ = nullptr;
+  BatchDilutionView* batch_ = nullptr;
   GazeReplayView* replay_ = nullptr;
   PvmActivityView* pvm_ = nullptr;
   TrainingView* training_ = nullptr;
@@ -163,6 +169,15 @@ class StudioApp {
   std::vector<double> recent_ms_;
   size_t recent_next_ = 0;
   double frame_ms() const { return FrameStats::mean(recent_ms_); }
+
+  // Scripted batch / training / checkpoint runs.
+  int script_state_ = 0;
+  int script_done_frame_ = -1;
+  bool script_cancel_sent_ = false, script_load_started_ = false;
+  Clock::time_point script_t0_;
+  // "Load adapter & compare": the adapter being loaded, then a generation of both sides.
+  std::string compare_adapter_;
+  bool compare_pending_ = false;
 
   // Scripted demo.
   int demo_state_ = 0;
@@ -268,7 +283,7 @@ void StudioApp::create_views() {
   ctx_.engine = session_.get();
   ctx_.ui = &ui_;
   ctx_.request_load_adapter = [this](const std::string& dir) {
-    if (model_->load_adapter(dir)) model_->focus();
+    if (model_->load_adapter(dir)) compare_adapter_ = dir, compare_pending_ = true, model_->focus();
   };
   auto add = [this](auto v) {
     auto* p = v.get();
@@ -283,6 +298,7 @@ void StudioApp::create_views() {
   replay_ = add(std::make_unique<GazeReplayView>(ctx_));
   dilution_ = add(std::make_unique<DilutionView>(ctx_));
   dmap_ = add(std::make_unique<DilutionMapView>(ctx_));
+  batch_ = add(std::make_unique<BatchDilutionView>(ctx_));
   pvm_ = add(std::make_unique<PvmActivityView>(ctx_));
   training_ = add(std::make_unique<TrainingView>(ctx_));
   log_ = add(std::make_unique<LogView>());
@@ -778,6 +794,161 @@ bool StudioApp::demo_step(int frame) {
   return true;
 }
 
+std::string StudioApp::status_text() const {
+  const EngineStatus& es = ui_.status;
+  const LogLine last = LogSink::instance().last(LogLevel::Info);
+  return es.state != EngineStatus::Idle ? es.message : last.seq ? last.text : "ready";
+}
+
+void StudioApp::step_compare() {
+  if (!compare_pending_ || session_->busy() || ui_.status.state != EngineStatus::Idle) return;
+  compare_pending_ = false;
+  if (ui_.model.adapter != compare_adapter_) return;  // the load failed: its error is in the status line
+  compare_->focus();
+  if (prompt_->generate()) log_info("adapter %s loaded: generating baseline and PVM to compare", compare_adapter_.c_str());
+}
+
+// --train-set KEY=VALUE: the value as JSON when it parses to the field's type, else as text.
+bool StudioApp::apply_train_set() {
+  auto& values = training_->form().values;
+  for (const std::string& kv : opt_.train_set) {
+    const std::string key = kv.substr(0, kv.find('=')), text = kv.substr(kv.find('=') + 1);
+    auto it = values.find(key);
+    if (it == values.end()) {
+      std::fprintf(stderr, "pvm-studio: error: --train-set: no training field '%s'\n", key.c_str());
+      return false;
+    }
+    const nlohmann::json v = nlohmann::json::parse(text, nullptr, false);
+    nlohmann::json& dst = it->second;
+    if (dst.is_string())
+      dst = text;
+    else if (dst.is_number_integer() && !v.is_discarded() && v.is_number_integer())
+      dst = v;
+    else if (dst.is_number_float() && !v.is_discarded() && v.is_number())
+      dst = v.get<double>();
+    else if (dst.is_boolean() && !v.is_discarded() && v.is_boolean())
+      dst = v;
+    else {
+      std::fprintf(stderr, "pvm-studio: error: --train-set %s: expected a value like %s\n", kv.c_str(), dst.dump().c_str());
+      return false;
+    }
+  }
+  return true;
+}
+
+bool StudioApp::script_step(int frame) {
+  if (!opt_.scripted() || script_state_ >= 3) return true;
+  const double el = std::chrono::duration<double>(Clock::now() - script_t0_).count();
+  if (script_state_ > 0 && el > opt_.demo_timeout_s) {
+    std::fprintf(stderr, "pvm-studio: error: scripted run did not finish within %d s (%s)\n", opt_.demo_timeout_s,
+                 status_text().c_str());
+    return false;
+  }
+  auto done = [&] {
+    script_state_ = 3;
+    script_done_frame_ = frame;
+  };
+  if (script_state_ == 0) {
+    if (startup_pending_ || session_->busy()) return true;
+    if (!ui_.model.loaded) {
+      std::fprintf(stderr, "pvm-studio: error: the model did not load: %s\n", ui_.status.error.c_str());
+      return false;
+    }
+    script_t0_ = Clock::now();
+    std::string why;
+    if (opt_.batch()) {
+      batch_->use_folder = !opt_.batch_images.empty();
+      batch_->folder = opt_.batch_images;
+      batch_->form.scenes = std::max(1, opt_.batch_scenes);
+      batch_->form.scene_seed = opt_.batch_seed;
+      batch_->form.max_new_tokens = opt_.batch_tokens;
+      if (!opt_.batch_out.empty()) batch_->form.out_dir = opt_.batch_out;
+      batch_->focus();
+      if (!batch_->start(&why)) {
+        std::fprintf(stderr, "pvm-studio: error: %s\n", why.c_str());
+        return false;
+      }
+    } else if (opt_.train_launch) {
+      training_->fit_to_model(ui_.model);
+      if (opt_.train_scenes > 0) training_->scenes.count = opt_.train_scenes;
+      ctx_.draft.max_new_tokens = opt_.demo_tokens;  // the comparison after the run (--demo-tokens, 64)
+      if (!apply_train_set()) return false;
+      training_->focus();
+      if (!training_->launch_new()) {
+        std::fprintf(stderr, "pvm-studio: error: the training run did not start: %s\n", status_text().c_str());
+        return false;
+      }
+    } else {
+      model_->focus();
+      model_->cancel_at = opt_.load_cancel_at;
+      model_->select(opt_.select_model);  // refused up front (not a checkpoint): the status line says why
+    }
+    script_state_ = 1;
+    return true;
+  }
+  if (opt_.batch()) {
+    const BatchData& b = ui_.batch;
+    if (opt_.batch_cancel_after > 0 && b.running && !script_cancel_sent_ && int(b.answers.size()) >= opt_.batch_cancel_after) {
+      session_->stop();
+      script_cancel_sent_ = true;
+    }
+    if (b.id > 0 && !b.running && !session_->busy() && ui_.status.state == EngineStatus::Idle) {
+      std::printf("batch: %s, %zu answers, %zu images, %lld tokens in %.1f s (%.1f tokens/s); %s\n", b.finish.c_str(),
+                  b.answers.size(), b.images.size(), (long long)b.tokens_done, b.elapsed_s, b.tokens_per_s,
+                  b.settings.out_dir.c_str());
+      if (b.finish == "error") {
+        std::fprintf(stderr, "pvm-studio: error: batch: %s\n", ui_.status.error.c_str());
+        return false;
+      }
+      done();
+    }
+    return true;
+  }
+  if (opt_.train_launch) {
+    if (script_state_ == 1) {
+      if (training_->working()) return true;
+      std::printf("train: exit %d after %.1f s, run %s\n", training_->trainer_exit_code(), el, training_->run_dir().c_str());
+      if (training_->trainer_exit_code() != 0) {
+        std::fprintf(stderr, "pvm-studio: error: the training run failed: %s\n", status_text().c_str());
+        return false;
+      }
+      if (!opt_.train_compare) return done(), true;
+      if (!training_->load_adapter_and_compare()) return false;
+      script_state_ = 2;
+      return true;
+    }
+    if (compare_pending_ || session_->busy() || ui_.side[0].running || ui_.side[1].running) return true;
+    std::printf("compare: adapter %s, baseline %zu tokens, PVM %zu tokens\n", ui_.model.adapter.c_str(),
+                ui_.side[0].tokens.size(), ui_.side[1].tokens.size());
+    if (ui_.side[1].tokens.empty()) {
+      std::fprintf(stderr, "pvm-studio: error: no PVM answer after loading the adapter: %s\n", status_text().c_str());
+      return false;
+    }
+    done();
+    return true;
+  }
+  // --select-model [--load-selected]
+  if (session_->busy()) return true;
+  const LoadPlan& p = ui_.plan;
+  if (opt_.load_selected && !script_load_started_ && p.ready && p.dir == opt_.select_model) {
+    script_load_started_ = true;
+    std::printf("plan: %s: %s; needs %lld bytes (weights %lld), available %lld\n", p.dir.c_str(), p.summary.c_str(),
+                (long long)p.need_bytes, (long long)p.weight_bytes, (long long)p.available_bytes);
+    if (!model_->load(opt_.select_model)) return false;
+    return true;
+  }
+  if (!script_load_started_)
+    std::printf("plan: %s: %s; needs %lld bytes (weights %lld), available %lld\n", p.dir.c_str(),
+                p.ready ? p.summary.c_str() : ("cannot load: " + p.error).c_str(), (long long)p.need_bytes,
+                (long long)p.weight_bytes, (long long)p.available_bytes);
+  else
+    std::printf("load: %s at %.3f (%lld of %lld bytes); model loaded: %s, weights %lld bytes\n", ui_.load.state.c_str(),
+                ui_.load.fraction, (long long)ui_.load.done_bytes, (long long)ui_.load.total_bytes,
+                ui_.model.loaded ? ui_.model.dir.c_str() : "none", (long long)ui_.model.weight_bytes);
+  done();
+  return true;
+}
+
 // 16384 tokens x 36 layers on both sides, PVM probes on 3 layers: what a long run looks like to
 // the views (the frame-time budget is measured on this).
 void StudioApp::fill_bench_trace() {
@@ -863,7 +1034,8 @@ int StudioApp::run() {
   const int total_frames = opt_.bench_frames > 0 ? warmup + opt_.bench_frames : opt_.frames;
   FrameStats bench;
   int rc = 0, frame = 0, idle_frames = 0;
-  int shot_frame = demo ? -1 : total_frames;  // the demo knows its last frame once it has finished
+  // The demo and the scripted runs know their last frame once they have finished.
+  int shot_frame = demo || opt_.scripted() ? -1 : total_frames;
   std::signal(SIGINT, on_quit_signal);
   std::signal(SIGTERM, on_quit_signal);
   while (!quit_ && !g_quit_signal && !glfwWindowShouldClose(win_) && !startup_failed_) {
@@ -871,7 +1043,7 @@ int StudioApp::run() {
     const bool working = session_->busy();
     if (!headless() && idle_frames > 30 && !working)
       glfwWaitEventsTimeout(0.25);
-    else if ((!headless() || opt_.bench_generate > 0) && working)
+    else if ((!headless() || opt_.bench_generate > 0 || opt_.scripted()) && working)
       glfwWaitEventsTimeout(1.0 / 30);  // streaming: 30 fps is plenty, leave the CPU to the model
     else
       glfwPollEvents();
@@ -893,11 +1065,17 @@ int StudioApp::run() {
       } else if (std::chrono::duration<double>(Clock::now() - startup_t0_).count() > opt_.demo_timeout_s) {
         startup_error("the model did not load within " + std::to_string(opt_.demo_timeout_s) + " s");
         break;
-      } else if (!demo) {
+      } else if (!demo && !opt_.scripted()) {
         // No export (at shot_frame - 2) or screenshot before the load has answered.
         shot_frame = std::max(shot_frame, frame + std::max(opt_.frames, 3) + 2);
       }
     }
+    step_compare();
+    if (!script_step(frame)) {
+      rc = 1;
+      break;
+    }
+    if (script_done_frame_ >= 0 && shot_frame < 0) shot_frame = script_done_frame_ + std::max(opt_.frames, 4);
     if (demo) {
       if (!demo_step(frame)) {
         rc = 1;
@@ -959,6 +1137,13 @@ int StudioApp::run() {
           rc = 1;
         }
       }
+      if (!opt_.export_batch.empty()) {  // CSVs now, the PNG while the next frame is drawn
+        std::string err;
+        if (!batch_->export_files(opt_.export_batch, &err)) {
+          std::fprintf(stderr, "pvm-studio: error: %s\n", err.c_str());
+          rc = 1;
+        }
+      }
       if (!opt_.export_map.empty()) {  // CSVs now, the PNG while the next frame is drawn
         std::string err;
         if (!dmap_->export_files(opt_.export_map, &err)) {
@@ -978,6 +1163,7 @@ int StudioApp::run() {
     }
 
     if (!opt_.screenshot.empty() && frame == shot_frame) {
+      if (opt_.scripted()) std::printf("status: %s\n", status_text().c_str());
       std::string err;
       if (save_framebuffer_png(0, 0, fb_w, fb_h, opt_.screenshot, &err)) {
         std::printf("screenshot: %s (%dx%d)\n", opt_.screenshot.c_str(), fb_w, fb_h);

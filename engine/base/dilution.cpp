@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <map>
 
 namespace pvm {
 
@@ -106,6 +107,85 @@ DilutionCurve DilutionCurves::curve(int64_t layer, bool nosink) const {
   for (size_t s = 0; s < cnt_.size(); ++s)
     if (cnt_[s][k] > 0) c.t.push_back(double(s) + 1), c.y.push_back(sum[s][k] / cnt_[s][k]);
   return c;
+}
+
+namespace {
+
+// Continued fraction of the regularized incomplete beta function (modified Lentz).
+double beta_cf(double a, double b, double x) {
+  const double tiny = 1e-300;
+  double c = 1, d = 1 - (a + b) * x / (a + 1);
+  d = 1 / (std::fabs(d) < tiny ? tiny : d);
+  double h = d;
+  for (int m = 1; m <= 300; ++m) {
+    const double m2 = 2.0 * m;
+    double aa = m * (b - m) * x / ((a + m2 - 1) * (a + m2));
+    d = 1 + aa * d, c = 1 + aa / c;
+    d = 1 / (std::fabs(d) < tiny ? tiny : d), c = std::fabs(c) < tiny ? tiny : c;
+    h *= d * c;
+    aa = -(a + m) * (a + b + m) * x / ((a + m2) * (a + m2 + 1));
+    d = 1 + aa * d, c = 1 + aa / c;
+    d = 1 / (std::fabs(d) < tiny ? tiny : d), c = std::fabs(c) < tiny ? tiny : c;
+    const double del = d * c;
+    h *= del;
+    if (std::fabs(del - 1) < 1e-15) break;
+  }
+  return h;
+}
+
+// I_x(a, b).
+double inc_beta(double a, double b, double x) {
+  if (x <= 0) return 0;
+  if (x >= 1) return 1;
+  const double lb = std::lgamma(a + b) - std::lgamma(a) - std::lgamma(b) + a * std::log(x) + b * std::log1p(-x);
+  if (x < (a + 1) / (a + b + 2)) return std::exp(lb) * beta_cf(a, b, x) / a;
+  return 1 - std::exp(lb) * beta_cf(b, a, 1 - x) / b;
+}
+
+double student_t_cdf(double t, int dof) {
+  const double v = dof, x = v / (v + t * t);
+  const double tail = 0.5 * inc_beta(v / 2, 0.5, x);  // P(T > |t|)
+  return t >= 0 ? 1 - tail : tail;
+}
+
+}  // namespace
+
+double student_t_quantile(double p, int dof) {
+  if (!(p > 0 && p < 1) || dof < 1) return NAN;
+  if (p == 0.5) return 0;
+  if (p < 0.5) return -student_t_quantile(1 - p, dof);
+  double lo = 0, hi = 1;
+  while (student_t_cdf(hi, dof) < p && hi < 1e12) hi *= 2;
+  for (int i = 0; i < 200 && hi - lo > 1e-12 * hi; ++i) {
+    const double mid = 0.5 * (lo + hi);
+    (student_t_cdf(mid, dof) < p ? lo : hi) = mid;
+  }
+  return 0.5 * (lo + hi);
+}
+
+DilutionBand dilution_band(const std::vector<DilutionCurve>& answers, double level) {
+  // position -> values of the answers there, in answer order
+  std::map<double, std::vector<double>> at;
+  for (const DilutionCurve& c : answers)
+    for (size_t i = 0; i < std::min(c.t.size(), c.y.size()); ++i)
+      if (std::isfinite(c.y[i])) at[c.t[i]].push_back(c.y[i]);
+  DilutionBand b;
+  for (const auto& [t, v] : at) {
+    const double n = double(v.size());
+    double mean = 0;
+    for (double x : v) mean += x;
+    mean /= n;
+    double half = 0;
+    if (v.size() > 1) {
+      double ss = 0;
+      for (double x : v) ss += (x - mean) * (x - mean);
+      const double sd = std::sqrt(ss / (n - 1));
+      half = student_t_quantile(0.5 + level / 2, int(v.size()) - 1) * sd / std::sqrt(n);
+    }
+    b.t.push_back(t), b.mean.push_back(mean), b.lo.push_back(mean - half), b.hi.push_back(mean + half);
+    b.n.push_back(int64_t(v.size()));
+  }
+  return b;
 }
 
 }  // namespace pvm

@@ -62,4 +62,19 @@ class DilutionCurves {
   std::vector<std::vector<double>> sum_, sum_ns_, cnt_;
 };
 
+// Two-sided Student t quantile: t such that P(T <= t) = p for `dof` degrees of freedom (p in (0,1),
+// dof >= 1), by bisection on the CDF (regularized incomplete beta); 1e-10 relative accuracy.
+double student_t_quantile(double p, int dof);
+
+// Mean over answers at each position, with a confidence band: per position t, the answers that
+// reach t give one value each (their curve's y at t); mean +- q * sd / sqrt(n), q the Student t
+// quantile of (1 + level) / 2 with n - 1 degrees of freedom (lo = hi = mean when n = 1).
+// The studio's batch view draws it; its mean equals DilutionCurves' mean of the same answers when
+// every answer has the same layers.
+struct DilutionBand {
+  std::vector<double> t, mean, lo, hi;
+  std::vector<int64_t> n;  // answers at each position
+};
+DilutionBand dilution_band(const std::vector<DilutionCurve>& answers, double level = 0.95);
+
 }  // namespace pvm
