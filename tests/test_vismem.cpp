@@ -16,6 +16,8 @@
 #include "engine/loader.h"
 #include "engine/probes.h"
 #include "engine/pvm.h"
+#include "engine/train.h"
+#include "engine/train_vismem.h"
 #include "engine/vismem.h"
 #include "tests/test_train_util.h"
 #include "test_util.h"
@@ -350,3 +352,71 @@ TEST(Vismem, CliInitAndGenerate) {
   fs::remove_all(dir);
 }
 
+// Stage 1 through the trainer: only the constructor and formers move (tokens and backbone
+// frozen), the checkpoint is a VisMem adapter, and a run stopped after one step and resumed ends
+// bit-identical to the uninterrupted one.
+TEST(Vismem, Stage1TrainsTheFormersAndResumesExactly) {
+  auto f = pvm::testing::make_train_fixture("vismem_train", 1);
+  const std::string data = f.dir + "/grpo.jsonl";
+  {
+    std::ofstream out(data);
+    for (auto c : {"red", "green", "blue", "yellow"})
+      out << nlohmann::json{{"prompt", "<image>Say B"}, {"images", {std::string("img/") + c + ".png"}}, {"solution", "B"}}.dump()
+          << "\n";
+  }
+  const std::string init = f.dir + "/vm0";
+  {
+    auto m = load_model(f.model, LoadOptions{}).model;
+    auto c = tiny_vismem();
+    c.separator_ids.clear();
+    for (int64_t b = 0; b < 256; ++b) c.separator_ids.push_back(b);
+    c.init_token_id = '.';
+    attach_vismem(*m, c, 1);
+    torch::NoGradGuard ng;
+    for (auto& p : m->named_parameters())
+      if (p.key().find("lora_B") != std::string::npos) p.value().normal_(0, 0.05);
+    save_vismem_adapter(*m, init);
+  }
+  // a smooth reward: the share of 'B' bytes (the base trajectory scores what it scores)
+  train::set_vismem_reward_override([](const train::GrpoRecord&, const std::string&, const std::vector<int64_t>& ids) {
+    rewards::Reward r;
+    for (auto id : ids) r.value += (id == 'B' || id == 'b') ? 1.0 : 0.0;
+    r.value = ids.empty() ? 0 : r.value / ids.size() + 0.01 * (double)ids.size();
+    return r;
+  });
+  nlohmann::json cfg = {{"mode", "vismem"}, {"model", f.model}, {"data", data}, {"steps", 3}, {"lr", 1e-2},
+                        {"warmup_steps", 0}, {"schedule", "constant"}, {"save_every", 0}, {"workers", 1}, {"seed", 3},
+                        {"vismem", {{"adapter", init}, {"p", 0.5}, {"max_invocations", 2}}},
+                        {"grpo", {{"group_size", 3}, {"prompts_per_step", 2}, {"max_new_tokens", 8}, {"temperature", 1.0}}}};
+  auto run_quiet = [](nlohmann::json j, int64_t stop_after, const std::string& resume) {
+    auto c = train::parse_train_config(j, "test");
+    train::RunOptions o;
+    o.resume_dir = resume;
+    o.install_signal_handlers = false;
+    o.stop_after = stop_after;
+    return train::run(c, o);
+  };
+  auto a = cfg, b = cfg;
+  a["out"] = f.dir + "/full";
+  b["out"] = f.dir + "/split";
+  ASSERT_EQ(run_quiet(a, -1, ""), 0);
+  ASSERT_EQ(run_quiet(b, 1, ""), 0);
+  ASSERT_EQ(run_quiet(b, -1, b["out"]), 0);
+  train::set_vismem_reward_override(nullptr);
+  auto wa = load_tensors(a["out"].get<std::string>() + "/final/adapter.safetensors");
+  auto wb = load_tensors(b["out"].get<std::string>() + "/final/adapter.safetensors");
+  auto w0 = load_tensors(init + "/adapter.safetensors");
+  ASSERT_EQ(wa.size(), w0.size());
+  bool moved = false;
+  for (auto& [k, t] : wa) {
+    ASSERT_TRUE(wb.count(k)) << k;
+    EXPECT_TRUE(torch::equal(t, wb[k])) << k;
+    if (k.rfind("vismem.token_", 0) == 0) EXPECT_TRUE(torch::equal(t, w0[k])) << k << " is frozen in stage 1";
+    else if (!torch::equal(t, w0[k])) moved = true;
+  }
+  EXPECT_TRUE(moved);
+  auto ma = pvm::testing::read_jsonl(a["out"].get<std::string>() + "/metrics.jsonl");
+  ASSERT_EQ(ma.size(), 3u);
+  for (auto k : {"reward_mean", "base_reward_mean", "reward_gain", "invocations_mean", "loss"}) EXPECT_TRUE(ma[0].contains(k)) << k;
+  std::filesystem::remove_all(f.dir);
+}
