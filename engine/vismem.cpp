@@ -220,13 +220,12 @@ torch::Tensor VismemImpl::form(Qwen3VLForConditionalGenerationImpl& m, const Mem
     // Short-term: the vision tower with its LoRA over [patches, Q, memory rows], one attention
     // segment; Q and the memory rows have no 2-D position (identity rotation).
     auto& tower = *m.model->visual;
-    const int64_t M = short_former->memory_tokens.size(0), Lp = src.patches.size(0);
+    const int64_t M = short_former->memory_tokens.size(0);
     auto x = torch::cat({src.patches, short_former->query_proj(Q), short_former->memory_tokens}, 0);
     const int64_t T = x.size(0), hd = src.patch_cos.size(1);
     auto fopt = torch::TensorOptions().dtype(torch::kFloat).device(dev);
     auto cos = torch::cat({src.patch_cos, torch::ones({K + M, hd}, fopt)}, 0);
     auto sin = torch::cat({src.patch_sin, torch::zeros({K + M, hd}, fopt)}, 0);
-    (void)Lp;
     DeltaScope scope(short_former->sites);
     for (auto& b : *tower.blocks) x = b->as<Qwen3VLVisionBlockImpl>()->forward(x, {T}, cos, sin);
     // the projector (merger) turns each 2x2 window of memory rows into one language-space row

@@ -27,6 +27,14 @@ namespace fs = std::filesystem;
 
 namespace {
 
+// The tiny model's operators are too small to split: one intra-op thread, as the CLI picks for small
+// decoders (on a busy 2-core machine a split waits a whole time slice per barrier, 15x slower here).
+struct OneThread {
+  int prev = at::get_num_threads();
+  OneThread() { at::set_num_threads(1); }
+  ~OneThread() { at::set_num_threads(prev); }
+};
+
 // Small VisMem settings (the paper's are K=8, N_s=8, N_l=16) on the tiny model.
 VismemConfig tiny_vismem() {
   VismemConfig c;
@@ -109,6 +117,7 @@ void expect_matches_recompute(Fixture& f, const GenerationResult& res, const Log
 }  // namespace
 
 TEST(Vismem, QueryConstructorReadsTheStatesWithoutChangingThem) {
+  OneThread one_thread;
   ParamOptionsGuard g(torch::TensorOptions().dtype(torch::kFloat));
   auto c = tiny_vismem();
   QueryConstructor qc(64, c);
@@ -133,6 +142,7 @@ TEST(Vismem, QueryConstructorReadsTheStatesWithoutChangingThem) {
 }
 
 TEST(Vismem, AttachingLeavesTheBaselineUnchangedAndTokensStartAsTheSeparator) {
+  OneThread one_thread;
   Fixture f;
   torch::NoGradGuard ng;
   ForwardInput in;
@@ -163,6 +173,7 @@ TEST(Vismem, AttachingLeavesTheBaselineUnchangedAndTokensStartAsTheSeparator) {
 }
 
 TEST(Vismem, AdapterRoundTripAndWrongTypesAreRefused) {
+  OneThread one_thread;
   Fixture f(/*tie=*/true);
   f.attach(4);
   auto dir = pvm::testing::temp_dir("vismem_adapter");
@@ -209,6 +220,7 @@ TEST(Vismem, AdapterRoundTripAndWrongTypesAreRefused) {
 }
 
 TEST(Vismem, CachedGenerationEqualsTheFullRecompute) {
+  OneThread one_thread;
   for (bool tie : {false, true}) {
     Fixture f(tie);
     f.attach();
@@ -234,6 +246,7 @@ TEST(Vismem, CachedGenerationEqualsTheFullRecompute) {
 }
 
 TEST(Vismem, BatchedGroupEqualsEachSequenceAlone) {
+  OneThread one_thread;
   Fixture f;
   f.attach();
   auto r = f.request(12, 3);
@@ -258,6 +271,7 @@ TEST(Vismem, BatchedGroupEqualsEachSequenceAlone) {
 }
 
 TEST(Vismem, ModelModeInvokesOnItsOwnStartTokensUpToTheLimit) {
+  OneThread one_thread;
   Fixture f(/*tie=*/true);
   f.attach();
   auto r = f.request(12);
@@ -282,6 +296,7 @@ TEST(Vismem, ModelModeInvokesOnItsOwnStartTokensUpToTheLimit) {
 }
 
 TEST(Vismem, ProbesMarkInvocationsAndWhatTheInsertedRowsAttendTo) {
+  OneThread one_thread;
   Fixture f;
   f.attach();
   auto r = f.request(12);
@@ -328,6 +343,7 @@ TEST(Vismem, ProbesMarkInvocationsAndWhatTheInsertedRowsAttendTo) {
 }
 
 TEST(Vismem, CliInitAndGenerate) {
+  OneThread one_thread;
   if (pvm::testing::pvm_bin().empty()) GTEST_SKIP() << "pvm binary not found";
   if (default_model_dir().empty()) GTEST_SKIP() << "assets/default-model not present";
   auto dir = pvm::testing::temp_dir("vismem_cli");
@@ -356,6 +372,7 @@ TEST(Vismem, CliInitAndGenerate) {
 // frozen), the checkpoint is a VisMem adapter, and a run stopped after one step and resumed ends
 // bit-identical to the uninterrupted one.
 TEST(Vismem, Stage1TrainsTheFormersAndResumesExactly) {
+  OneThread one_thread;
   auto f = pvm::testing::make_train_fixture("vismem_train", 1);
   const std::string data = f.dir + "/grpo.jsonl";
   {
