@@ -437,3 +437,53 @@ TEST(Vismem, Stage1TrainsTheFormersAndResumesExactly) {
   for (auto k : {"reward_mean", "base_reward_mean", "reward_gain", "invocations_mean", "loss"}) EXPECT_TRUE(ma[0].contains(k)) << k;
   std::filesystem::remove_all(f.dir);
 }
+
+// Bad adapter configs and options: one error naming the file (or option) and the field, nothing attached.
+TEST(Vismem, BadInputNamesTheFileAndField) {
+  OneThread one_thread;
+  Fixture f;
+  f.attach();
+  auto dir = pvm::testing::temp_dir("vismem_bad");
+  save_vismem_adapter(*f.m, dir);
+  detach_vismem(*f.m);
+  const auto cfg_path = dir + "/adapter_config.json";
+  const auto good = nlohmann::json::parse(pvm::testing::slurp(cfg_path));
+  struct Case {
+    const char* key;
+    nlohmann::json value;
+    const char* expect;
+  };
+  for (const Case& c : {Case{"query_len", nullptr, "query_len must be an integer"},
+                        Case{"long_layers", 4, "long_layers must be in 1..3"},
+                        Case{"lora_alpha", "x", "lora_alpha must be a number"},
+                        Case{"separator_ids", nlohmann::json::array({1, 9999}), "separator id 9999"},
+                        Case{"base_vocab_size", 7, "base_vocab_size 7"},
+                        Case{"vismem_adapter_format", 99, "newer"}}) {
+    auto j = good;
+    j[c.key] = c.value;
+    std::ofstream(cfg_path) << j.dump();
+    try {
+      load_vismem_adapter(*f.m, dir);
+      ADD_FAILURE() << c.key << " accepted";
+    } catch (const Error& e) {
+      const std::string m = e.what();
+      EXPECT_NE(m.find(cfg_path), std::string::npos) << m;
+      EXPECT_NE(m.find(c.expect), std::string::npos) << m;
+      EXPECT_EQ(m.find('\n'), std::string::npos) << m;
+    }
+    EXPECT_EQ(vismem_of(*f.m), nullptr) << c.key;
+  }
+  std::ofstream(cfg_path) << good.dump();
+  {
+    std::ofstream(dir + "/adapter.safetensors", std::ios::trunc) << "not safetensors";
+  }
+  EXPECT_THROW(load_vismem_adapter(*f.m, dir), Error);
+  EXPECT_EQ(vismem_of(*f.m), nullptr);
+  // generation options
+  auto r = f.request(4);
+  EXPECT_THROW(generate(f.m, r), Error);  // no adapter attached
+  f.attach();
+  r.vismem.invoke = "sometimes";
+  EXPECT_THROW(generate(f.m, r), Error);
+  fs::remove_all(dir);
+}
