@@ -3,6 +3,7 @@
 #include <chrono>
 
 #include "engine/base/error.h"
+#include "engine/vismem.h"
 
 namespace pvm {
 
@@ -116,6 +117,7 @@ static GenerationResult generate_impl(Qwen3VLForConditionalGeneration& m, const 
 
 GenerationResult generate(Qwen3VLForConditionalGeneration& m, const GenerationRequest& req) {
   try {
+    if (req.vismem.enabled) return generate_with_vismem(m, req);
     return generate_impl(m, req);
   } catch (...) {
     // An allocator failure (KV cache, activations) says what was being generated, in one line.

@@ -12,6 +12,30 @@
 
 namespace pvm {
 
+// VisMem during one generation (engine/vismem.h); needs a VisMem adapter attached to the model.
+struct VismemGenerate {
+  bool enabled = false;
+  // "model": a memory is formed when the model emits a start token; "separators": after each
+  // separator token (the adapter's list) with probability `p` the engine makes the next token a
+  // start token, long-term with probability `long_fraction` (stage-1 rollouts, the paper's random
+  // invocation at delimiters).
+  std::string invoke = "model";
+  double p = 1.0, long_fraction = 0.5;
+  int64_t max_invocations = 4;  // per sequence; start tokens are masked out after that many
+  uint64_t seed = 0;            // of the separators mode's draws (sequence g uses stream g)
+};
+
+// One memory insertion, as the generation loop performs it (the probes mark it): in sequence `seq`
+// the chunk [start, `rows` latent rows, end] fills cache slots first_slot .. first_slot + rows + 1.
+struct MemoryInsertion {
+  int64_t seq = 0;
+  std::string type;          // "short" | "long"
+  int64_t token_index = 0;   // index of the start token in the sequence's generated tokens
+  int64_t first_slot = 0;    // cache slot of the start token
+  int64_t rows = 0;          // latent rows N
+  int64_t chunk_offset = 0;  // query row of the start token inside the forward's chunk
+};
+
 struct GenerationRequest {
   std::vector<int64_t> prompt_ids;
   torch::Tensor pixel_values;                 // [L, C*T*P*P] f32 for all images (optional)
@@ -28,6 +52,9 @@ struct GenerationRequest {
   // Lets probes attach observers to each forward (prefill = true first).
   std::function<void(ForwardHooks& hooks, bool prefill)> configure;
   std::function<void(const ForwardOutput& out, bool prefill)> after_forward;
+  VismemGenerate vismem;
+  // VisMem: called before the forward that inserts a memory (once per inserting sequence).
+  std::function<void(const MemoryInsertion&)> on_insert;
 };
 
 struct GenerationResult {
@@ -36,6 +63,7 @@ struct GenerationResult {
   int64_t prompt_tokens = 0;
   double prefill_ms = 0, decode_ms = 0;
   int64_t decode_steps = 0;  // forward calls after the prefill
+  std::vector<std::vector<MemoryInsertion>> insertions;  // VisMem: per sequence, in order
   double prefill_tokens_per_s() const { return prefill_ms > 0 ? prompt_tokens * 1000.0 / prefill_ms : 0; }
   // generated tokens of all sequences per second of decode time
   double decode_tokens_per_s() const;

@@ -33,7 +33,17 @@ torch::Device Qwen3VLForConditionalGenerationImpl::device() {
 }
 
 torch::Tensor Qwen3VLForConditionalGenerationImpl::embed(const torch::Tensor& ids, const torch::Tensor& image_embeds, bool strict) {
-  auto e = model->language_model->embed_tokens(ids);  // [B, S, H]
+  const int64_t V = cfg.text.vocab_size;
+  torch::Tensor e;
+  if (extra_embed.defined() && (ids >= V).any().item<bool>()) {
+    // ids beyond the vocabulary take the extra rows (VisMem's tokens), the others the table
+    auto extra = ids >= V;
+    e = model->language_model->embed_tokens(ids.masked_fill(extra, 0));
+    auto rows = extra_embed.index_select(0, (ids - V).clamp(0, extra_embed.size(0) - 1).flatten()).view_as(e);
+    e = torch::where(extra.unsqueeze(-1), rows.to(e.scalar_type()), e);
+  } else {
+    e = model->language_model->embed_tokens(ids);  // [B, S, H]
+  }
   // A continuation step without pixels (decode): HF embeds a sampled <|image_pad|> as plain text.
   if (!strict && !image_embeds.defined()) return e;
   auto mask = ids == cfg.image_token_id;
@@ -65,6 +75,8 @@ ForwardOutput Qwen3VLForConditionalGenerationImpl::forward(const ForwardInput& i
     din.visual_mask = ids == cfg.image_token_id;
   }
   auto x = embed(ids, image_embeds, /*strict=*/!in.position_ids.defined());
+  if (in.inserted_mask.defined() && in.inserted_embeds.defined() && in.inserted_embeds.size(0) > 0)
+    x = x.masked_scatter(in.inserted_mask.to(dev).unsqueeze(-1), in.inserted_embeds.to(x.scalar_type()));
   din.pvm.image_embeds = image_embeds;
   torch::Tensor pos = in.position_ids;
   if (!pos.defined()) {
@@ -84,6 +96,10 @@ ForwardOutput Qwen3VLForConditionalGenerationImpl::forward(const ForwardInput& i
   out.hidden = h;
   auto last = in.all_logits ? h : h.narrow(1, h.size(1) - 1, 1);
   out.logits = linear_rows(last, lm_head_weight()).to(torch::kFloat);
+  if (in.extra_vocab && extra_embed.defined()) {
+    auto head = extra_head.defined() ? extra_head : extra_embed;
+    out.logits = torch::cat({out.logits, linear_rows(last, head.to(last.scalar_type())).to(torch::kFloat)}, -1);
+  }
   out.image_embeds = image_embeds;
   return out;
 }

@@ -30,6 +30,12 @@ struct ForwardInput {
   torch::Tensor key_valid;                   // optional [B, T] bool over all keys (padding)
   bool pvm = true;                           // run the PVM blocks, if any (false: the baseline)
   bool all_logits = false;                   // false: logits of the last position only (generation)
+  // VisMem (engine/vismem.h): rows given as embeddings instead of ids (the latent memory), and the
+  // tokens beyond the checkpoint's vocabulary (ids vocab_size + i embed from, and the logits gain
+  // columns for, the model's extra token rows). Both off by default: other callers see nothing.
+  torch::Tensor inserted_mask;    // [B, S] bool: positions whose input embedding is given
+  torch::Tensor inserted_embeds;  // [N, H], row-major over inserted_mask
+  bool extra_vocab = false;
 };
 
 struct ForwardOutput {
@@ -48,6 +54,10 @@ class Qwen3VLForConditionalGenerationImpl : public torch::nn::Module {
   // strict: every <|image_pad|> needs an image feature row (a fresh prompt); else (decode) they embed as text.
   torch::Tensor embed(const torch::Tensor& input_ids, const torch::Tensor& image_embeds, bool strict = true);
   torch::Tensor lm_head_weight();  // tied or not
+  // Token rows beyond the checkpoint's vocabulary, id vocab_size + i (VisMem's four tokens; owned
+  // by the adapter, which sets them): input embeddings [n, H] and output rows [n, H] (undefined =
+  // tied to extra_embed). Used only when ForwardInput::extra_vocab.
+  torch::Tensor extra_embed, extra_head;
   const ModelConfig& config() const { return cfg; }
   torch::ScalarType dtype();
   torch::Device device();

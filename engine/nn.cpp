@@ -17,7 +17,10 @@ LinearImpl::LinearImpl(int64_t in, int64_t out, bool has_bias) {
   if (has_bias) bias = register_parameter("bias", torch::zeros({out}, param_options()));
 }
 
-torch::Tensor LinearImpl::forward(const torch::Tensor& x) { return linear_rows(x, weight, bias); }
+torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
+  auto y = linear_rows(x, weight, bias);
+  return delta ? y + (*delta)(x) : y;
+}
 
 torch::Tensor linear_rows(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {
   // Decode (a few rows) on an AVX-512 CPU: our weight-streaming loops, 1.4x oneDNN's one-row matmul

@@ -25,12 +25,21 @@ class ParamOptionsGuard {
 // y = x W^T (+ b).
 torch::Tensor linear_rows(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b = {});
 
+// A low-rank update added to a Linear's output while it is set (VisMem's memory formers are LoRAs
+// on the vision tower and the last decoder layers, engine/vismem.h; they set it around their own
+// passes only, so the backbone's forward never sees it).
+struct LinearDelta {
+  virtual ~LinearDelta() = default;
+  virtual torch::Tensor operator()(const torch::Tensor& x) = 0;  // [..., in] -> [..., out]
+};
+
 // nn.Linear.
 class LinearImpl : public torch::nn::Module {
  public:
   LinearImpl(int64_t in, int64_t out, bool bias = false);
   torch::Tensor forward(const torch::Tensor& x);
   torch::Tensor weight, bias;  // [out, in], [out] or undefined
+  LinearDelta* delta = nullptr;  // not owned; null = the plain layer
 };
 TORCH_MODULE(Linear);
 

@@ -9,6 +9,7 @@
 #include "engine/base/version.h"
 #include "engine/device.h"
 #include "engine/pvm.h"
+#include "engine/vismem.h"
 
 namespace pvm {
 
@@ -35,6 +36,7 @@ Pipeline open_pipeline(const OpenOptions& o) {
     std::fprintf(stderr, "loading %s (%s, %s)...\n", dir.c_str(), lo.device.str().c_str(), dtype_name(lo.dtype).c_str());
   Pipeline p = Pipeline::open(dir, lo, o.tokenizer);
   if (!o.adapter.empty()) load_pvm_adapter(*p.model.model, o.adapter);
+  if (!o.vismem.empty()) load_vismem_adapter(*p.model.model, o.vismem);
   if (lo.device.is_cpu()) at::set_num_threads(o.threads > 0 ? o.threads : default_cpu_threads(p.model.config));
   return p;
 }
@@ -99,6 +101,22 @@ PreparedPrompt Pipeline::prepare(const PromptSpec& spec) const {
 
 std::string Pipeline::decode(const std::vector<int64_t>& ids, bool skip_special) const {
   return tokenizer.decode(std::vector<int32_t>(ids.begin(), ids.end()), skip_special);
+}
+
+std::string Pipeline::decode_marked(const std::vector<int64_t>& ids, bool skip_special) const {
+  const auto& c = model.config;
+  std::string out;
+  std::vector<int64_t> run;
+  for (auto id : ids) {
+    const int64_t w = vismem_token_of(c, id);
+    if (w < 0) {
+      run.push_back(id);
+      continue;
+    }
+    out += decode(run, skip_special) + vismem_token_name(w);
+    run.clear();
+  }
+  return out + decode(run, skip_special);
 }
 
 }  // namespace pvm

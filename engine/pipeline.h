@@ -33,6 +33,9 @@ class Pipeline {
   static Pipeline open(const std::string& model_dir, const LoadOptions& opt, const std::string& tokenizer_path = "");
   PreparedPrompt prepare(const PromptSpec& p) const;
   std::string decode(const std::vector<int64_t>& ids, bool skip_special = true) const;
+  // The same, with VisMem's tokens (ids beyond the model's vocabulary) written as their names
+  // (<ms_I>, <ms_E>, <ml_I>, <ml_E>) instead of nothing.
+  std::string decode_marked(const std::vector<int64_t>& ids, bool skip_special = true) const;
 
   explicit Pipeline(Tokenizer t) : tokenizer(std::move(t)) {}
   LoadedModel model;
@@ -49,6 +52,7 @@ struct OpenOptions {
   std::string device = "auto", dtype = "auto";
   std::string tokenizer;              // "" = the model folder's, else the committed Qwen3 one
   std::string adapter;                // PVM adapter folder, "" = none
+  std::string vismem;                 // VisMem adapter folder, "" = none (engine/vismem.h)
   bool quiet = false;                 // no "loading ..." line on stderr
   int threads = 0;                    // CPU intra-op threads; 0 = default_cpu_threads(config)
 };

@@ -54,6 +54,14 @@ void ProbeRecorder::attach(GenerationRequest& req) {
   if (!opt_.any()) return;
   req.configure = [this](ForwardHooks& hooks, bool prefill) { configure(hooks, prefill); };
   req.after_forward = [this](const ForwardOutput& out, bool prefill) { after_forward(out, prefill); };
+  auto prev_insert = req.on_insert;
+  req.on_insert = [this, prev_insert](const MemoryInsertion& mi) {
+    if (mi.seq == 0 && opt_.vismem) {
+      if (!tokens_.empty()) tokens_.back().invoked = mi.type;  // the start token, recorded just before
+      f_insert_ = std::make_unique<MemoryInsertion>(mi);
+    }
+    if (prev_insert) prev_insert(mi);
+  };
   auto prev = req.on_token;
   req.on_token = [this, prev](int64_t seq, int64_t tok, int64_t step) {
     if (seq == 0 && pending_) {
@@ -111,18 +119,44 @@ void ProbeRecorder::configure(ForwardHooks& hooks, bool prefill) {
   f_pvm_.clear();
   h_mass_.assign(L, {});
   h_vis_.assign(L, {});
+  f_mem_mass_.assign(L, torch::Tensor());
+  f_ins_.assign(L, torch::Tensor());
+  if (prefill) {
+    mem_slots_.clear();
+    mem_slots_t_ = torch::Tensor();
+    f_insert_.reset();
+  }
+  if (f_insert_) {
+    // this forward inserts a memory in row 0: its latent rows count as memory from now on (the
+    // token this forward produces reads them), and what the rows themselves attend to is summed
+    for (int64_t j = 1; j <= f_insert_->rows; ++j) mem_slots_.push_back(f_insert_->first_slot + j);
+    mem_slots_t_ = torch::tensor(mem_slots_, torch::kLong).to(model_->device());
+    const MemoryInsertion mi = *f_insert_;
+    hooks.attention_rows = [this, mi, Nv](int64_t layer, int64_t s0, const torch::Tensor& probs) {
+      torch::NoGradGuard ng;
+      const int64_t a = std::max(s0, mi.chunk_offset + 1), b = std::min(s0 + probs.size(2), mi.chunk_offset + 1 + mi.rows);
+      if (a >= b) return;
+      auto p = probs[0].narrow(1, a - s0, b - a).to(torch::kFloat).sum(std::vector<int64_t>{0, 1});  // [T], summed over heads and rows
+      auto self = p.narrow(0, mi.first_slot, std::min<int64_t>(mi.rows + 1, p.size(0) - mi.first_slot)).sum();
+      auto vis = Nv > 0 ? p.index_select(0, vis_idx_t_).sum() : torch::zeros({}, p.options());
+      auto v = torch::stack({vis, self, p.sum()}) / double(probs.size(1) * mi.rows);
+      f_ins_[layer] = f_ins_[layer].defined() ? f_ins_[layer] + v : v;
+    };
+  }
+  const bool memory = opt_.vismem && mem_slots_t_.defined();
   if (prefill) {
     sinks_.assign(L, {});
     sink_t_.assign(L, torch::Tensor());
     sel_.assign(L, torch::Tensor());
   }
-  if (mass || opt_.heatmap) {
-    hooks.attention = [this, prefill, mass, Nv](int64_t layer, const torch::Tensor& probs) {
+  if (mass || opt_.heatmap || memory) {
+    hooks.attention = [this, prefill, mass, Nv, memory](int64_t layer, const torch::Tensor& probs) {
       ScopeTimer timer(probe_ns_, !prefill);
       torch::NoGradGuard ng;
       auto p = probs[0].to(torch::kFloat);  // [Hq, T]
       const int64_t T = p.size(1);
       f_keys_ = T;
+      if (memory) f_mem_mass_[layer] = p.index_select(1, mem_slots_t_).sum(1).mean(0);
       if (opt_.host && !prefill && p.is_cpu() && p.stride(1) == 1) {
         host_observe(layer, p, mass);
         return;
@@ -234,6 +268,7 @@ void ProbeRecorder::after_forward(const ForwardOutput& out, bool prefill) {
   reduce_heatmap(*t);
   reduce_pvm(*t);
   reduce_logit_lens(out, *t);
+  reduce_vismem(*t);
   pending_ = std::move(t);
 }
 
@@ -271,6 +306,25 @@ void ProbeRecorder::reduce_mass(TokenProbe& t) const {
     t.mass[l] = float(m / Hq);
     if (opt_.sink_excluded) t.mass_nosink[l] = float(ns / Hq);
   }
+}
+
+void ProbeRecorder::reduce_vismem(TokenProbe& t) {
+  if (!f_mem_mass_.empty() && f_mem_mass_[0].defined()) t.memory_mass = to_vec(torch::stack(f_mem_mass_));
+  if (f_insert_ && !f_ins_.empty() && f_ins_[0].defined()) {
+    auto v = to_vec(torch::stack(f_ins_));  // [L * 3]: visual, self, all
+    InsertedMemoryProbe ip;
+    ip.type = f_insert_->type;
+    ip.rows = f_insert_->rows;
+    ip.first_slot = f_insert_->first_slot;
+    ip.token_index = f_insert_->token_index;
+    for (size_t l = 0; l < v.size() / 3; ++l) {
+      ip.visual.push_back(v[3 * l]);
+      ip.self.push_back(v[3 * l + 1]);
+      ip.other.push_back(std::max(0.f, v[3 * l + 2] - v[3 * l] - v[3 * l + 1]));
+    }
+    t.inserted.push_back(std::move(ip));
+  }
+  f_insert_.reset();
 }
 
 void ProbeRecorder::reduce_heatmap(TokenProbe& t) const {
@@ -462,6 +516,14 @@ std::string ProbeRecorder::to_json(const TokenProbe& t) {
   if (!t.lens_kl.empty()) {
     j["lens_first_layer"] = t.lens_first_layer;
     j["lens_kl"] = t.lens_kl;
+  }
+  if (!t.invoked.empty()) j["invoked"] = t.invoked;
+  if (!t.memory_mass.empty()) j["memory_mass"] = t.memory_mass;
+  if (!t.inserted.empty()) {
+    auto& a = j["inserted"] = nlohmann::json::array();
+    for (auto& ip : t.inserted)
+      a.push_back({{"type", ip.type}, {"rows", ip.rows}, {"first_slot", ip.first_slot}, {"token_index", ip.token_index},
+                   {"visual", ip.visual}, {"self", ip.self}, {"other", ip.other}});
   }
   return j.dump();
 }

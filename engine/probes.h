@@ -46,6 +46,7 @@ struct ProbeOptions {
   int sink_k = 0;   // 0 = max(1, ceil(1% of the visual tokens))
   int pvm_top = 5;  // top patches reported per PVM layer
   bool host = true;  // reduce f32 CPU tensors with host loops (false: the tensor path, as on CUDA)
+  bool vismem = true;  // VisMem: invocations, memory mass, what inserted rows attend to (when there are any)
   bool any() const { return visual_mass || per_head || sink_excluded || pvm || heatmap || logit_lens; }
 };
 
@@ -61,6 +62,16 @@ struct PvmLayerProbe {
   std::vector<float> attn;   // [Nv] head-averaged attention over the visual memory, when heatmap
 };
 
+// VisMem (engine/vismem.h): what the latent rows of one inserted memory attended to, per layer,
+// averaged over the rows and heads: the mass on the prompt's visual keys, on the memory's own chunk
+// (its start token and latent rows) and on every other key (prompt text, earlier answer); the three
+// sum to 1.
+struct InsertedMemoryProbe {
+  std::string type;  // "short" | "long"
+  int64_t rows = 0, first_slot = 0, token_index = 0;  // latent rows, cache slot of the start token, its token index
+  std::vector<float> visual, self, other;  // [layers]
+};
+
 struct TokenProbe {
   int64_t step = 0, token = -1;
   int64_t keys = 0;                      // keys attended (context length) in this forward
@@ -71,6 +82,10 @@ struct TokenProbe {
   std::vector<std::vector<float>> visual_attn;  // [layers][Nv] when heatmap
   int64_t lens_first_layer = -1;         // when logit_lens
   std::vector<float> lens_kl;            // [layers]
+  // VisMem, only when memories are in play (absent from the JSON otherwise):
+  std::string invoked;                   // on a start token: the memory ("short" | "long") inserted after it
+  std::vector<float> memory_mass;        // [layers] attention (head mean) on all latent rows so far
+  std::vector<InsertedMemoryProbe> inserted;  // on the token the insertion's forward produced
 };
 
 // Boolean mask of the visual (<|image_pad|>) positions of a prompt.
@@ -85,7 +100,10 @@ class ProbeRecorder {
   // Hooks configure / after_forward / on_token of `req` (an existing on_token is still called).
   // With every probe off nothing is attached. The recorder must outlive the generation.
   void attach(GenerationRequest& req);
-  void clear() { tokens_.clear(); pending_.reset(); sinks_.clear(); probe_ns_ = 0; }
+  void clear() {
+    tokens_.clear(); pending_.reset(); sinks_.clear(); probe_ns_ = 0;
+    mem_slots_.clear(); mem_slots_t_ = torch::Tensor(); f_insert_.reset();
+  }
 
   const std::vector<TokenProbe>& tokens() const { return tokens_; }
   const ProbeOptions& options() const { return opt_; }
@@ -116,6 +134,7 @@ class ProbeRecorder {
   void reduce_heatmap(TokenProbe& t) const;   // visual_attn
   void reduce_pvm(TokenProbe& t) const;       // pvm
   void reduce_logit_lens(const ForwardOutput& out, TokenProbe& t);  // lens_kl, lens_first_layer (reuses buffers)
+  void reduce_vismem(TokenProbe& t);          // memory_mass, inserted
 
   Qwen3VLForConditionalGeneration model_;
   std::vector<bool> visual_;
@@ -142,6 +161,12 @@ class ProbeRecorder {
   std::map<int64_t, PvmProbe> f_pvm_;
   int64_t f_keys_ = 0;
   int64_t probe_ns_ = 0;
+  // VisMem (row 0): cache slots of every latent row so far, the insertion the next forward makes,
+  // and per forward the memory mass and the inserted rows' attention sums ([L, 3] visual/self/all)
+  std::vector<int64_t> mem_slots_;
+  torch::Tensor mem_slots_t_;
+  std::unique_ptr<MemoryInsertion> f_insert_;
+  std::vector<torch::Tensor> f_mem_mass_, f_ins_;
   std::unique_ptr<TokenProbe> pending_;
   std::vector<TokenProbe> tokens_;
 };

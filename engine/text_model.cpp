@@ -61,14 +61,15 @@ static torch::Tensor sdpa_attention(const torch::Tensor& q, const torch::Tensor&
 }
 
 torch::Tensor gqa_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, int64_t q_offset,
-                            const torch::Tensor& key_valid, const std::function<void(const torch::Tensor&)>& observer) {
+                            const torch::Tensor& key_valid, const std::function<void(const torch::Tensor&)>& observer,
+                            const std::function<void(int64_t s0, const torch::Tensor&)>& rows_observer) {
   // Fused SDPA unless a probe reads the probabilities, or for an f32 decode step on the CPU, where
   // the two plain matmuls below are faster (0.65x SDPA's time at 4k context; bf16 and prefills are
   // faster fused: experiments/bench/RESULTS_platform.md).
   const bool cpu_f32_decode = q.size(2) == 1 && q.device().is_cpu() && q.scalar_type() == torch::kFloat;
   const AttentionPath path = attention_path();
   const bool fused = path == AttentionPath::Fused || (path == AttentionPath::Auto && !cpu_f32_decode);
-  if (!observer && fused) return sdpa_attention(q, k, v, q_offset, key_valid);
+  if (!observer && !rows_observer && fused) return sdpa_attention(q, k, v, q_offset, key_valid);
   const int64_t B = q.size(0), Hq = q.size(1), S = q.size(2), D = q.size(3);
   const int64_t Hkv = k.size(1), T = k.size(2), G = Hq / Hkv;
   const double scale = 1.0 / std::sqrt((double)D);
@@ -95,6 +96,7 @@ torch::Tensor gqa_attention(const torch::Tensor& q, const torch::Tensor& k, cons
     }
     auto probs = torch::softmax(scores, -1);
     if (observer && s0 + n == S) observer(probs.select(3, n - 1).reshape({B, Hq, T}));
+    if (rows_observer) rows_observer(s0, probs.view({B, Hq, n, T}));
     outs.push_back(torch::matmul(probs.to(dt).view({B, Hkv, G * n, T}), v).view({B, Hkv, G, n, D}));
   }
   auto out = outs.size() == 1 ? outs[0] : torch::cat(outs, 3);
@@ -124,7 +126,9 @@ torch::Tensor Qwen3VLTextAttentionImpl::forward(const torch::Tensor& x, const De
   }
   std::function<void(const torch::Tensor&)> obs;
   if (hooks.attention) obs = [&](const torch::Tensor& p) { hooks.attention(layer_idx, p); };
-  auto o = gqa_attention(q, K, V, offset, in.key_valid, obs);  // [B, Hq, S, D]
+  std::function<void(int64_t, const torch::Tensor&)> rows;
+  if (hooks.attention_rows) rows = [&](int64_t s0, const torch::Tensor& p) { hooks.attention_rows(layer_idx, s0, p); };
+  auto o = gqa_attention(q, K, V, offset, in.key_valid, obs, rows);  // [B, Hq, S, D]
   return o_proj(o.transpose(1, 2).reshape({B, S, n_heads * head_dim}));
 }
 

@@ -47,6 +47,10 @@ struct ForwardHooks;
 // Receives the softmax attention probabilities of the LAST query position of a forward pass,
 // exactly those used to produce the output: probs [B, Hq, T] f32, layer index.
 using AttentionObserver = std::function<void(int64_t layer, const torch::Tensor& probs)>;
+// Receives the probabilities of every query position: probs [B, Hq, n, T] f32 for the query rows
+// s0..s0+n-1 of the forward (long prefills come in several calls), layer index. Set only where the
+// rows themselves are studied (VisMem's probe of the inserted memory rows); it forces the explicit path.
+using AttentionRowsObserver = std::function<void(int64_t layer, int64_t s0, const torch::Tensor& probs)>;
 // Receives each layer's output hidden states [B, S, H] (after DeepStack).
 using LayerOutputObserver = std::function<void(int64_t layer, const torch::Tensor& hidden)>;
 // Runs one decoder layer in place of `layer.forward(h, in, cache, hooks)`, to the same result.
@@ -57,6 +61,7 @@ using LayerRunner = std::function<torch::Tensor(Qwen3VLTextDecoderLayerImpl& lay
 // trainer's activation checkpointing). None of them changes the result.
 struct ForwardHooks {
   AttentionObserver attention;                 // last-position attention of every layer
+  AttentionRowsObserver attention_rows;        // every position's attention (VisMem probe)
   std::map<int64_t, PvmProbe>* pvm = nullptr;  // filled per PVM layer for the last position
   LayerOutputObserver layer_output;            // logit lens
   LayerRunner layer_runner;
@@ -106,8 +111,10 @@ TORCH_MODULE(Qwen3VLTextModel);
 // runs LibTorch's fused scaled_dot_product_attention (except f32 decode steps on the CPU, faster
 // explicit). With one (a probe wants the probabilities), an explicit f32 softmax, long prefills in query chunks to bound memory, calling `observer` with
 // the last query's probabilities [B, Hq, T].
+// `rows_observer` (optional) gets every query row's probabilities, [B, Hq, n, T] from row s0.
 torch::Tensor gqa_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, int64_t q_offset,
-                            const torch::Tensor& key_valid, const std::function<void(const torch::Tensor&)>& observer);
+                            const torch::Tensor& key_valid, const std::function<void(const torch::Tensor&)>& observer,
+                            const std::function<void(int64_t s0, const torch::Tensor&)>& rows_observer = {});
 // Which path gqa_attention takes without an observer: Auto (as above), or forced (tests and
 // benchmarks compare the two).
 enum class AttentionPath { Auto, Explicit, Fused };

@@ -21,6 +21,8 @@
 #include "engine/optimizer.h"
 #include "engine/pipeline.h"
 #include "engine/pvm.h"
+#include "engine/train_vismem.h"
+#include "engine/vismem.h"
 #include "engine/run_dir.h"
 #include "engine/tensor_io.h"
 #include "engine/train_grpo.h"
@@ -164,12 +166,15 @@ std::vector<std::string> select_trainable(Qwen3VLForConditionalGenerationImpl& m
     if (set == "pvm") on = is_pvm;
     else if (set == "pvm+llm" || set == "llm") on = is_pvm || is_llm;
     else if (set == "all") on = true;
-    else throw Error("trainable: unknown set \"" + set + "\" (pvm, pvm+llm, llm, all)");
+    // VisMem stage 1: the constructor and formers; the four token rows stay (docs/VISMEM.md)
+    else if (set == "vismem") on = n.rfind("vismem.", 0) == 0 && n.rfind("vismem.token_", 0) != 0;
+    else throw Error("trainable: unknown set \"" + set + "\" (pvm, pvm+llm, llm, all, vismem)");
     if (on) names.push_back(n);
   }
   if (names.empty())
     throw Error("trainable: the set \"" + set + "\" selects no parameter" +
-                (set == "pvm" ? std::string(" (the model has no PVM blocks: give pvm.layers or an adapter)") : ""));
+                (set == "pvm" ? std::string(" (the model has no PVM blocks: give pvm.layers or an adapter)")
+                 : set == "vismem" ? std::string(" (the model has no VisMem adapter: give vismem.adapter)") : ""));
   return names;
 }
 
@@ -292,8 +297,14 @@ struct Runner {
     ctx->model_dir = base_model_dir;
     ctx->stop = &g_stop;
     auto& m = *ctx->model;
-    if (resume && !full_ckpt) {
+    if (resume && !full_ckpt && cfg.mode == "vismem") {
+      if (!cfg.adapter.empty()) load_pvm_adapter(m, cfg.adapter);  // a fixed PVM beside VisMem
+      load_vismem_adapter(m, ckpt);
+    } else if (resume && !full_ckpt) {
       load_pvm_adapter(m, ckpt);
+    } else if (!resume && cfg.mode == "vismem") {
+      if (!cfg.adapter.empty()) load_pvm_adapter(m, cfg.adapter);
+      load_vismem_adapter(m, cfg.vismem.adapter);
     } else if (!resume) {
       if (cfg.pvm.enabled()) {
         TextConfig f = m.cfg.text;
@@ -330,7 +341,7 @@ struct Runner {
       adam.add(name, p, p.dim() >= 2, name.rfind("model.visual.", 0) == 0 ? cfg.visual_lr_scale : 1.0);
     }
 
-    obj = cfg.mode == "grpo" ? make_grpo_objective(*ctx) : make_sft_objective(*ctx);
+    obj = cfg.mode == "grpo" ? make_grpo_objective(*ctx) : cfg.mode == "vismem" ? make_vismem_objective(*ctx) : make_sft_objective(*ctx);
     total = cfg.steps > 0 ? cfg.steps : obj->steps_per_epoch();
     if (total <= 0) throw Error(cfg.source + ": steps: 0 and the objective cannot tell the length of an epoch; set steps");
     ctx->total_steps = total;
@@ -392,7 +403,9 @@ struct Runner {
 
   void write_checkpoint(const std::string& tmp) {
     auto& m = *ctx->model;
-    if (pvm_only) {
+    if (cfg.mode == "vismem") {
+      save_vismem_adapter(m, tmp);  // only VisMem trains: the checkpoint is its adapter
+    } else if (pvm_only) {
       save_pvm_adapter(m, tmp);
     } else {
       save_model(ctx->model, tmp, torch::kFloat);

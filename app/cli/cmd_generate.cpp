@@ -14,6 +14,7 @@
 #include "engine/pipeline.h"
 #include "engine/probes.h"
 #include "engine/pvm.h"
+#include "engine/vismem.h"
 
 namespace {
 
@@ -24,8 +25,8 @@ int run(const std::vector<std::string>& argv) {
   pvm::cli::Args a(argv,
                    {"--model", "--image", "--prompt", "--system", "--max-new-tokens", "--temperature", "--top-p",
                     "--top-k", "--min-p", "--repetition-penalty", "--seed", "--dtype", "--device", "--threads", "--tokenizer",
-                    "--num-sequences", "--pvm", "--trace"},
-                   {"--json", "--quiet", "--probe", "--no-pvm"});
+                    "--num-sequences", "--pvm", "--trace", "--vismem", "--vismem-invoke", "--vismem-max"},
+                   {"--json", "--quiet", "--probe", "--no-pvm", "--no-vismem"});
   const bool json = a.has("--json"), quiet = a.has("--quiet") || json;
   // Sampling options are checked before the (slow) model load: a bad one fails at once.
   double temp = a.get_double("--temperature", 0.0);
@@ -42,6 +43,10 @@ int run(const std::vector<std::string>& argv) {
   const int64_t max_new = a.get_int("--max-new-tokens", 256, 1, 1 << 20);
   const int64_t num_sequences = a.get_int("--num-sequences", 1, 1, 256);
   if (a.has("--trace")) pvm::check_output_file(a.get("--trace"), "trace");
+  const std::string invoke = a.get("--vismem-invoke", "model");
+  if (invoke != "model" && invoke != "separators")
+    throw pvm::Error("option --vismem-invoke: must be model or separators, got '" + invoke + "'");
+  const int64_t vismem_max = a.get_int("--vismem-max", 4, 0, 1 << 20);
   auto pipe = pvm::open_pipeline(pvm::cli::open_options(a, quiet));
 
   pvm::PromptSpec spec;
@@ -56,6 +61,11 @@ int run(const std::vector<std::string>& argv) {
   req.sampling.validate();
   req.cancel = &g_cancel;
   req.pvm = !a.has("--no-pvm");
+  // VisMem: on when an adapter is loaded (--no-vismem: the baseline on the same loaded model)
+  req.vismem.enabled = a.has("--vismem") && !a.has("--no-vismem");
+  req.vismem.invoke = invoke;
+  req.vismem.max_invocations = vismem_max;
+  req.vismem.seed = sampling.seed;
   std::signal(SIGINT, on_sigint);
 
   // Stream sequence 0 as text: decode the growing id list and print the new suffix (a token may
@@ -66,7 +76,7 @@ int run(const std::vector<std::string>& argv) {
     req.on_token = [&](int64_t seq, int64_t tok, int64_t) {
       if (seq != 0) return true;
       shown.push_back(tok);
-      std::string text = pipe.decode(shown, true);
+      std::string text = pipe.decode_marked(shown, true);
       if (text.size() > printed.size() && text.compare(0, printed.size(), printed) == 0 &&
           (unsigned char)text.back() < 0x80) {
         std::fwrite(text.data() + printed.size(), 1, text.size() - printed.size(), stdout);
@@ -90,7 +100,7 @@ int run(const std::vector<std::string>& argv) {
   // Ids with no token (the embedding table is larger than the vocabulary) print as nothing: say so.
   int64_t unknown = 0;
   for (auto& seq : res.tokens)
-    for (auto id : seq) unknown += !pipe.tokenizer.has_id(int32_t(id));
+    for (auto id : seq) unknown += !pipe.tokenizer.has_id(int32_t(id)) && pvm::vismem_token_of(pipe.model.config, id) < 0;
   if (unknown)
     std::fprintf(stderr, "warning: %lld generated ids have no token in %s and print as nothing\n", (long long)unknown,
                  pipe.tokenizer_path.c_str());
@@ -103,14 +113,16 @@ int run(const std::vector<std::string>& argv) {
     }
   }
   if (!json) {
-    std::string text = pipe.decode(res.tokens[0], true);
+    std::string text = pipe.decode_marked(res.tokens[0], true);
     if (text.size() > printed.size()) std::fwrite(text.data() + printed.size(), 1, text.size() - printed.size(), stdout);
     std::printf("\n");
     std::fflush(stdout);
-    for (size_t g = 1; g < res.tokens.size(); ++g) std::printf("--- sequence %zu ---\n%s\n", g, pipe.decode(res.tokens[g]).c_str());
+    for (size_t g = 1; g < res.tokens.size(); ++g) std::printf("--- sequence %zu ---\n%s\n", g, pipe.decode_marked(res.tokens[g]).c_str());
     std::fprintf(stderr, "prefill: %lld tokens in %.1f ms (%.1f tokens/s); decode: %zu tokens, %.2f tokens/s; finish: %s\n",
                  (long long)res.prompt_tokens, res.prefill_ms, res.prefill_tokens_per_s(), res.tokens[0].size(),
                  res.decode_tokens_per_s(), res.finish[0].c_str());
+    if (req.vismem.enabled)
+      std::fprintf(stderr, "vismem: %zu memories inserted in sequence 0\n", res.insertions[0].size());
     if (rec) {
       std::fprintf(stderr, "visual attention mass per layer (mean over %zu tokens):", rec->tokens().size());
       for (double v : mean_mass) std::fprintf(stderr, " %.4f", v);
@@ -119,7 +131,12 @@ int run(const std::vector<std::string>& argv) {
     }
   } else {
     nlohmann::json j;
-    j["text"] = pipe.decode(res.tokens[0], true);
+    j["text"] = pipe.decode_marked(res.tokens[0], true);
+    if (req.vismem.enabled) {
+      auto& inv = j["invocations"] = nlohmann::json::array();
+      for (auto& mi : res.insertions[0])
+        inv.push_back({{"token_index", mi.token_index}, {"type", mi.type}, {"rows", mi.rows}});
+    }
     j["ids"] = res.tokens[0];
     j["finish"] = res.finish[0];
     j["prompt_tokens"] = res.prompt_tokens;
@@ -129,7 +146,7 @@ int run(const std::vector<std::string>& argv) {
     if (res.tokens.size() > 1) {
       auto& seqs = j["sequences"] = nlohmann::json::array();
       for (size_t g = 0; g < res.tokens.size(); ++g)
-        seqs.push_back(nlohmann::json{{"text", pipe.decode(res.tokens[g], true)}, {"ids", res.tokens[g]}, {"finish", res.finish[g]}});
+        seqs.push_back(nlohmann::json{{"text", pipe.decode_marked(res.tokens[g], true)}, {"ids", res.tokens[g]}, {"finish", res.finish[g]}});
     }
     std::printf("%s\n", j.dump().c_str());
   }
@@ -142,5 +159,6 @@ PVM_COMMAND("generate", "stream an answer for images + a prompt (greedy by defau
             "[--model DIR] --prompt TEXT [--image FILE ...] [--system TEXT] [--max-new-tokens N] "
             "[--temperature T --top-p P --top-k K --min-p M --repetition-penalty R --seed S] [--num-sequences G] "
             "[--dtype f32|bf16|f16|auto] [--device cpu|cuda|auto] [--threads N] [--tokenizer FILE] [--pvm ADAPTER] [--no-pvm] "
+            "[--vismem ADAPTER [--vismem-invoke model|separators] [--vismem-max N] [--no-vismem]] "
             "[--probe] [--trace FILE.jsonl] [--json]",
             run);

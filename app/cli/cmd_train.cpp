@@ -51,8 +51,8 @@ pvm::ModelConfig model_config_for(const pvm::train::TrainConfig& c) {
 int run(const std::vector<std::string>& argv) {
   pvm::cli::Args a(argv, {"--config", "--set", "--resume", "--out", "--progress-every", "--stop-after"}, {"--force", "--no-progress"});
   const auto& pos = a.positional();
-  if (pos.size() != 1 || (pos[0] != "sft" && pos[0] != "grpo" && pos[0] != "estimate"))
-    throw pvm::Error("expected one of: pvm train sft|grpo|estimate --config FILE.json [--set key=value ...] [--resume RUN_DIR]");
+  if (pos.size() != 1 || (pos[0] != "sft" && pos[0] != "grpo" && pos[0] != "vismem" && pos[0] != "estimate"))
+    throw pvm::Error("expected one of: pvm train sft|grpo|vismem|estimate --config FILE.json [--set key=value ...] [--resume RUN_DIR]");
   const std::string sub = pos[0];
   // Integer options first: a bad one fails before the config and model are read.
   const bool tty = isatty(2);

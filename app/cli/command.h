@@ -30,6 +30,7 @@ inline OpenOptions open_options(const Args& a, bool quiet) {
   o.dtype = a.get("--dtype", "auto");
   o.tokenizer = a.get("--tokenizer");
   o.adapter = a.get("--pvm");
+  o.vismem = a.get("--vismem");
   o.quiet = quiet;
   o.threads = int(a.get_int("--threads", 0, 0, 1024));  // 0 = default_cpu_threads
   return o;

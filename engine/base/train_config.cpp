@@ -61,8 +61,9 @@ struct Def {
 std::vector<TrainField> make_fields() {
   using T = FieldType;
   return {
-      Def("mode", T::Choice, PVM_MEMBER(mode)).one_of({"sft", "grpo"}).common()
-          .help("sft: supervised fine-tuning on chat samples; grpo: reinforcement learning on sampled answers scored by a reward"),
+      Def("mode", T::Choice, PVM_MEMBER(mode)).one_of({"sft", "grpo", "vismem"}).common()
+          .help("sft: supervised fine-tuning on chat samples; grpo: reinforcement learning on sampled answers scored by a reward; "
+                "vismem: VisMem stage 1 (docs/VISMEM.md)"),
       Def("model", T::Text, PVM_MEMBER(model)).path(PathKind::Dir).common()
           .help("base checkpoint folder (empty: assets/default-model)"),
       Def("pvm.layers", T::Layers, PVM_MEMBER(pvm.layers)).common()
@@ -78,9 +79,9 @@ std::vector<TrainField> make_fields() {
           .help("training data (JSONL): chat samples for SFT, prompts with solutions for GRPO"),
       Def("eval_data", T::Text, PVM_MEMBER(eval_data)).path(PathKind::File)
           .help("held-out SFT data: its loss every eval_every steps"),
-      Def("trainable", T::Choice, PVM_MEMBER(trainable)).one_of({"pvm", "pvm+llm", "llm", "all"}).common()
+      Def("trainable", T::Choice, PVM_MEMBER(trainable)).one_of({"pvm", "pvm+llm", "llm", "all", "vismem"}).common()
           .help("pvm: only the PVM blocks (the result is an adapter); pvm+llm, llm: the language model and PVM "
-                "(vision tower and merger frozen); all: every parameter"),
+                "(vision tower and merger frozen); all: every parameter; vismem: VisMem's constructor and formers"),
       Def("steps", T::Int, PVM_MEMBER(steps)).range(0, kNoMax).common().help("optimizer steps (0: one epoch over data)"),
       Def("batch_size", T::Int, PVM_MEMBER(batch_size)).range(1, kNoMax).common()
           .help("samples per optimizer step, over all processes"),
@@ -141,6 +142,15 @@ std::vector<TrainField> make_fields() {
       Def("grpo.reward", T::Choice, PVM_MEMBER(grpo.reward)).one_of({"think_answer", "exact", "choice"}).common()
           .help("reward function (engine/base/rewards.h)"),
       Def("grpo.system", T::Text, PVM_MEMBER(grpo.system)).help("system prompt of the rollouts"),
+      Def("vismem.adapter", T::Text, PVM_MEMBER(vismem.adapter)).path(PathKind::Dir).common()
+          .help("VisMem adapter to start from (pvm init-vismem)"),
+      Def("vismem.stage", T::Int, PVM_MEMBER(vismem.stage)).range(1, 1)
+          .help("1: train the query constructor and memory formers, backbone frozen"),
+      Def("vismem.p", T::Real, PVM_MEMBER(vismem.p)).range(0, 1).help("chance of a memory after each separator"),
+      Def("vismem.long_fraction", T::Real, PVM_MEMBER(vismem.long_fraction)).range(0, 1)
+          .help("share of long-term memories among the invocations"),
+      Def("vismem.max_invocations", T::Int, PVM_MEMBER(vismem.max_invocations)).range(0, kNoMax)
+          .help("memories per completion at most"),
   };
 }
 #undef PVM_MEMBER
@@ -322,6 +332,7 @@ json TrainConfig::to_json() const {
   for (const TrainField& f : train_fields()) {
     const std::string s = f.section();
     if (s == "pvm" && !pvm.enabled()) continue;  // no fresh blocks: no pvm section
+    if (s == "vismem" && mode != "vismem") continue;
     (s.empty() ? j[f.key] : j[s][f.name()]) = f.get(*this);
   }
   return j;
@@ -360,6 +371,14 @@ TrainConfig parse_train_config(const json& j, const std::string& where) {
     top.fail("grad_accum", "batch_size " + std::to_string(c.batch_size) + " is not divisible by grad_accum " +
                                std::to_string(c.grad_accum));
   if (c.mode == "grpo" && c.trainable == "pvm" && !j.contains("trainable")) c.trainable = "llm";  // stage-2 default
+  if (c.mode == "vismem") {
+    if (!j.contains("trainable")) c.trainable = "vismem";
+    if (c.trainable != "vismem") top.fail("trainable", "VisMem stage 1 trains \"vismem\" only (the backbone is frozen)");
+    if (c.vismem.adapter.empty()) top.fail("vismem", "vismem.adapter is required (make one with pvm init-vismem)");
+    if (c.pvm.enabled()) top.fail("pvm", "fresh PVM blocks cannot be trained with VisMem stage 1");
+  } else if (c.trainable == "vismem") {
+    top.fail("trainable", "\"vismem\" is for mode vismem");
+  }
   if (c.dtype == "bf16" && c.device.rfind("cuda", 0) != 0)
     top.fail("dtype", "bf16 training is only supported on CUDA (device is \"" + c.device + "\"); use f32 on CPU");
   return c;
@@ -417,23 +436,30 @@ TrainConfig load_train_config(const std::string& path, const std::vector<std::st
   std::string where = path.empty() ? std::string("config") : path;
   if (!overrides.empty()) where += " (with --set)";
   // Relative paths in a config file are relative to the file.
-  auto resolve = [&](const char* key) {
-    if (path.empty() || !j.contains(key) || !j[key].is_string()) return;
-    std::string s = j[key];
+  // The JSON value of a field ("vismem.adapter" lives in the "vismem" object), or null.
+  auto slot = [&](const TrainField& f) -> json* {
+    const std::string sec = f.section();
+    json* o = sec.empty() ? &j : (j.contains(sec) && j[sec].is_object() ? &j[sec] : nullptr);
+    const std::string k = sec.empty() ? f.key : f.name();
+    return o && o->contains(k) && (*o)[k].is_string() ? &(*o)[k] : nullptr;
+  };
+  auto resolve = [&](const TrainField& f) {
+    json* v = slot(f);
+    if (path.empty() || !v) return;
+    std::string s = *v;
     if (s.empty() || s[0] == '/') return;
     bool from_set = false;
     for (auto& kv : overrides)
-      if (kv.rfind(std::string(key) + "=", 0) == 0) from_set = true;
-    if (!from_set) j[key] = join_path(parent_dir(path), s);
+      if (kv.rfind(f.key + "=", 0) == 0) from_set = true;
+    if (!from_set) *v = join_path(parent_dir(path), s);
   };
   for (const TrainField& f : train_fields())
-    if (f.path != PathKind::None) resolve(f.key.c_str());
+    if (f.path != PathKind::None) resolve(f);
   // The resolved config (written to the run dir, read back by --resume) holds absolute input paths.
   for (const TrainField& f : train_fields()) {
-    const std::string& k = f.key;
-    if (f.path != PathKind::None && f.path != PathKind::OutDir && j.contains(k) && j[k].is_string() &&
-        !j[k].get<std::string>().empty())
-      j[k] = std::filesystem::absolute(j[k].get<std::string>()).lexically_normal().string();
+    json* v = slot(f);
+    if (f.path != PathKind::None && f.path != PathKind::OutDir && v && !v->get<std::string>().empty())
+      *v = std::filesystem::absolute(v->get<std::string>()).lexically_normal().string();
   }
   return parse_train_config(j, where);
 }

@@ -44,8 +44,17 @@ struct GrpoConfig {
   std::string system;                     // optional system prompt for rollouts
 };
 
+// VisMem training (mode "vismem", docs/VISMEM.md; the rollout settings are grpo.*).
+struct VismemTrainConfig {
+  std::string adapter;          // the VisMem adapter to start from (pvm init-vismem)
+  int64_t stage = 1;            // 1: constructor + formers (stage 2, the invocation policy, is not implemented)
+  double p = 0.5;               // chance of an invocation after each separator
+  double long_fraction = 0.5;   // share of long-term invocations
+  int64_t max_invocations = 4;  // per completion
+};
+
 struct TrainConfig {
-  std::string mode = "sft";  // "sft" | "grpo"
+  std::string mode = "sft";  // "sft" | "grpo" | "vismem"
   std::string model;         // base checkpoint dir
   PvmAttachConfig pvm;
   std::string adapter;       // start from this PVM adapter dir ("" = none)
@@ -70,6 +79,7 @@ struct TrainConfig {
   std::string bad_lines = "skip";  // "skip" | "fatal"
   int64_t threads = 0;
   GrpoConfig grpo;
+  VismemTrainConfig vismem;
 
   std::string source;  // where the config came from (file name), for messages
 
