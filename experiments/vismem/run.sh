@@ -15,7 +15,7 @@
 #    with invocations per description and decode time per token.
 # Outputs: results/<arm>.json (full reports), results/accuracy_<arm>.csv, results/summary.csv,
 # results/accuracy_by_position.png, results/train_stage{1,2}.metrics.jsonl.
-# Environment: PVM (binary), WORK (/tmp/pvm-vismem-run), STEPS1 (40), STEPS2 (20), EVAL_COUNT (200),
+# Environment: PVM (binary), WORK (/tmp/pvm-vismem-run), STEPS1 (24), STEPS2 (20), EVAL_COUNT (200),
 # ARMS (default "baseline pvm vismem-sep vismem"), VISMEM1 / VISMEM2 (use these adapters instead of training).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -23,7 +23,7 @@ root=$(cd "$here/../.." && pwd)
 PVM=${PVM:-$root/build/pvm}
 MODEL=$root/assets/default-model
 WORK=${WORK:-/tmp/pvm-vismem-run}
-STEPS1=${STEPS1:-40}
+STEPS1=${STEPS1:-24}
 STEPS2=${STEPS2:-20}
 COUNT=${EVAL_COUNT:-200}
 ARMS=${ARMS:-"baseline pvm vismem-sep vismem"}
