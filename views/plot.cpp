@@ -312,6 +312,11 @@ void Plot::set_view(double x0, double x1, double y0, double y1) {
   auto_fit_ = false;
 }
 
+ImVec2 Plot::to_screen(double x, double y) const {
+  const double fx = (x_.fwd(x) - x_.lo) / (x_.hi - x_.lo), fy = (y_.fwd(y) - y_.lo) / (y_.hi - y_.lo);
+  return ImVec2(float(area_min_.x + fx * (area_max_.x - area_min_.x)), float(area_max_.y - fy * (area_max_.y - area_min_.y)));
+}
+
 void Plot::view(double* x0, double* x1, double* y0, double* y1) const {
   *x0 = x_.inv(x_.lo), *x1 = x_.inv(x_.hi);
   *y0 = y_.inv(y_.lo), *y1 = y_.inv(y_.hi);
