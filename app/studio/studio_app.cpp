@@ -1106,6 +1106,7 @@ int StudioApp::run() {
       // The screenshot waits for the command line's model: a failed load is the run's error.
       if (!session_->busy()) {
         startup_pending_ = false;
+        session_->sync(ui_);  // what the finished job left (the sync above may have come just before it ended)
         if (!ui_.model.loaded) {
           startup_error(ui_.status.error.empty() ? "the model did not load" : ui_.status.error);
           break;

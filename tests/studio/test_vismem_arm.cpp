@@ -33,11 +33,18 @@ fs::path temp_dir(const std::string& name) {
   return d;
 }
 
-// A small VisMem adapter for the studio's random model, written once per process. Every text id is
-// a separator, so the separators mode invokes wherever its draw says so (the random model's words
-// are noise, and a real separator list would rarely be hit).
+// A small VisMem adapter for the studio's random model, written once per process (removed at exit).
+// The lower half of the vocabulary are separators (what fits the 1 MB config limit): the random
+// model's words are noise, and a real separator list would rarely be hit.
+struct TempAdapter {
+  std::string dir;
+  ~TempAdapter() {
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+  }
+};
 const std::string& adapter_dir() {
-  static const std::string dir = [] {
+  static const TempAdapter adapter{[] {
     const fs::path d = temp_dir("adapter");
     auto pipe = random_demo_pipeline();
     auto& m = *pipe->model.model;
@@ -46,12 +53,12 @@ const std::string& adapter_dir() {
     c.qc_layers = 1, c.qc_heads = 4, c.qc_ff_mult = 2;
     c.lora_rank = 4, c.lora_alpha = 8;
     c.long_layers = 2;
-    for (int64_t i = 0; i < m.cfg.text.vocab_size; ++i) c.separator_ids.push_back(i);
+    for (int64_t i = 0; i < m.cfg.text.vocab_size / 2; ++i) c.separator_ids.push_back(i);
     pvm::attach_vismem(m, c, 5);
     pvm::save_vismem_adapter(m, d.string());
     return d.string();
-  }();
-  return dir;
+  }()};
+  return adapter.dir;
 }
 
 GenerateSettings vismem_settings(int n) {
@@ -260,7 +267,7 @@ TEST(StudioVismem, BadAdapterIsAnErrorAndLeavesTwoArms) {
   std::ofstream(bad / "adapter_config.json") << R"({"adapter_type": "vismem", "vismem_adapter_format": 1})";
   ASSERT_TRUE(s->load_vismem(adapter_dir(), &why)) << why;
   s->wait_idle();
-  EXPECT_EQ(synced(*s).model.vismem, adapter_dir());
+  EXPECT_EQ(synced(*s).model.vismem, adapter_dir()) << synced(*s).status.error << " / " << synced(*s).status.message;
   ASSERT_TRUE(s->load_vismem(bad.string(), &why)) << why;
   s->wait_idle();
   UiState ui = synced(*s);
