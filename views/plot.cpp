@@ -948,6 +948,7 @@ void Plot::draw(ImVec2 size) {
     if (!layer && i != legend_hover_) draw_series(dl, e, f.p0, false, legend_hover_ >= 0);
   }
   if (!layer && legend_hover_ >= 0) draw_series(dl, series_[legend_hover_], f.p0, true, false);  // on top
+  if (overlay) overlay(dl);
   draw_cursor(dl, f);
   if (over_plot && !dragging && !capturing && !ImGui::IsPopupOpen("##plot_ctx"))
     draw_hover(dl, f.p0, f.p1, ImGui::GetIO().MousePos.x);

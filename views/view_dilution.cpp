@@ -12,6 +12,7 @@ namespace pvm::studio {
 DilutionView::DilutionView(StudioContext& ctx) : View("Dilution", Slot::CenterBottom, true), ctx_(ctx), plot_("dilution") {
   plot_.set_title("Visual attention mass vs generated position");
   plot_.set_axis_labels("generated token t", "attention mass on image tokens");
+  plot_.overlay = [this](ImDrawList* dl) { draw_invocations(dl); };
 }
 
 DilutionCurves DilutionView::dilution_curves(const SideData& sd) {
@@ -211,7 +212,6 @@ void DilutionView::draw() {
                         head_layer >= 0 ? "heads" : "layers");
   }
   plot_.draw();
-  draw_invocations();
   // Hovering the plot moves the shared token cursor too (unless a token is pinned).
   if (auto hx = plot_.hovered_x(); hx && !ctx_.sel.pinned) {
     size_t longest = 0;
@@ -228,13 +228,11 @@ namespace pvm::studio {
 
 // VisMem's invocation points: a thin vertical line in the memory's colour across the plot and a dot
 // on the VisMem mean curve (and on the memory-mass curve) at the start token's position.
-void DilutionView::draw_invocations() {
+void DilutionView::draw_invocations(ImDrawList* dl) {
   const int vs = int(Side::Vismem);
   const SideData& sd = ctx_.ui->side[vs];
   if (!show_side[vs] || mean_series_[vs] < 0 || sd.tokens.empty()) return;
   const ImVec2 a0 = plot_.area_min(), a1 = plot_.area_max();
-  ImDrawList* dl = ImGui::GetWindowDrawList();
-  dl->PushClipRect(a0, a1, true);
   const PlotSeries& mean = plot_.series(size_t(mean_series_[vs]));
   for (const InvocationMark& m : invocation_marks(sd.tokens)) {
     const double x = m.token + 1;
@@ -255,7 +253,6 @@ void DilutionView::draw_invocations() {
         }
     }
   }
-  dl->PopClipRect();
 }
 
 }  // namespace pvm::studio

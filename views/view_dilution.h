@@ -38,7 +38,7 @@ class DilutionView : public View {
   int smoothing = 1;          // moving-average window in tokens (1 = none)
 
  private:
-  void draw_invocations();
+  void draw_invocations(ImDrawList* dl);
   StudioContext& ctx_;
   Plot plot_;
   HyperbolicFit fit_[kSides];
