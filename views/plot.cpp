@@ -312,6 +312,11 @@ void Plot::set_view(double x0, double x1, double y0, double y1) {
   auto_fit_ = false;
 }
 
+ImVec2 Plot::to_screen(double x, double y) const {
+  const double fx = (x_.fwd(x) - x_.lo) / (x_.hi - x_.lo), fy = (y_.fwd(y) - y_.lo) / (y_.hi - y_.lo);
+  return ImVec2(float(area_min_.x + fx * (area_max_.x - area_min_.x)), float(area_max_.y - fy * (area_max_.y - area_min_.y)));
+}
+
 void Plot::view(double* x0, double* x1, double* y0, double* y1) const {
   *x0 = x_.inv(x_.lo), *x1 = x_.inv(x_.hi);
   *y0 = y_.inv(y_.lo), *y1 = y_.inv(y_.hi);
@@ -943,6 +948,7 @@ void Plot::draw(ImVec2 size) {
     if (!layer && i != legend_hover_) draw_series(dl, e, f.p0, false, legend_hover_ >= 0);
   }
   if (!layer && legend_hover_ >= 0) draw_series(dl, series_[legend_hover_], f.p0, true, false);  // on top
+  if (overlay) overlay(dl);
   draw_cursor(dl, f);
   if (over_plot && !dragging && !capturing && !ImGui::IsPopupOpen("##plot_ctx"))
     draw_hover(dl, f.p0, f.p1, ImGui::GetIO().MousePos.x);

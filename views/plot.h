@@ -7,6 +7,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -93,6 +94,12 @@ class Plot {
   // Plot area (inside the axes) in screen coordinates at the last draw(), for overlays.
   ImVec2 area_min() const { return area_min_; }
   ImVec2 area_max() const { return area_max_; }
+  // Screen position of the data point (x, y) in the view of the last draw(), through the axis
+  // scales (NaN on a log axis for values <= 0), for overlays such as event markers.
+  ImVec2 to_screen(double x, double y) const;
+  // Drawn over the series (clipped to the plot area, below the cursor and hover read-out), into the
+  // plot's own draw list so it is part of the PNG export; to_screen() maps data points.
+  std::function<void(ImDrawList*)> overlay;
   // Decimated points of series i at the last draw(), relative to area_min() (for tests/tools).
   const std::vector<ImVec2>& decimated(size_t i) const { return series_[i].pts; }
   // Lines are rasterized on the CPU into a cached texture (default; fast on software GL), or

@@ -20,7 +20,7 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 
 namespace {
-const char* kSideFile[2] = {"baseline", "pvm"};
+const char* kSideFile[kSides] = {"baseline", "pvm", "vismem"};
 
 void png_sink(void* ctx, void* data, int size) { static_cast<std::string*>(ctx)->append((const char*)data, size); }
 
@@ -38,6 +38,12 @@ json token_to_json(const TokenRec& t, int index, bool heat) {
   if (t.lens_first >= 0) j["lens_first"] = t.lens_first;
   if (heat && !t.heat.empty()) j["heat"] = t.heat;
   if (heat && !t.pvm_heat.empty()) j["pvm_heat"] = t.pvm_heat;
+  if (t.vismem_token >= 0) j["vismem_token"] = t.vismem_token;
+  if (!t.invoked.empty()) j["invoked"] = t.invoked;
+  if (!t.memory_mass.empty()) j["memory_mass"] = t.memory_mass;
+  for (const InsertedRec& r : t.inserted)
+    j["inserted"].push_back({{"type", r.type}, {"rows", r.rows}, {"start", r.start}, {"visual", r.visual},
+                             {"self", r.self}, {"other", r.other}});
   return j;
 }
 
@@ -61,6 +67,25 @@ TokenRec token_from_json(const json& j, const std::string& where) {
     t.lens_first = j.value("lens_first", -1);
     if (j.contains("heat")) t.heat = j["heat"].get<std::vector<std::vector<float>>>();
     if (j.contains("pvm_heat")) t.pvm_heat = j["pvm_heat"].get<std::vector<std::vector<float>>>();
+    t.vismem_token = j.value("vismem_token", -1);
+    if (t.vismem_token < -1 || t.vismem_token > 3) throw Error("vismem_token must be -1..3");
+    t.invoked = j.value("invoked", "");
+    if (!t.invoked.empty() && t.invoked != "short" && t.invoked != "long") throw Error("invoked must be short or long");
+    if (j.contains("memory_mass")) t.memory_mass = j["memory_mass"].get<std::vector<float>>();
+    if (j.contains("inserted")) {
+      for (const json& r : j.at("inserted")) {
+        InsertedRec x;
+        x.type = r.at("type").get<std::string>();
+        x.rows = r.at("rows").get<int>();
+        x.start = r.at("start").get<int>();
+        x.visual = r.at("visual").get<std::vector<float>>();
+        x.self = r.at("self").get<std::vector<float>>();
+        x.other = r.at("other").get<std::vector<float>>();
+        if (x.self.size() != x.visual.size() || x.other.size() != x.visual.size())
+          throw Error("inserted: visual, self and other differ in length");
+        t.inserted.push_back(std::move(x));
+      }
+    }
     return t;
   } catch (const Error& e) {
     throw Error(where + ": " + e.what());
@@ -77,11 +102,12 @@ void save_session(const std::string& dir, const UiState& ui, const std::string& 
   json j;
   j["pvm_studio_session"] = 1;
   j["version"] = pvm::version();
-  j["model"] = {{"dir", ui.model.dir}, {"adapter", ui.model.adapter}, {"note", ui.model.note},
-                {"layers", ui.model.layers}, {"pvm_layers", ui.model.pvm_layers}};
+  j["model"] = {{"dir", ui.model.dir}, {"adapter", ui.model.adapter}, {"vismem", ui.model.vismem},
+                {"note", ui.model.note}, {"layers", ui.model.layers}, {"pvm_layers", ui.model.pvm_layers}};
   j["prompt"] = {{"system", s.system}, {"text", s.prompt}, {"preset", preset}};
   j["settings"] = {{"sampling", sampling_json(s.sampling)}, {"max_new_tokens", s.max_new_tokens},
                    {"baseline", s.baseline}, {"pvm", s.pvm}, {"interleave", s.interleave},
+                   {"vismem", {{"on", s.vismem}, {"invoke", s.vismem_invoke}, {"p", s.vismem_p}, {"max", s.vismem_max}}},
                    {"per_head", s.per_head}, {"heatmap", s.heatmap}, {"logit_lens", s.logit_lens}};
   j["grid"] = {{"rows", ui.grid.rows}, {"cols", ui.grid.cols}, {"resized_w", ui.grid.resized_w},
                {"resized_h", ui.grid.resized_h}};
@@ -92,8 +118,10 @@ void save_session(const std::string& dir, const UiState& ui, const std::string& 
     atomic_write_file(dir + "/image.png", png);
     j["image"] = {{"file", "image.png"}, {"source", s.image.source}, {"width", s.image.width}, {"height", s.image.height}};
   }
-  for (int k = 0; k < 2; ++k) {
+  for (int k = 0; k < kSides; ++k) {
     const SideData& sd = ui.side[k];
+    // The VisMem answer only when there is one: older readers and two-arm sessions stay as they were.
+    if (k == int(Side::Vismem) && sd.tokens.empty() && sd.finish.empty()) continue;
     size_t heat_floats = 0;
     for (const TokenRec& t : sd.tokens)
       for (const auto& r : t.heat) heat_floats += r.size();
@@ -193,6 +221,7 @@ LoadedSession load_session(const std::string& dir) {
     const Fields m{top.object("model"), "model."};
     ui.model.dir = m.str("dir");
     ui.model.adapter = m.str("adapter");
+    ui.model.vismem = m.str("vismem");
     ui.model.note = m.str("note");
     ui.model.layers = int(m.integer("layers", 0, 0, 1 << 20));
     if (const json* pl = m.find("pvm_layers")) {
@@ -224,6 +253,15 @@ LoadedSession load_session(const std::string& dir) {
     s.per_head = st.boolean("per_head", false);
     s.heatmap = st.boolean("heatmap", true);
     s.logit_lens = st.boolean("logit_lens", false);
+    if (st.find("vismem")) {
+      const Fields vm{st.object("vismem"), "settings.vismem."};
+      s.vismem = vm.boolean("on", true);
+      s.vismem_invoke = vm.str("invoke", "model");
+      if (s.vismem_invoke != "model" && s.vismem_invoke != "separators")
+        throw Error("settings.vismem.invoke must be model or separators, got \"" + s.vismem_invoke + "\"");
+      s.vismem_p = float(vm.number("p", 1.0, 0, 1));
+      s.vismem_max = int(vm.integer("max", 4, 0, 1 << 20));
+    }
     const Fields g{top.object("grid"), "grid."};
     // Bounded so rows * cols (the heatmap size the views allocate) stays sane.
     ui.grid.rows = int(g.integer("rows", 0, 0, 1 << 12)), ui.grid.cols = int(g.integer("cols", 0, 0, 1 << 12));
@@ -238,7 +276,8 @@ LoadedSession load_session(const std::string& dir) {
       s.image.source = im.str("source", ip);
     }
     const Fields answers{top.object("answers"), "answers."};
-    for (int k = 0; k < 2; ++k) {
+    for (int k = 0; k < kSides; ++k) {
+      if (k == int(Side::Vismem) && !answers.find(kSideFile[k])) continue;  // a two-arm session
       const Fields a{answers.object(kSideFile[k]), std::string("answers.") + kSideFile[k] + "."};
       SideData& sd = ui.side[k];
       sd.finish = a.str("finish");

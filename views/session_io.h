@@ -1,8 +1,9 @@
 // A studio session on disk: a folder with
 //   session.json           settings, prompt, model, grid, answers' summary, view options
 //   image.png              the image both answers were generated for
-//   answer_baseline.txt, answer_pvm.txt
-//   trace_baseline.jsonl, trace_pvm.jsonl   one JSON object per generated token (probes)
+//   answer_baseline.txt, answer_pvm.txt (answer_vismem.txt when there is a VisMem answer)
+//   trace_baseline.jsonl, trace_pvm.jsonl (trace_vismem.jsonl)   one JSON object per generated token
+//                                                                (probes; VisMem's invocations too)
 //   plots/*.csv|png        the plots as shown (written by the app)
 // `pvm-studio --open FOLDER` reads it back. Every file is written atomically.
 #pragma once

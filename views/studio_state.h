@@ -11,9 +11,20 @@
 
 namespace pvm::studio {
 
-// The two answers compared everywhere: the backbone alone, and the backbone with its PVM blocks.
-enum class Side { Baseline = 0, Pvm = 1 };
-inline const char* side_name(Side s) { return s == Side::Baseline ? "baseline" : "PVM"; }
+// The answers compared: the backbone alone, the backbone with its PVM blocks, and (when a VisMem
+// adapter is loaded) the backbone with PVM off and VisMem's latent memories (docs/VISMEM.md).
+enum class Side { Baseline = 0, Pvm = 1, Vismem = 2 };
+inline constexpr int kSides = 3;
+inline const char* side_name(Side s) { return s == Side::Baseline ? "baseline" : s == Side::Pvm ? "PVM" : "VisMem"; }
+
+// What the latent rows of one inserted VisMem memory attended to (engine/probes.h
+// InsertedMemoryProbe), per layer: the prompt's image, the memory's own chunk, everything else.
+struct InsertedRec {
+  std::string type;            // "short" | "long"
+  int rows = 0;                // latent rows
+  int start = -1;              // index of the start token in the answer
+  std::vector<float> visual, self, other;  // [layers], the three sum to 1
+};
 
 // Probes of one generated token (engine/probes.h TokenProbe, flattened to floats).
 struct TokenRec {
@@ -26,6 +37,14 @@ struct TokenRec {
   int lens_first = -1;                         // logit-lens first agreeing layer, -1 when off
   std::vector<std::vector<float>> heat;        // [layers][Nv] attention on each visual token (heatmaps on)
   std::vector<std::vector<float>> pvm_heat;    // [PVM layers][Nv]
+  // VisMem arm only (engine/probes.h): which of its four tokens this is (0..3: <ms_I>, <ms_E>,
+  // <ml_I>, <ml_E>; -1 none); on a start token the memory inserted after it ("short" | "long");
+  // attention on all latent rows so far [layers]; on the token the insertion's forward produced,
+  // what the inserted rows attended to.
+  int vismem_token = -1;
+  std::string invoked;
+  std::vector<float> memory_mass;
+  std::vector<InsertedRec> inserted;
 };
 
 struct SideData {
@@ -56,6 +75,8 @@ struct ModelInfo {
   std::vector<int> pvm_layers;     // decoder layers that carry a PVM block (empty: none)
   int pvm_hidden = 0;              // width of those blocks (0: none)
   std::string adapter;             // adapter folder loaded on top, "" when none
+  std::string vismem;              // VisMem adapter folder attached, "" when none
+  std::string vismem_summary;      // "K=8, N_s=8, N_l=16, long-term LoRA on 4 layers, 5 separators"
   std::map<std::string, int64_t> params;  // by part ("vision", "text", "lm_head", "pvm", "total")
   int64_t weight_bytes = 0;        // parameters as loaded (dtype size included)
   int64_t rss_bytes = 0;           // process resident memory after loading
@@ -81,7 +102,11 @@ struct GenerateSettings {
   SamplingSettings sampling;
   int max_new_tokens = 256;  // 1 .. 16384
   bool baseline = true, pvm = true;
-  bool interleave = true;    // alternate token by token (else baseline first, then PVM)
+  bool vismem = true;        // the VisMem arm, when an adapter is loaded (engine/generate.h VismemGenerate)
+  std::string vismem_invoke = "model";  // "model" | "separators"
+  float vismem_p = 1.0f;     // separators: invocation probability after a separator
+  int vismem_max = 4;        // invocations per answer at most
+  bool interleave = true;    // alternate token by token (else one side after the other)
   bool per_head = false, heatmap = true, logit_lens = false;
 };
 
@@ -157,7 +182,7 @@ struct UiState {
   EngineStatus status;
   ModelInfo model;
   GridInfo grid;                // of the image in the last generation
-  SideData side[2];
+  SideData side[kSides];
   GenerateSettings settings;    // what the current answers were generated with
   uint64_t run_id = 0;          // engine generation the sides belong to (0: none; >= 2^40: restored)
   bool restored = false;        // sides came from a saved session, not the engine
@@ -181,6 +206,9 @@ struct LoadRequest {
   std::string dir;              // "" = the default model (the random one when absent), or kRandomModel
   std::string device = "cpu", dtype = "auto";
   std::string adapter;          // optional PVM adapter folder loaded after the model
+  // Optional VisMem adapter attached after the model; one that does not load is an error in the
+  // status and the log, and the model stays loaded without it.
+  std::string vismem;
   // Scripted runs (--load-cancel-at): cancel the load once this share of the bytes is read, as
   // the Cancel button would. < 0: never.
   double cancel_at = -1;
@@ -193,6 +221,12 @@ class Engine {
   // request is invalid. Progress, results and errors arrive through sync().
   virtual bool load_model(const LoadRequest& r, std::string* why) = 0;
   virtual bool load_adapter(const std::string& dir, std::string* why) = 0;  // "" detaches PVM blocks
+  // VisMem adapter ("" detaches it): with one attached, generate() adds the VisMem arm.
+  virtual bool load_vismem(const std::string& dir, std::string* why) {
+    (void)dir;
+    if (why) *why = "this engine has no VisMem";
+    return false;
+  }
   virtual bool generate(const GenerateSettings& s, std::string* why) = 0;
   virtual void stop() = 0;  // cancels a generation, a batch or a model load
   virtual bool busy() const = 0;

@@ -10,8 +10,14 @@
 namespace pvm::studio {
 
 ImU32 side_color(int side, int alpha) {
-  return side == 0 ? IM_COL32(150, 160, 175, alpha)   // baseline: neutral grey-blue
-                   : IM_COL32(255, 150, 40, alpha);   // PVM: orange
+  return side == 0   ? IM_COL32(150, 160, 175, alpha)  // baseline: neutral grey-blue
+         : side == 1 ? IM_COL32(255, 150, 40, alpha)   // PVM: orange
+                     : IM_COL32(90, 200, 120, alpha);  // VisMem: green
+}
+
+ImU32 memory_color(const std::string& type, int alpha) {
+  return type == "long" ? IM_COL32(235, 90, 220, alpha)   // long-term: magenta
+                        : IM_COL32(60, 200, 245, alpha);  // short-term: cyan
 }
 
 ImU32 heat_color(float t, float alpha) {

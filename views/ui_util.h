@@ -10,8 +10,10 @@ namespace pvm::studio {
 
 class Plot;
 
-// Colours of the two sides, used in every view so baseline and PVM read the same everywhere.
+// Colours of the sides (baseline, PVM, VisMem), used in every view so they read the same everywhere.
 ImU32 side_color(int side, int alpha = 255);
+// Colour of a VisMem memory's invocation marker: "short" or "long".
+ImU32 memory_color(const std::string& type, int alpha = 255);
 // Value in [0,1] on the heat colour map (dark blue -> cyan -> yellow -> red), with alpha.
 ImU32 heat_color(float t, float alpha = 1.0f);
 std::string format_bytes(int64_t bytes);

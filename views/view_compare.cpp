@@ -6,6 +6,7 @@
 
 #include "views/fonts.h"
 #include "views/ui_util.h"
+#include "views/vismem_marks.h"
 
 namespace pvm::studio {
 
@@ -60,15 +61,16 @@ void CompareView::draw() {
   else
     ImGui::TextDisabled("hover a token; click to pin it");
 
-  // Tint values, cached per side and extended as tokens arrive; normalised over both answers so
-  // the two sides compare.
-  for (int s = 0; s < 2; ++s) {
+  // Tint values, cached per side and extended as tokens arrive; normalised over all answers so
+  // the sides compare.
+  for (int s = 0; s < kSides; ++s) {
     const auto& toks = ui.side[s].tokens;
-    if (val_run_ != ui.run_id || val_mode_ != color_mode || val_layer_ != color_layer || values_[s].size() > toks.size())
-      values_[0].clear(), values_[1].clear(), vmax_ = 0, val_run_ = ui.run_id, val_mode_ = color_mode,
-      val_layer_ = color_layer;
+    if (val_run_ != ui.run_id || val_mode_ != color_mode || val_layer_ != color_layer || values_[s].size() > toks.size()) {
+      for (auto& v : values_) v.clear();
+      vmax_ = 0, val_run_ = ui.run_id, val_mode_ = color_mode, val_layer_ = color_layer;
+    }
   }
-  for (int s = 0; s < 2; ++s) {
+  for (int s = 0; s < kSides; ++s) {
     const auto& toks = ui.side[s].tokens;
     for (size_t i = values_[s].size(); i < toks.size(); ++i) {
       const float v = color_mode ? token_value(toks[i], color_mode, color_layer) : NAN;
@@ -80,10 +82,14 @@ void CompareView::draw() {
   hovered_ = -1;
   const ImVec2 avail = ImGui::GetContentRegionAvail();
   const float gap = ImGui::GetStyle().ItemSpacing.x;
-  const float w = std::floor((avail.x - gap) * 0.5f);
-  draw_side(0, w, avail.y, vmax);
-  ImGui::SameLine();
-  draw_side(1, avail.x - gap - w, avail.y, vmax);
+  // The VisMem column only while there is (or may be) a VisMem answer.
+  const SideData& vm = ui.side[int(Side::Vismem)];
+  const int cols = !ui.model.vismem.empty() || !vm.tokens.empty() || vm.running ? 3 : 2;
+  const float w = std::floor((avail.x - gap * float(cols - 1)) / float(cols));
+  for (int c = 0; c < cols; ++c) {
+    if (c) ImGui::SameLine();
+    draw_side(c, c + 1 < cols ? w : avail.x - (gap + w) * float(cols - 1), avail.y, vmax);
+  }
   // Hover wins over a pin only while the mouse is on a token; a click toggles the pin.
   if (hovered_ >= 0) {
     if (ImGui::IsMouseClicked(0)) {
@@ -96,13 +102,34 @@ void CompareView::draw() {
   }
 }
 
+void CompareView::vismem_tooltip(const SideData& sd, int token) const {
+  const TokenRec& t = sd.tokens[size_t(token)];
+  if (!t.memory_mass.empty()) {
+    double s = 0;
+    for (float v : t.memory_mass) s += v;
+    ImGui::Text("attention on latent memory rows: mean %.4f", s / double(t.memory_mass.size()));
+  }
+  if (t.invoked.empty()) return;
+  ImGui::PushStyleColor(ImGuiCol_Text, ImGui::ColorConvertU32ToFloat4(memory_color(t.invoked)));
+  ImGui::Text("%s-term memory invoked here", t.invoked.c_str());
+  ImGui::PopStyleColor();
+  if (const InsertedRec* r = inserted_for(sd.tokens, token)) {
+    double v = 0, m = 0, o = 0;
+    for (size_t l = 0; l < r->visual.size(); ++l) v += r->visual[l], m += r->self[l], o += r->other[l];
+    const double n = std::max<size_t>(1, r->visual.size());
+    ImGui::Text("%d latent rows; they attended to: image %.1f%%, memory %.1f%%, other %.1f%%", r->rows, 100 * v / n,
+                100 * m / n, 100 * o / n);
+    ImGui::TextDisabled("(mean of %zu layers, heads and rows)", r->visual.size());
+  }
+}
+
 void CompareView::draw_side(int side, float width, float height, float vmax) {
   const UiState& ui = *ctx_.ui;
   const SideData& sd = ui.side[side];
   ImGui::BeginGroup();
   // Header: name, count, speed, how it ended.
   ImGui::PushStyleColor(ImGuiCol_Text, ImGui::ColorConvertU32ToFloat4(side_color(side)));
-  ImGui::TextUnformatted(side ? "PVM" : "Baseline");
+  ImGui::TextUnformatted(side == 0 ? "Baseline" : side_name(Side(side)));
   ImGui::PopStyleColor();
   ImGui::SameLine();
   char info[160];
@@ -116,7 +143,8 @@ void CompareView::draw_side(int side, float width, float height, float vmax) {
   }
   const float child_h = height - ImGui::GetTextLineHeightWithSpacing();
   // No child background: the window clear colour shows through (software GL pays per filled pixel).
-  ImGui::BeginChild(side ? "##pvm_text" : "##base_text", ImVec2(width, child_h), true);
+  const char* child_ids[kSides] = {"##base_text", "##pvm_text", "##vismem_text"};
+  ImGui::BeginChild(child_ids[side], ImVec2(width, child_h), true);
   ImGui::PushFont(fonts().mono);
   ImFont* font = ImGui::GetFont();
   const float fsz = ImGui::GetFontSize();
@@ -134,9 +162,10 @@ void CompareView::draw_side(int side, float width, float height, float vmax) {
   const float view_h = ImGui::GetWindowHeight();
   ImDrawList* dl = ImGui::GetWindowDrawList();
   if (sd.tokens.empty()) {
-    ImGui::TextDisabled(ui.model.loaded ? (side && ui.model.pvm_layers.empty() ? "No PVM blocks: load an adapter."
-                                                                              : "Press Generate (Prompt tab).")
-                                        : "Load a model first (Model tab).");
+    ImGui::TextDisabled(!ui.model.loaded                                   ? "Load a model first (Model tab)."
+                        : side == 1 && ui.model.pvm_layers.empty()         ? "No PVM blocks: load an adapter."
+                        : side == 2 && ui.model.vismem.empty()             ? "No VisMem adapter: load one (Model tab)."
+                                                                           : "Press Generate (Prompt tab).");
   }
   // Only the rows in view: spans are sorted by y.
   const float y0 = scroll_y - L.line_h, y1 = scroll_y + view_h;
@@ -153,7 +182,14 @@ void CompareView::draw_side(int side, float width, float height, float vmax) {
       if (std::isfinite(v)) dl->AddRectFilled(a, b, heat_color(v / vmax, 0.45f));
     }
     if (it->token == sel) dl->AddRectFilled(a, b, IM_COL32(255, 255, 255, 50));
-    dl->AddText(font, fsz, a, t.special ? dim_col : text_col, L.text.data() + it->off, L.text.data() + it->off + it->len);
+    // VisMem's tokens in their memory's colour; the start token of an invocation boxed and underlined.
+    const bool long_tok = t.vismem_token >= 2;
+    const ImU32 col = t.vismem_token >= 0 ? memory_color(long_tok ? "long" : "short") : t.special ? dim_col : text_col;
+    dl->AddText(font, fsz, a, col, L.text.data() + it->off, L.text.data() + it->off + it->len);
+    if (!t.invoked.empty()) {
+      dl->AddRect(a, b, memory_color(t.invoked), 2.0f, 0, 1.5f);
+      dl->AddRectFilled(ImVec2(a.x, b.y - 3.0f), ImVec2(b.x, b.y), memory_color(t.invoked));
+    }
     if (it->token == sel) dl->AddRect(a, b, IM_COL32(255, 220, 60, 255), 0.0f, 0, 1.5f);
   }
   ImGui::Dummy(ImVec2(tw, L.height()));
@@ -165,7 +201,7 @@ void CompareView::draw_side(int side, float width, float height, float vmax) {
       hovered_ = L.spans[h].token, hovered_side_ = Side(side);
       const TokenRec& t = sd.tokens[hovered_];
       ImGui::BeginTooltip();
-      ImGui::Text("%s token %d  (id %lld)", side ? "PVM" : "baseline", hovered_ + 1, (long long)t.id);
+      ImGui::Text("%s token %d  (id %lld)", side_name(Side(side)), hovered_ + 1, (long long)t.id);
       if (!t.mass.empty()) {
         double s = 0;
         for (float v : t.mass) s += v;
@@ -173,6 +209,7 @@ void CompareView::draw_side(int side, float width, float height, float vmax) {
       }
       if (!t.pvm_gate.empty()) ImGui::Text("PVM injection ratio (layer 1st): %.4f", t.pvm_ratio[0]);
       if (t.lens_first >= 0) ImGui::Text("logit lens: agrees from layer %d", t.lens_first);
+      if (side == int(Side::Vismem)) vismem_tooltip(sd, hovered_);
       ImGui::EndTooltip();
     }
   }

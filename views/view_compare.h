@@ -1,8 +1,10 @@
-// Compare view: the baseline and PVM answers side by side, streaming token by token. Each token is
-// laid out as its own span (layout cached, extended as tokens arrive, redone on width change), so
-// hovering one highlights the same position in both answers and sets the shared selection that
-// drives the image overlay and the plot cursors; a click pins it. Tokens can be tinted by their
-// visual attention mass.
+// Compare view: the baseline and PVM answers side by side, and the VisMem answer as a third column
+// when a VisMem adapter is loaded, streaming token by token. Each token is laid out as its own span
+// (layout cached, extended as tokens arrive, redone on width change), so hovering one highlights the
+// same position in every answer and sets the shared selection that drives the image overlay and the
+// plot cursors; a click pins it. Tokens can be tinted by their visual attention mass. VisMem's
+// invocation points are marked on its text (cyan: short-term memory, magenta: long-term), with the
+// inserted rows' attention split (image / memory / other) in the tooltip.
 #pragma once
 #include <string>
 #include <vector>
@@ -43,11 +45,12 @@ class CompareView : public View {
 
  private:
   void draw_side(int side, float width, float height, float vmax);
+  void vismem_tooltip(const SideData& sd, int token) const;
   StudioContext& ctx_;
-  TokenLayout lay_[2];
-  bool follow_[2] = {true, true};
+  TokenLayout lay_[kSides];
+  bool follow_[kSides] = {true, true, true};
   int hovered_ = -1;
-  std::vector<float> values_[2];  // tint value per token
+  std::vector<float> values_[kSides];  // tint value per token
   float vmax_ = 0;
   uint64_t val_run_ = ~0ull;
   int val_mode_ = -1, val_layer_ = -2;

@@ -5,12 +5,14 @@
 #include <cstdio>
 
 #include "views/ui_util.h"
+#include "views/vismem_marks.h"
 
 namespace pvm::studio {
 
 DilutionView::DilutionView(StudioContext& ctx) : View("Dilution", Slot::CenterBottom, true), ctx_(ctx), plot_("dilution") {
   plot_.set_title("Visual attention mass vs generated position");
   plot_.set_axis_labels("generated token t", "attention mass on image tokens");
+  plot_.overlay = [this](ImDrawList* dl) { draw_invocations(dl); };
 }
 
 DilutionCurves DilutionView::dilution_curves(const SideData& sd) {
@@ -24,17 +26,18 @@ DilutionCurves DilutionView::dilution_curves(const SideData& sd) {
 void DilutionView::rebuild(bool with_fit) {
   const UiState& ui = *ctx_.ui;
   plot_.clear_series();
-  const int L = ui.model.layers > 0 ? ui.model.layers
-                : !ui.side[0].tokens.empty() ? int(ui.side[0].tokens[0].mass.size())
-                : !ui.side[1].tokens.empty() ? int(ui.side[1].tokens[0].mass.size())
-                                             : 0;
+  int L = ui.model.layers;
+  for (int s = 0; s < kSides && L == 0; ++s)
+    if (!ui.side[s].tokens.empty()) L = int(ui.side[s].tokens[0].mass.size());
+  memory_series_ = -1;
   if (int(picked.size()) != L) {
     picked.assign(L, false);
     for (int l = 0; l < L; l += std::max(1, L / 4)) picked[l] = true;
   }
-  for (int s = 0; s < 2; ++s) {
+  for (int s = 0; s < kSides; ++s) {
     const SideData& sd = ui.side[s];
     built_n_[s] = sd.tokens.size();
+    mean_series_[s] = -1;
     if (!show_side[s] || sd.tokens.empty()) continue;
     const size_t n = sd.tokens.size();
     std::vector<float> x(n);
@@ -47,7 +50,7 @@ void DilutionView::rebuild(bool with_fit) {
       }
       return y;
     };
-    const char* sn = s ? "PVM" : "baseline";
+    const char* sn = side_name(Side(s));
     // The mean of layers: drawn thick, and what the fit uses. Computed by the engine's analysis,
     // the same code as `pvm dilution` (one answer: the mean over this answer's layers).
     const DilutionCurve mc = dilution_curves(sd).curve(DilutionCurves::kMeanOfLayers, nosink);
@@ -82,7 +85,7 @@ void DilutionView::rebuild(bool with_fit) {
         ps.x = x;
         ps.y = smooth(layer_series(l), smoothing);
         ps.color = plot_ramp(L > 1 ? float(l) / (L - 1) : 0.5f);
-        ps.dashed = s == 0;  // baseline dashed, PVM solid
+        ps.dashed = s == 0;  // baseline dashed, PVM and VisMem solid
         ps.legend = count <= 6;  // more: explained by the colour note above the plot
         plot_.add_series(std::move(ps));
       }
@@ -93,7 +96,20 @@ void DilutionView::rebuild(bool with_fit) {
     ms.y = smooth(mean, smoothing);
     ms.color = side_color(s);
     ms.thickness = 2.5f;
-    plot_.add_series(std::move(ms));
+    mean_series_[s] = plot_.add_series(std::move(ms));
+    if (s == int(Side::Vismem) && show_memory) {
+      std::vector<float> mm = memory_mass_curve(sd.tokens);
+      if (std::any_of(mm.begin(), mm.end(), [](float v) { return std::isfinite(v); })) {
+        PlotSeries ps;
+        ps.name = "VisMem memory mass (latent rows)";
+        ps.x = x;
+        ps.y = smooth(mm, smoothing);
+        ps.color = memory_color("short");
+        ps.dashed = true;
+        ps.thickness = 2.0f;
+        memory_series_ = plot_.add_series(std::move(ps));
+      }
+    }
     if (with_fit && n >= 3) {
       // At most ~4k points: the fit is a 1-D search, and this runs on the UI thread.
       fit_[s] = fit_dilution(mc, 4096).hyperbolic;
@@ -165,12 +181,23 @@ void DilutionView::draw() {
   ImGui::SameLine();
   changed |= ImGui::Checkbox("PVM", &show_side[1]);
   ImGui::SameLine();
+  const SideData& vm = ui.side[int(Side::Vismem)];
+  if (!vm.tokens.empty() || vm.running) {
+    changed |= ImGui::Checkbox("VisMem", &show_side[2]);
+    item_tooltip("The VisMem arm: the backbone with PVM off and latent memories inserted where it invokes them "
+                 "(markers: cyan short-term, magenta long-term).");
+    ImGui::SameLine();
+    changed |= ImGui::Checkbox("memory mass", &show_memory);
+    item_tooltip("VisMem: the attention of each token on all latent memory rows inserted so far (mean of layers).");
+    ImGui::SameLine();
+  }
   plot_export_buttons(plot_, "dilution", "dil");
 
   // Rebuild on new data (throttled while streaming) or changed options.
   const double now = ImGui::GetTime();
-  const bool running = ui.side[0].running || ui.side[1].running;
-  const bool grown = ui.side[0].tokens.size() != built_n_[0] || ui.side[1].tokens.size() != built_n_[1];
+  bool running = false, grown = false;
+  for (int s = 0; s < kSides; ++s)
+    running |= ui.side[s].running, grown |= ui.side[s].tokens.size() != built_n_[s];
   if (changed || ui.run_id != built_run_ || (grown && (!running || now - built_time_ > 0.25))) {
     const bool fit_now = !running || now - fit_time_ > 1.0 || ui.run_id != built_run_ || changed;
     rebuild(fit_now);
@@ -187,9 +214,44 @@ void DilutionView::draw() {
   plot_.draw();
   // Hovering the plot moves the shared token cursor too (unless a token is pinned).
   if (auto hx = plot_.hovered_x(); hx && !ctx_.sel.pinned) {
-    const int n = int(std::max(ui.side[0].tokens.size(), ui.side[1].tokens.size()));
+    size_t longest = 0;
+    for (const SideData& sd : ui.side) longest = std::max(longest, sd.tokens.size());
+    const int n = int(longest);
     const int t = int(std::lround(*hx)) - 1;
     if (t >= 0 && t < n) ctx_.sel.token = t;
+  }
+}
+
+}  // namespace pvm::studio
+
+namespace pvm::studio {
+
+// VisMem's invocation points: a thin vertical line in the memory's colour across the plot and a dot
+// on the VisMem mean curve (and on the memory-mass curve) at the start token's position.
+void DilutionView::draw_invocations(ImDrawList* dl) {
+  const int vs = int(Side::Vismem);
+  const SideData& sd = ctx_.ui->side[vs];
+  if (!show_side[vs] || mean_series_[vs] < 0 || sd.tokens.empty()) return;
+  const ImVec2 a0 = plot_.area_min(), a1 = plot_.area_max();
+  const PlotSeries& mean = plot_.series(size_t(mean_series_[vs]));
+  for (const InvocationMark& m : invocation_marks(sd.tokens)) {
+    const double x = m.token + 1;
+    const ImU32 col = memory_color(m.type);
+    const ImVec2 top = plot_.to_screen(x, 1.0);
+    if (!std::isfinite(top.x) || top.x < a0.x || top.x > a1.x) continue;
+    dl->AddLine(ImVec2(top.x, a0.y), ImVec2(top.x, a1.y), memory_color(m.type, 90), 1.0f);
+    dl->AddTriangleFilled(ImVec2(top.x - 4, a0.y), ImVec2(top.x + 4, a0.y), ImVec2(top.x, a0.y + 7), col);
+    for (int si : {mean_series_[vs], memory_series_}) {
+      if (si < 0) continue;
+      const PlotSeries& ps = si == mean_series_[vs] ? mean : plot_.series(size_t(si));
+      // the start token's own value, else the next one recorded (the end token has none)
+      for (size_t i = size_t(m.token); i < ps.y.size() && i < size_t(m.token) + 3; ++i)
+        if (std::isfinite(ps.y[i])) {
+          const ImVec2 p = plot_.to_screen(ps.x[i], ps.y[i]);
+          if (std::isfinite(p.y)) dl->AddCircleFilled(p, 4.0f, col), dl->AddCircle(p, 4.5f, IM_COL32(0, 0, 0, 200));
+          break;
+        }
+    }
   }
 }
 

@@ -169,8 +169,9 @@ void GazeReplayView::draw() {
     side = Side(1 - int(side)), n = tokens();
   // The user moved the shared cursor elsewhere (Compare, plots, the map): the replay goes there.
   const Selection& sel = ctx_.sel;
-  if (!clock.playing && !export_ && sel.token >= 0 && (sel.token != last_set_ || sel.side != last_side_) &&
-      sel.token < int(ui.side[int(sel.side)].tokens.size())) {
+  // The replay is two-arm (baseline, PVM): a cursor set on the VisMem answer leaves it where it is.
+  if (!clock.playing && !export_ && sel.token >= 0 && sel.side != Side::Vismem &&
+      (sel.token != last_set_ || sel.side != last_side_) && sel.token < int(ui.side[int(sel.side)].tokens.size())) {
     side = sel.side, n = tokens(), clock.seek(sel.token, n);
     last_set_ = sel.token, last_side_ = sel.side;
   }

@@ -16,12 +16,13 @@ const char* kDtypes[] = {"auto", "f32", "bf16", "f16"};
 
 ModelView::ModelView(StudioContext& ctx) : View("Model", Slot::LeftBottom, true), ctx_(ctx) {}
 
-bool ModelView::load(const std::string& dir, const std::string& adapter, std::string* why_out) {
+bool ModelView::load(const std::string& dir, const std::string& adapter, std::string* why_out, const std::string& vismem) {
   LoadRequest r;
   r.dir = dir;
   r.device = kDevices[device_];
   r.dtype = kDtypes[dtype_];
   r.adapter = adapter;
+  r.vismem = vismem;
   r.cancel_at = cancel_at;
   std::string why;
   if (!ctx_.engine->load_model(r, &why)) {
@@ -31,7 +32,62 @@ bool ModelView::load(const std::string& dir, const std::string& adapter, std::st
   }
   dir_ = dir;
   if (!adapter.empty()) adapter_ = adapter;
+  if (!vismem.empty()) vismem_ = vismem;
   return true;
+}
+
+bool ModelView::load_vismem(const std::string& dir) {
+  std::string why;
+  if (!ctx_.engine->load_vismem(dir, &why)) {
+    log_error("%s", why.c_str());
+    return false;
+  }
+  if (!dir.empty()) vismem_ = dir;
+  return true;
+}
+
+void ModelView::draw_vismem() {
+  const ModelInfo& m = ctx_.ui->model;
+  const float fs = ImGui::GetFontSize();
+  ImGui::TextDisabled("VisMem adapter folder");
+  item_tooltip("A VisMem adapter (adapter_config.json with adapter_type \"vismem\"), e.g. from `pvm init-vismem --out DIR` "
+               "or runs/<run>/final of `pvm train vismem`. With one loaded, Generate adds a third arm: the backbone "
+               "with PVM off and latent memories (docs/VISMEM.md).");
+  ImGui::SetNextItemWidth(-fs * 5.5f);
+  ImGui::InputTextWithHint("##vismem", "runs/<run>/final", &vismem_);
+  ImGui::SameLine();
+  if (ImGui::Button("Browse##vismem"))
+    browser_.open("Open VisMem adapter folder", FileBrowser::Mode::OpenDir, vismem_.empty() ? pvm::source_dir() : vismem_, {},
+                  [this](const std::string& p, std::string*) {
+                    vismem_ = p;
+                    return true;
+                  });
+  ImGui::BeginDisabled(ctx_.engine->busy() || !m.loaded);
+  ImGui::BeginDisabled(vismem_.empty());
+  if (ImGui::Button("Load VisMem")) load_vismem(vismem_);
+  ImGui::EndDisabled();
+  ImGui::SameLine();
+  ImGui::BeginDisabled(m.vismem.empty());
+  if (ImGui::Button("Remove VisMem")) load_vismem("");
+  ImGui::EndDisabled();
+  ImGui::EndDisabled();
+  GenerateSettings& d = ctx_.draft;
+  ImGui::Checkbox("generate with VisMem", &d.vismem);
+  item_tooltip("The third arm of Compare and Dilution (when an adapter is loaded): same prompt and seed, PVM off.");
+  ImGui::SameLine();
+  ImGui::SetNextItemWidth(fs * 6.5f);
+  int mode = d.vismem_invoke == "separators" ? 1 : 0;
+  const char* modes[] = {"model", "separators"};
+  if (ImGui::Combo("invoke", &mode, modes, 2)) d.vismem_invoke = modes[mode];
+  item_tooltip("model: a memory is formed when the model emits a start token. separators: after a separator the engine "
+               "makes the next token a start token with probability p (stage-1 invocation).");
+  ImGui::SetNextItemWidth(fs * 6.5f);
+  ImGui::BeginDisabled(mode == 0);
+  ImGui::SliderFloat("p", &d.vismem_p, 0.0f, 1.0f, "%.2f", ImGuiSliderFlags_AlwaysClamp);
+  ImGui::EndDisabled();
+  ImGui::SameLine();
+  ImGui::SetNextItemWidth(fs * 5);
+  if (ImGui::InputInt("max memories", &d.vismem_max)) d.vismem_max = std::clamp(d.vismem_max, 0, 1 << 20);
 }
 
 bool ModelView::select(const std::string& dir) {
@@ -181,6 +237,9 @@ void ModelView::draw() {
   item_tooltip("The baseline side: the same loaded backbone with the PVM blocks switched off.");
 
   ImGui::Separator();
+  draw_vismem();
+
+  ImGui::Separator();
   if (!m.loaded) {
     ImGui::TextDisabled("No model loaded.");
   } else {
@@ -205,7 +264,8 @@ void ModelView::draw() {
       for (int l : m.pvm_layers) pl += (pl.empty() ? "" : ", ") + std::to_string(l);
       row("PVM layers", pl.empty() ? "none (baseline only)" : pl);
       if (!m.adapter.empty()) row("adapter", m.adapter);
-      for (const char* part : {"vision", "text", "lm_head", "pvm", "total"}) {
+      row("VisMem", m.vismem.empty() ? "none" : m.vismem + " (" + m.vismem_summary + ")");
+      for (const char* part : {"vision", "text", "lm_head", "pvm", "vismem", "total"}) {
         auto it = m.params.find(part);
         if (it != m.params.end()) row((std::string("params: ") + part).c_str(), format_count(it->second));
       }

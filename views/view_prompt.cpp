@@ -80,7 +80,9 @@ void PromptView::draw() {
   if (ImGui::Button("Generate", ImVec2(fs * 6.5f, 0))) generate();
   ImGui::EndDisabled();
   item_tooltip(!ctx_.ui->model.loaded ? "Load a model first (Model tab)."
-                                      : "Generate baseline and PVM answers with the same seed (Ctrl+Enter).");
+                                      : ctx_.ui->model.vismem.empty()
+                                          ? "Generate baseline and PVM answers with the same seed (Ctrl+Enter)."
+                                          : "Generate baseline, PVM and VisMem answers with the same seed (Ctrl+Enter).");
   ImGui::SameLine();
   ImGui::BeginDisabled(!generating);
   if (ImGui::Button("Stop", ImVec2(fs * 4.5f, 0))) ctx_.engine->stop();
@@ -127,7 +129,8 @@ void PromptView::draw() {
   }
   if (ImGui::CollapsingHeader("Probes and order")) {
     ImGui::Checkbox("interleave sides", &d.interleave);
-    item_tooltip("On: baseline and PVM take turns token by token, so both grow together. Off: baseline first.");
+    item_tooltip("On: the sides (baseline, PVM, VisMem) take turns token by token, so they grow together. Off: one "
+                 "after the other.");
     ImGui::Checkbox("heatmaps", &d.heatmap);
     item_tooltip("Record each token's attention on every visual token (Image view overlay). Turned off "
                  "automatically when it would not fit in memory.");

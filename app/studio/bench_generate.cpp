@@ -60,6 +60,7 @@ struct SideFigures {
   int64_t tokens = 0;
   bool same_answer = false;  // CLI only: its text equals the studio's (both greedy on the same inputs)
   double tokens_per_s = 0;  // this side's own rate
+  int64_t memories = 0;     // VisMem: memories inserted
 };
 
 }  // namespace
@@ -79,14 +80,16 @@ int report_generate_bench(const UiState& ui, const GenerateSettings& s, const Ge
   // The studio's figures: each side's own decode rate (interleaved sides take turns; the other
   // side's turns are not counted), and both sides' tokens over their summed decode time, as the
   // CLI's "both" below (comparable whether or not the studio interleaves).
-  SideFigures st[2];
+  // "both" stays baseline + PVM, as before the VisMem arm; the VisMem arm is reported beside it.
+  SideFigures st[kSides];
   double studio_time = 0;
   int64_t total = 0;
-  for (int k = 0; k < 2; ++k) {
+  for (int k = 0; k < kSides; ++k) {
     const SideData& sd = ui.side[k];
     st[k].tokens = int64_t(sd.tokens.size());
     if (st[k].tokens > 1 && sd.decode_s > 0) {
       st[k].tokens_per_s = double(st[k].tokens - 1) / sd.decode_s;
+      if (k == int(Side::Vismem)) continue;
       studio_time += sd.decode_s;
       total += st[k].tokens - 1;
     }
@@ -114,18 +117,25 @@ int report_generate_bench(const UiState& ui, const GenerateSettings& s, const Ge
   } catch (const std::exception& e) {
     return fail(e.what());
   }
-  SideFigures cl[2];
+  SideFigures cl[kSides];
   double cli_time = 0;
   int64_t cli_total = 0;
-  for (int k = 0; k < 2; ++k) {
+  // The CLI has no --vismem-p: with separators and p < 1 its VisMem answer is not the studio's.
+  const bool vismem_comparable = s.vismem_invoke == "model" || s.vismem_p == 1.0f;
+  for (int k = 0; k < kSides; ++k) {
     if (st[k].tokens == 0) continue;
     std::vector<std::string> argv = {cli, "generate", "--model", ui.model.dir, "--image", image_path, "--prompt", s.prompt,
-                                     "--max-new-tokens", std::to_string(s.max_new_tokens), "--probe", "--json"};
+                                     "--max-new-tokens", std::to_string(s.max_new_tokens), "--probe", "--json",
+                                     "--seed", std::to_string(s.sampling.seed)};
     if (!s.system.empty()) argv.insert(argv.end(), {"--system", s.system});
     if (!ui.model.adapter.empty()) argv.insert(argv.end(), {"--pvm", ui.model.adapter});
-    if (k == 0) argv.push_back("--no-pvm");
+    if (k != 1) argv.push_back("--no-pvm");
+    if (k == int(Side::Vismem))
+      argv.insert(argv.end(), {"--vismem", ui.model.vismem, "--vismem-invoke", s.vismem_invoke, "--vismem-max",
+                               std::to_string(s.vismem_max)});
     const std::string out = (dir / ("cli_" + std::to_string(k) + ".json")).string();
-    std::printf("bench-generate: running %s generate ... %s\n", cli.c_str(), k == 0 ? "--no-pvm" : "(PVM)");
+    std::printf("bench-generate: running %s generate ... %s\n", cli.c_str(),
+                k == 0 ? "--no-pvm" : k == 1 ? "(PVM)" : "--no-pvm --vismem (VisMem)");
     const int rc = run_to_file(argv, out);
     if (rc != 0) return fail(cli + " generate exited with status " + std::to_string(rc));
     try {
@@ -134,10 +144,11 @@ int report_generate_bench(const UiState& ui, const GenerateSettings& s, const Ge
       cl[k].tokens = int64_t(j.at("ids").size());
       cl[k].tokens_per_s = j.at("decode_tokens_per_s").get<double>();
       cl[k].same_answer = j.at("text").get<std::string>() == ui.side[k].text;
+      if (k == int(Side::Vismem) && j.contains("invocations")) cl[k].memories = int64_t(j["invocations"].size());
     } catch (const std::exception& e) {
       return fail(out + ": not the JSON of pvm generate --json (" + std::string(e.what()) + ")");
     }
-    if (cl[k].tokens > 1 && cl[k].tokens_per_s > 0) {
+    if (cl[k].tokens > 1 && cl[k].tokens_per_s > 0 && k != int(Side::Vismem)) {
       cli_time += double(cl[k].tokens - 1) / cl[k].tokens_per_s;
       cli_total += cl[k].tokens - 1;
     }
@@ -156,6 +167,14 @@ int report_generate_bench(const UiState& ui, const GenerateSettings& s, const Ge
               " (answers %s the studio's)\n",
               (long long)cl[0].tokens, cl[0].tokens_per_s, (long long)cl[1].tokens, cl[1].tokens_per_s, cli_both,
               (st[0].tokens == 0 || cl[0].same_answer) && (st[1].tokens == 0 || cl[1].same_answer) ? "equal" : "DIFFER from");
+  if (st[2].tokens > 0) {
+    for (const TokenRec& t : ui.side[2].tokens) st[2].memories += !t.invoked.empty();
+    std::printf("bench-generate: VisMem arm (invoke %s, max %d): studio %lld tokens %.1f tok/s, %lld memories; CLI %lld "
+                "tokens %.1f tok/s, %lld memories (answers %s)\n",
+                s.vismem_invoke.c_str(), s.vismem_max, (long long)st[2].tokens, st[2].tokens_per_s, (long long)st[2].memories,
+                (long long)cl[2].tokens, cl[2].tokens_per_s, (long long)cl[2].memories,
+                !vismem_comparable ? "not comparable: the CLI has no --vismem-p" : cl[2].same_answer ? "equal" : "DIFFER");
+  }
   std::printf("bench-generate: frames while generating: %zu, work mean %.2f ms p95 %.2f max %.2f | interval mean %.1f ms "
               "p95 %.1f max %.1f\n",
               frames.work_ms.size(), mean(frames.work_ms), pct(frames.work_ms, 0.95), pct(frames.work_ms, 1.0),
@@ -183,6 +202,16 @@ int report_generate_bench(const UiState& ui, const GenerateSettings& s, const Ge
                           {"interval_ms_mean", mean(frames.interval_ms)},
                           {"interval_ms_p95", pct(frames.interval_ms, 0.95)},
                           {"interval_ms_max", pct(frames.interval_ms, 1.0)}}}};
+    if (st[2].tokens > 0) {
+      auto v = side(st[2]);
+      v["memories"] = st[2].memories;
+      j["studio"]["vismem"] = v;
+      auto c = cli_side(cl[2]);
+      c["memories"] = cl[2].memories;
+      c["comparable"] = vismem_comparable;
+      j["cli"]["vismem"] = c;
+      j["vismem"] = {{"adapter", ui.model.vismem}, {"invoke", s.vismem_invoke}, {"p", s.vismem_p}, {"max", s.vismem_max}};
+    }
     std::ofstream f(json_path);
     f << j.dump(1) << "\n";
     if (!f) return fail("cannot write " + json_path);

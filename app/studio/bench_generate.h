@@ -1,7 +1,8 @@
 // `pvm-studio --bench-generate N`: the studio's generation speed against the CLI's, in one run
 // (issue 22 item 4). The demo generates N tokens per side while the window renders at 30 fps; then
 // `pvm generate --probe` runs on the same model, adapter, image and prompt, one side after the
-// other, and the two throughputs are compared.
+// other, and the two throughputs are compared. With a VisMem adapter loaded, the VisMem arm is timed
+// too and run as `pvm generate --vismem --no-pvm` (reported beside "both", which stays baseline + PVM).
 #pragma once
 #include <string>
 #include <vector>

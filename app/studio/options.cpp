@@ -16,6 +16,11 @@ const char* usage_text() {
          "  --model DIR            checkpoint folder to load (default: assets/default-model, else a random\n"
          "                         qwen3-vl-tiny with a note in the status line)\n"
          "  --pvm ADAPTER          PVM adapter folder to load on top of the model\n"
+         "  --vismem ADAPTER       VisMem adapter folder: Compare and Dilution add a third arm (PVM off +\n"
+         "                         latent memories; a bad adapter is an error in the log, the model stays)\n"
+         "  --vismem-invoke M      how the VisMem arm invokes memories: model (its own start tokens, default)\n"
+         "                         or separators (after a separator with probability --vismem-p, default 1)\n"
+         "  --vismem-max N         memories per answer at most (default 4)\n"
          "  --image FILE           image to open (default: a random scene, or assets/samples/shapes.png)\n"
          "  --open FOLDER          restore a saved session (File > Save session)\n"
          "  --size WxH             window size (default 1600x1000)\n"
@@ -71,7 +76,7 @@ const char* usage_text() {
 
 StudioOptions parse_options(const std::vector<std::string>& argv) {
   cli::Args a(argv, {"--screenshot", "--frames", "--size", "--bench-frames", "--hover", "--font-size", "--export-plot", "--ini",
-                     "--model", "--pvm", "--image", "--open", "--save-session", "--demo-tokens",
+                     "--model", "--pvm", "--vismem", "--vismem-invoke", "--vismem-p", "--vismem-max", "--image", "--open", "--save-session", "--demo-tokens",
                      "--model-threads", "--bench-generate", "--bench-cli", "--bench-json", "--focus", "--map-mode",
                      "--export-map", "--replay-export", "--replay-stride", "--replay-speed", "--batch-scenes", "--batch-images",
                      "--batch-seed", "--batch-tokens", "--batch-out", "--batch-cancel-after", "--export-batch", "--train-set",
@@ -97,6 +102,16 @@ StudioOptions parse_options(const std::vector<std::string>& argv) {
   o.demo = a.has("--demo");
   o.model = a.get("--model");
   o.pvm = a.get("--pvm");
+  o.vismem = a.get("--vismem");
+  if (a.has("--vismem") && o.vismem.empty()) throw Error("--vismem needs an adapter folder");
+  o.vismem_invoke = a.get("--vismem-invoke", "model");
+  if (o.vismem_invoke != "model" && o.vismem_invoke != "separators")
+    throw Error("option --vismem-invoke: must be model or separators, got '" + o.vismem_invoke + "'");
+  o.vismem_p = a.get_double("--vismem-p", 1.0);
+  if (!(o.vismem_p >= 0 && o.vismem_p <= 1)) throw Error("option --vismem-p: must be in [0, 1], got '" + a.get("--vismem-p") + "'");
+  o.vismem_max = int(a.get_int("--vismem-max", 4, 0, 1 << 20));
+  if ((a.has("--vismem-invoke") || a.has("--vismem-p") || a.has("--vismem-max")) && o.vismem.empty())
+    throw Error("--vismem-invoke, --vismem-p and --vismem-max need --vismem ADAPTER");
   o.image = a.get("--image");
   o.open = a.get("--open");
   o.save_session = a.get("--save-session");

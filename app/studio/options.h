@@ -12,6 +12,10 @@ struct StudioOptions {
   bool size_given = false;
   std::string model;           // checkpoint folder to load at start ("" = default model)
   std::string pvm;             // PVM adapter folder to load after the model
+  std::string vismem;          // VisMem adapter folder to attach after the model (the third arm)
+  std::string vismem_invoke = "model";  // how the VisMem arm invokes memories: model | separators
+  double vismem_p = 1.0;       // separators: invocation probability
+  int vismem_max = 4;          // invocations per answer at most
   std::string image;           // image to open at start
   std::string open;            // session folder to restore
   std::string save_session;    // headless: write the session here before exiting

@@ -22,6 +22,7 @@
 #include "engine/pipeline.h"
 #include "engine/probes.h"
 #include "engine/pvm.h"
+#include "engine/vismem.h"
 #include "engine/base/log_sink.h"
 
 namespace pvm::studio {
@@ -35,37 +36,77 @@ bool ends_incomplete(const std::string& s) {
          (unsigned char)s[s.size() - 1] == 0xBD;
 }
 
-// Alternates two generations on one model token by token: a side holds the baton from its
-// forward pass until its on_token, then hands it over. Forward passes never overlap, so the
-// shared modules are never used by two threads at once.
+// Alternates the sides' generations on one model token by token, in turn: a side holds the baton
+// from its forward pass until its on_token, then hands it to the next active side. Forward passes
+// never overlap, so the shared modules are never used by two threads at once.
 class Baton {
  public:
+  explicit Baton(const std::vector<int>& sides) {
+    for (int s : sides) active_[s] = true;
+    turn_ = sides.empty() ? 0 : sides[0];
+  }
   void acquire(int me) {
     std::unique_lock<std::mutex> l(mu_);
-    cv_.wait(l, [&] { return turn_ == me || !active_[1 - me]; });
+    cv_.wait(l, [&] { return turn_ == me || !others(me); });
   }
   void pass(int me) {
     std::unique_lock<std::mutex> l(mu_);
-    if (!active_[1 - me]) return;
-    turn_ = 1 - me;
+    if (!others(me)) return;
+    turn_ = next(me);
     cv_.notify_all();
-    cv_.wait(l, [&] { return turn_ == me || !active_[1 - me]; });
+    cv_.wait(l, [&] { return turn_ == me || !others(me); });
   }
   void finish(int me) {
     std::lock_guard<std::mutex> l(mu_);
     active_[me] = false;
-    turn_ = 1 - me;
+    if (turn_ == me) turn_ = next(me);
     cv_.notify_all();
   }
 
  private:
+  bool others(int me) const {
+    for (int k = 0; k < kSides; ++k)
+      if (k != me && active_[k]) return true;
+    return false;
+  }
+  int next(int me) const {
+    for (int d = 1; d < kSides; ++d)
+      if (active_[(me + d) % kSides]) return (me + d) % kSides;
+    return me;
+  }
   std::mutex mu_;
   std::condition_variable cv_;
   int turn_ = 0;
-  bool active_[2] = {true, true};
+  bool active_[kSides] = {};
 };
 
 }  // namespace
+
+std::unique_ptr<Pipeline> random_demo_pipeline(const std::string& device, const std::string& dtype) {
+  // No trained default model yet: a random model of the tiny preset with two PVM layers, built in
+  // memory (deterministic, nothing to clean up). Gates are set to 0.5 so PVM changes the answer.
+  const torch::Device dev = parse_device(device);
+  const auto dt = parse_dtype(dtype, dev);
+  ModelConfig c = preset_config("qwen3-vl-tiny");
+  auto m = make_random_model(c, 0, dt, dev);
+  TextConfig pf = c.text;
+  pf.pvm_layers = {1, 3};
+  pf.pvm_hidden_size = 64;
+  attach_pvm(*m, pf, 1);
+  {
+    torch::NoGradGuard ng;
+    for (auto& layer : m->model->language_model->layer_list)
+      if (layer->pvm_block) layer->pvm_block->gate_alpha.fill_(0.5);
+  }
+  auto tp = default_tokenizer_path();
+  if (!path_exists(tp)) throw file_error(tp, "tokenizer.json not found (the Qwen3 tokenizer is committed in assets/tokenizers/qwen3/; restore it with git)");
+  auto p = std::make_unique<Pipeline>(Tokenizer::load(tp));
+  p->tokenizer_path = tp;
+  p->model.config = m->config();
+  p->model.model = m;
+  p->model.dir = kRandomModel;
+  return p;
+}
 
 Session::Session(int model_threads) {
   const int cores = int(std::max(1u, std::thread::hardware_concurrency()));
@@ -197,6 +238,18 @@ bool Session::load_adapter(const std::string& dir, std::string* why) {
   return post("the adapter", [this, dir] { do_load_adapter(dir); }, why);
 }
 
+bool Session::load_vismem(const std::string& dir, std::string* why) {
+  if (dir.size() && !has_regular_file(dir, "adapter_config.json", "a VisMem adapter", why)) return false;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (!sh_.model.loaded) {
+      if (why) *why = "load a model before a VisMem adapter";
+      return false;
+    }
+  }
+  return post("the VisMem adapter", [this, dir] { do_load_vismem(dir); }, why);
+}
+
 bool Session::inspect_model(const LoadRequest& r, std::string* why) {
   if (r.dir.empty() || r.dir == kRandomModel) {
     if (why) *why = "inspect: name a checkpoint folder";
@@ -251,7 +304,11 @@ bool Session::generate(const GenerateSettings& s, std::string* why) {
     return false;
   };
   if (s.max_new_tokens < 1 || s.max_new_tokens > 16384) return bad("max new tokens must be in 1..16384");
-  if (!s.baseline && !s.pvm) return bad("pick at least one of baseline and PVM");
+  if (!s.baseline && !s.pvm && !s.vismem) return bad("pick at least one of baseline, PVM and VisMem");
+  if (s.vismem_invoke != "model" && s.vismem_invoke != "separators")
+    return bad("VisMem invocation must be model or separators, got '" + s.vismem_invoke + "'");
+  if (!(s.vismem_p >= 0 && s.vismem_p <= 1)) return bad("VisMem invocation probability must be in [0, 1]");
+  if (s.vismem_max < 0 || s.vismem_max > (1 << 20)) return bad("VisMem invocations must be in 0..1048576");
   if (s.prompt.empty()) return bad("the prompt is empty");
   // The same checks as the CLI (NaN / inf / out of range), before anything is posted to the worker.
   if (!(s.sampling.temperature >= 0)) return bad("temperature must be >= 0 (0 = greedy)");
@@ -328,26 +385,7 @@ void Session::do_load(const LoadRequest& r) {
   std::unique_ptr<Pipeline> p;
   try {
     if (dir.empty()) {
-      // No trained default model yet: a random model of the tiny preset with two PVM layers, built
-      // in memory (deterministic, nothing to clean up). Gates are set to 0.5 so PVM changes the answer.
-      ModelConfig c = preset_config("qwen3-vl-tiny");
-      auto m = make_random_model(c, 0, lo.dtype, lo.device);
-      TextConfig pf = c.text;
-      pf.pvm_layers = {1, 3};
-      pf.pvm_hidden_size = 64;
-      attach_pvm(*m, pf, 1);
-      {
-        torch::NoGradGuard ng;
-        for (auto& layer : m->model->language_model->layer_list)
-          if (layer->pvm_block) layer->pvm_block->gate_alpha.fill_(0.5);
-      }
-      auto tp = default_tokenizer_path();
-      if (!path_exists(tp)) throw file_error(tp, "tokenizer.json not found (the Qwen3 tokenizer is committed in assets/tokenizers/qwen3/; restore it with git)");
-      p = std::make_unique<Pipeline>(Tokenizer::load(tp));
-      p->tokenizer_path = tp;
-      p->model.config = m->config();
-      p->model.model = m;
-      p->model.dir = kRandomModel;
+      p = random_demo_pipeline(r.device, r.dtype);
       note = r.dir == kRandomModel ? "random qwen3-vl-tiny (words are noise, PVM gates 0.5)"
                                    : "no default model in assets/default-model: random qwen3-vl-tiny (words are "
                                      "noise, PVM gates 0.5)";
@@ -382,6 +420,18 @@ void Session::do_load(const LoadRequest& r) {
     if (std::filesystem::exists(d / "adapter_config.json", ec)) adapter = d.string();
   }
   if (!adapter.empty()) load_pvm_adapter(*p->model.model, adapter);
+  // A VisMem adapter that does not load leaves the model loaded without it (the error is reported
+  // once the model is in place).
+  std::string vismem_error;
+  if (!r.vismem.empty()) {
+    try {
+      load_vismem_adapter(*p->model.model, r.vismem);
+    } catch (const std::exception& e) {
+      const std::string m = e.what();
+      vismem_error = m.substr(0, m.find('\n'));
+      detach_vismem(*p->model.model);
+    }
+  }
   // A small decoder runs best on one thread (pipeline.h default_cpu_threads); a large one on every
   // core but the one the UI and the GL rasterizer keep.
   if (!threads_given_ && lo.device.is_cpu()) {
@@ -395,6 +445,7 @@ void Session::do_load(const LoadRequest& r) {
     const auto& pp = pipe_->preprocessor;
     proc_ = {pp.patch_size, pp.merge_size, pp.min_pixels, pp.max_pixels};
     sh_.model.adapter = adapter;
+    sh_.model.vismem = vismem_error.empty() ? r.vismem : "";
     sh_.model.note = note;
     sh_.model.device = lo.device.str();
     sh_.model.dtype = dtype_name(lo.dtype);
@@ -409,6 +460,7 @@ void Session::do_load(const LoadRequest& r) {
                 note.empty() ? "" : " - random weights, see the Model view");
   log_info("%s", msg);
   set_status(EngineStatus::Idle, msg);
+  if (!vismem_error.empty()) fail(vismem_error);
 }
 
 void Session::do_load_adapter(const std::string& dir) {
@@ -428,6 +480,38 @@ void Session::do_load_adapter(const std::string& dir) {
   set_status(EngineStatus::Idle, msg);
 }
 
+void Session::attach_vismem_adapter(const std::string& dir) {
+  auto& m = *pipe_->model.model;
+  try {
+    if (dir.empty())
+      detach_vismem(m);
+    else
+      load_vismem_adapter(m, dir);  // strict; on failure nothing stays attached
+  } catch (...) {
+    detach_vismem(m);
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      sh_.model.vismem.clear();
+    }
+    refresh_model_info();
+    throw;
+  }
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    sh_.model.vismem = dir;
+  }
+  refresh_model_info();
+}
+
+void Session::do_load_vismem(const std::string& dir) {
+  if (!pipe_) throw Error("no model loaded");
+  set_status(EngineStatus::Loading, dir.empty() ? "removing the VisMem adapter" : "loading VisMem adapter " + dir + " ...");
+  attach_vismem_adapter(dir);
+  const std::string msg = dir.empty() ? "VisMem adapter removed" : "VisMem adapter loaded: " + dir;
+  log_info("%s", msg.c_str());
+  set_status(EngineStatus::Idle, msg);
+}
+
 void Session::refresh_model_info() {
   auto& m = pipe_->model.model;
   const auto& c = m->config();
@@ -436,6 +520,7 @@ void Session::refresh_model_info() {
   for (const auto& p : m->named_parameters()) {
     const std::string& n = p.key();
     const char* part = n.find(".pvm_block.") != std::string::npos ? "pvm"
+                       : n.rfind("vismem.", 0) == 0           ? "vismem"
                        : n.rfind("model.visual.", 0) == 0     ? "vision"
                        : n.rfind("lm_head", 0) == 0           ? "lm_head"
                                                               : "text";
@@ -443,9 +528,20 @@ void Session::refresh_model_info() {
     params["total"] += p.value().numel();
     bytes += p.value().numel() * int64_t(p.value().element_size());
   }
+  std::string vsum;
+  if (const VismemImpl* vm = vismem_of(*m)) {
+    const VismemConfig& vc = vm->cfg;
+    char b[200];
+    std::snprintf(b, sizeof b, "K=%lld, N_s=%lld, N_l=%lld, long-term LoRA on %lld layers, %zu separators",
+                  (long long)vc.query_len, (long long)vc.short_len, (long long)vc.long_len, (long long)vc.long_layers,
+                  vc.separator_ids.size());
+    vsum = b;
+  }
   std::lock_guard<std::mutex> l(mu_);
   ModelInfo& i = sh_.model;
   i.loaded = true;
+  i.vismem_summary = vsum;
+  if (vsum.empty()) i.vismem.clear();
   i.dir = pipe_->model.dir;
   i.layers = int(c.text.num_hidden_layers);
   i.heads = int(c.text.num_attention_heads);
@@ -462,6 +558,7 @@ void Session::do_generate(const GenerateSettings& s, uint64_t run_id) {
   auto& model = pipe_->model.model;
   const auto& mc = model->config();
   const bool has_pvm = !mc.text.pvm_layers.empty();
+  const bool has_vismem = vismem_of(*model) != nullptr;
   std::vector<int> sides;
   if (s.baseline) sides.push_back(0);
   if (s.pvm) {
@@ -470,7 +567,8 @@ void Session::do_generate(const GenerateSettings& s, uint64_t run_id) {
     else
       log_warn("PVM side skipped: the model has no PVM blocks (load an adapter in the Model view)");
   }
-  if (sides.empty()) throw Error("nothing to generate: the model has no PVM blocks and baseline is off");
+  if (s.vismem && has_vismem) sides.push_back(2);  // the third arm only with an adapter attached
+  if (sides.empty()) throw Error("nothing to generate: the model has no PVM blocks or VisMem adapter and baseline is off");
 
   set_status(EngineStatus::Generating, "preparing the prompt ...");
   PromptSpec spec;
@@ -511,27 +609,42 @@ void Session::do_generate(const GenerateSettings& s, uint64_t run_id) {
     for (int sd : sides) sh_.side[sd].running = true, sh_.side[sd].prompt_tokens = int64_t(prep.request.prompt_ids.size());
     sh_.status.error.clear();
   }
-  log_info("generating %d tokens (%s%s%s), prompt %zu tokens, %lld visual", s.max_new_tokens,
-           s.baseline ? "baseline" : "", s.baseline && sides.size() > 1 ? " + " : "", has_pvm && s.pvm ? "PVM" : "",
+  std::string arms;
+  for (int sd : sides) arms += (arms.empty() ? "" : " + ") + std::string(side_name(Side(sd)));
+  log_info("generating %d tokens (%s), prompt %zu tokens, %lld visual", s.max_new_tokens, arms.c_str(),
            prep.request.prompt_ids.size(), (long long)nv);
 
   const auto visual = visual_positions(prep.request.prompt_ids, mc.image_token_id);
   const auto t_start = Clock::now();
-  const bool interleave = s.interleave && sides.size() == 2;
-  Baton baton;
-  std::string errors[2];
+  const bool interleave = s.interleave && sides.size() >= 2;
+  Baton baton(sides);
+  std::string errors[kSides];
 
   auto run_side = [&](int side) {
     try {
       GenerationRequest req = prep.request;
       req.max_new_tokens = s.max_new_tokens;
-      req.sampling = to_sampling_params(s.sampling);  // the same seed on both sides
+      req.sampling = to_sampling_params(s.sampling);  // the same seed on every side
       req.sampling.validate();
       req.pvm = side == 1;
       req.cancel = &cancel_;
+      if (side == 2) {  // VisMem: the backbone with PVM off and memories, as `pvm generate --vismem --no-pvm`
+        req.vismem.enabled = true;
+        req.vismem.invoke = s.vismem_invoke;
+        req.vismem.p = s.vismem_p;
+        req.vismem.max_invocations = s.vismem_max;
+        req.vismem.seed = req.sampling.seed;
+      }
       ProbeOptions o = po;
       o.pvm = side == 1;
       ProbeRecorder rec(model, visual, o, prep.request.grids, merge);
+      // The recorder marks the start token (already copied out) when its memory is inserted.
+      req.on_insert = [&](const MemoryInsertion& mi) {
+        if (mi.seq != 0 || rec.tokens().empty()) return;
+        std::lock_guard<std::mutex> l(mu_);
+        SideData& sd = sh_.side[side];
+        if (!sd.tokens.empty()) sd.tokens.back().invoked = rec.tokens().back().invoked;
+      };
       std::vector<int32_t> pending;  // ids of an unfinished UTF-8 character
       auto t_first = Clock::now();
       double waited_s = 0;  // in baton.pass after the first token: the other side's turns
@@ -540,12 +653,17 @@ void Session::do_generate(const GenerateSettings& s, uint64_t run_id) {
         TokenRec r;
         r.id = tok;
         if (step == 0) t_first = Clock::now(), waited_s = 0;
-        pending.push_back(int32_t(tok));
-        std::string piece = pipe_->decode(std::vector<int64_t>(pending.begin(), pending.end()), false);
-        if (!ends_incomplete(piece) || pending.size() >= 4) {
-          r.piece = piece;
-          r.special = pending.size() == 1 && pipe_->tokenizer.is_special(int32_t(tok));
-          pending.clear();
+        r.vismem_token = int(vismem_token_of(mc, tok));
+        if (r.vismem_token >= 0) {
+          r.piece = vismem_token_name(r.vismem_token);  // written as `pvm generate` prints it
+        } else {
+          pending.push_back(int32_t(tok));
+          std::string piece = pipe_->decode(std::vector<int64_t>(pending.begin(), pending.end()), false);
+          if (!ends_incomplete(piece) || pending.size() >= 4) {
+            r.piece = piece;
+            r.special = pending.size() == 1 && pipe_->tokenizer.is_special(int32_t(tok));
+            pending.clear();
+          }
         }
         const auto& probes = rec.tokens();
         if (!probes.empty() && probes.back().step == step) {
@@ -561,6 +679,14 @@ void Session::do_generate(const GenerateSettings& s, uint64_t run_id) {
             r.pvm_entropy.push_back(p.entropy);
             if (!p.attn.empty()) r.pvm_heat.push_back(p.attn);
           }
+          r.invoked = tp.invoked;
+          r.memory_mass = tp.memory_mass;
+          for (const auto& ip : tp.inserted) {
+            InsertedRec x;
+            x.type = ip.type, x.rows = int(ip.rows), x.start = int(ip.token_index);
+            x.visual = ip.visual, x.self = ip.self, x.other = ip.other;
+            r.inserted.push_back(std::move(x));
+          }
         }
         {
           std::lock_guard<std::mutex> l(mu_);
@@ -573,9 +699,11 @@ void Session::do_generate(const GenerateSettings& s, uint64_t run_id) {
           size_t done = 0;
           for (int x : sides) done += sh_.side[x].tokens.size();
           sh_.status.progress = float(double(done) / (double(sides.size()) * s.max_new_tokens));
-          char msg[160];
-          std::snprintf(msg, sizeof msg, "generating: baseline %zu, PVM %zu of %d tokens (%.1f tokens/s)",
-                        sh_.side[0].tokens.size(), sh_.side[1].tokens.size(), s.max_new_tokens, sd.tokens_per_s);
+          char msg[200];
+          std::snprintf(msg, sizeof msg, "generating: baseline %zu, PVM %zu%s of %d tokens (%.1f tokens/s)",
+                        sh_.side[0].tokens.size(), sh_.side[1].tokens.size(),
+                        has_vismem && s.vismem ? (", VisMem " + std::to_string(sh_.side[2].tokens.size())).c_str() : "",
+                        s.max_new_tokens, sd.tokens_per_s);
           sh_.status.message = msg;
         }
         if (interleave) {
@@ -605,23 +733,30 @@ void Session::do_generate(const GenerateSettings& s, uint64_t run_id) {
   };
 
   if (interleave) {
-    // Baseline on a helper thread, PVM here; the baton makes them take turns.
-    std::thread other([&] { run_side(0); });
-    run_side(1);
-    other.join();
+    // The last side here, the others on helper threads; the baton makes them take turns.
+    std::vector<std::thread> others;
+    for (size_t k = 0; k + 1 < sides.size(); ++k) others.emplace_back([&, k] { run_side(sides[k]); });
+    run_side(sides.back());
+    for (auto& t : others) t.join();
   } else {
     for (int sd : sides) run_side(sd);
   }
   for (int sd : sides)
-    if (!errors[sd].empty()) throw Error(std::string(sd ? "PVM" : "baseline") + " generation: " + errors[sd]);
+    if (!errors[sd].empty()) throw Error(std::string(side_name(Side(sd))) + " generation: " + errors[sd]);
   const double secs = std::chrono::duration<double>(Clock::now() - t_start).count();
   std::string msg;
   {
     std::lock_guard<std::mutex> l(mu_);
-    char b[256];
-    std::snprintf(b, sizeof b, "done in %.1f s: baseline %zu tokens (%s), PVM %zu tokens (%s)", secs,
-                  sh_.side[0].tokens.size(), sh_.side[0].finish.empty() ? "-" : sh_.side[0].finish.c_str(),
-                  sh_.side[1].tokens.size(), sh_.side[1].finish.empty() ? "-" : sh_.side[1].finish.c_str());
+    char b[320];
+    int n = std::snprintf(b, sizeof b, "done in %.1f s: baseline %zu tokens (%s), PVM %zu tokens (%s)", secs,
+                          sh_.side[0].tokens.size(), sh_.side[0].finish.empty() ? "-" : sh_.side[0].finish.c_str(),
+                          sh_.side[1].tokens.size(), sh_.side[1].finish.empty() ? "-" : sh_.side[1].finish.c_str());
+    if (std::find(sides.begin(), sides.end(), 2) != sides.end()) {
+      size_t inv = 0;
+      for (const TokenRec& t : sh_.side[2].tokens) inv += !t.invoked.empty();
+      std::snprintf(b + n, sizeof b - size_t(n), ", VisMem %zu tokens (%s, %zu memories)", sh_.side[2].tokens.size(),
+                    sh_.side[2].finish.empty() ? "-" : sh_.side[2].finish.c_str(), inv);
+    }
     msg = b;
   }
   log_info("%s", msg.c_str());
@@ -795,10 +930,13 @@ void Session::sync(UiState& ui) {
     for (auto& s : ui.side) s = SideData{};
   }
   if (ui.run_id != sh_.run_id) return;
-  for (int k = 0; k < 2; ++k) {
+  for (int k = 0; k < kSides; ++k) {
     const SideData& src = sh_.side[k];
     SideData& dst = ui.side[k];
     if (dst.tokens.size() > src.tokens.size()) dst.tokens.clear();
+    // A VisMem start token is marked when its memory goes in, after it was appended: refresh the
+    // last one copied.
+    if (!dst.tokens.empty()) dst.tokens.back().invoked = src.tokens[dst.tokens.size() - 1].invoked;
     dst.tokens.insert(dst.tokens.end(), src.tokens.begin() + dst.tokens.size(), src.tokens.end());
     if (dst.text.size() != src.text.size()) dst.text = src.text;
     dst.finish = src.finish;

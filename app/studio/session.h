@@ -1,6 +1,6 @@
 // The studio's session: the one object between the UI and the engine. It owns the Pipeline (model,
-// tokenizer, processor) and runs all model work (loading, adapters, baseline + PVM generation with
-// probes) on its own worker thread. The UI thread only posts requests and, once per frame, copies
+// tokenizer, processor) and runs all model work (loading, adapters, baseline + PVM (+ VisMem)
+// generation with probes) on its own worker thread. The UI thread only posts requests and, once per frame, copies
 // what changed into its UiState mirror (sync); nothing here ever blocks the UI for model work.
 // Errors become one-line status messages and log lines, never exceptions on the UI thread.
 #pragma once
@@ -21,6 +21,11 @@ class Pipeline;
 
 namespace pvm::studio {
 
+// The in-memory model LoadRequest{kRandomModel} loads: a random qwen3-vl-tiny (seed 0) with two
+// PVM layers whose gates are 0.5, and the committed Qwen3 tokenizer. Deterministic, so tests can
+// rebuild exactly what a session runs. Throws naming the tokenizer file when it is missing.
+std::unique_ptr<Pipeline> random_demo_pipeline(const std::string& device = "cpu", const std::string& dtype = "auto");
+
 class Session : public Engine {
  public:
   // model_threads: intra-op threads of the model worker; 0 = cores - 1 (at least 1), so that the UI
@@ -31,6 +36,7 @@ class Session : public Engine {
 
   bool load_model(const LoadRequest& r, std::string* why) override;
   bool load_adapter(const std::string& dir, std::string* why) override;
+  bool load_vismem(const std::string& dir, std::string* why) override;
   bool generate(const GenerateSettings& s, std::string* why) override;
   void stop() override;
   bool busy() const override { return busy_.load(); }
@@ -50,7 +56,7 @@ class Session : public Engine {
     EngineStatus status;
     ModelInfo model;
     GridInfo grid;
-    SideData side[2];
+    SideData side[kSides];
     GenerateSettings settings;
     uint64_t run_id = 0;
     BatchData batch;
@@ -61,6 +67,8 @@ class Session : public Engine {
   void worker_loop();
   void do_load(const LoadRequest& r);
   void do_load_adapter(const std::string& dir);
+  void do_load_vismem(const std::string& dir);
+  void attach_vismem_adapter(const std::string& dir);  // worker: load or detach, sh_.model follows
   void do_generate(const GenerateSettings& s, uint64_t run_id);
   void do_inspect(const LoadRequest& r);
   void do_batch(const BatchSettings& s, uint64_t id);

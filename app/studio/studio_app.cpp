@@ -24,6 +24,7 @@
 #include "app/studio/layout.h"
 #include "app/studio/session.h"
 #include "engine/base/error.h"
+#include "engine/base/fs_util.h"
 #include "engine/base/version.h"
 #include "engine/plot_png.h"
 #include "imgui.h"
@@ -71,6 +72,19 @@ std::string no_display_message(const std::string& why) {
   return "pvm-studio: no display (" + why +
          "); render headless with: xvfb-run -s \"-screen 0 1920x1080x24\" pvm-studio --screenshot out.png "
          "--demo, or use the 'pvm' CLI for model work";
+}
+
+// A dropped adapter folder is VisMem's when its adapter_config.json says so; anything else goes to
+// the PVM loader, which names what is wrong. Only a regular file is read (a FIFO would block).
+bool is_vismem_adapter(const std::string& dir) {
+  const std::string f = dir + "/adapter_config.json";
+  if (!pvm::is_regular_file(f)) return false;
+  try {
+    const auto j = nlohmann::json::parse(pvm::read_file_to_string(f, uint64_t(64) << 20, "adapter config"));
+    return j.is_object() && j.value("adapter_type", std::string()) == "vismem";
+  } catch (const std::exception&) {
+    return false;
+  }
 }
 
 double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
@@ -367,7 +381,8 @@ nlohmann::json StudioApp::view_options() const {
           {"compare", {{"color_mode", compare_->color_mode}, {"color_layer", compare_->color_layer}}},
           {"dilution", {{"layer_mode", dilution_->layer_mode}, {"head_layer", dilution_->head_layer},
                         {"nosink", dilution_->nosink}, {"fit", dilution_->show_fit}, {"log_x", dilution_->log_x},
-                        {"log_y", dilution_->log_y}, {"smoothing", dilution_->smoothing}}},
+                        {"log_y", dilution_->log_y}, {"smoothing", dilution_->smoothing},
+                        {"vismem", dilution_->show_side[2]}, {"memory_mass", dilution_->show_memory}}},
           {"dilution_map", {{"mode", int(dmap_->mode)}, {"nosink", dmap_->nosink}}},
           {"gaze_replay", {{"speed", replay_->clock.speed}, {"loop", replay_->clock.loop}, {"pvm", replay_->heat_pvm},
                            {"layer", replay_->heat_layer}}},
@@ -396,6 +411,8 @@ void StudioApp::apply_view_options(const nlohmann::json& j) {
   dilution_->log_x = get("dilution", "log_x", false);
   dilution_->log_y = get("dilution", "log_y", false);
   dilution_->smoothing = get("dilution", "smoothing", 1);
+  dilution_->show_side[2] = get("dilution", "vismem", true);
+  dilution_->show_memory = get("dilution", "memory_mass", true);
   dilution_->plot().set_x_scale(dilution_->log_x ? AxisScale::Log10 : AxisScale::Linear);
   dilution_->plot().set_y_scale(dilution_->log_y ? AxisScale::Log10 : AxisScale::Linear);
   dmap_->mode = DilutionMapView::Mode(std::clamp(get("dilution_map", "mode", 2), 0, 2));
@@ -405,7 +422,7 @@ void StudioApp::apply_view_options(const nlohmann::json& j) {
   replay_->heat_pvm = get("gaze_replay", "pvm", false);
   replay_->heat_layer = get("gaze_replay", "layer", -1);
   ctx_.sel.token = get("selection", "token", -1);
-  ctx_.sel.side = Side(std::clamp(get("selection", "side", 1), 0, 1));
+  ctx_.sel.side = Side(std::clamp(get("selection", "side", 1), 0, kSides - 1));
   ctx_.sel.pinned = ctx_.sel.token >= 0;
 }
 
@@ -474,8 +491,7 @@ bool StudioApp::open_session(const std::string& dir, std::string* err) {
     return false;
   }
   const ModelInfo model = ui_.model;  // the loaded model stays; the session only says what it used
-  ui_.side[0] = std::move(s.ui.side[0]);
-  ui_.side[1] = std::move(s.ui.side[1]);
+  for (int k = 0; k < kSides; ++k) ui_.side[k] = std::move(s.ui.side[k]);
   ui_.grid = s.ui.grid;
   ui_.settings = s.ui.settings;
   // A run id no engine run will have: views see new data; the engine's next run replaces it.
@@ -486,9 +502,16 @@ bool StudioApp::open_session(const std::string& dir, std::string* err) {
   prompt_->preset = s.preset;
   apply_view_options(s.views);
   if (ui_.model.layers == 0) ui_.model.layers = s.ui.model.layers;
-  log_info("session %s: %zu + %zu tokens, generated with %s%s", dir.c_str(), ui_.side[0].tokens.size(),
-           ui_.side[1].tokens.size(), s.ui.model.dir.c_str(),
-           s.ui.model.adapter.empty() ? "" : (" + " + s.ui.model.adapter).c_str());
+  log_info("session %s: %zu + %zu + %zu tokens (baseline, PVM, VisMem), generated with %s%s%s", dir.c_str(),
+           ui_.side[0].tokens.size(), ui_.side[1].tokens.size(), ui_.side[2].tokens.size(), s.ui.model.dir.c_str(),
+           s.ui.model.adapter.empty() ? "" : (" + " + s.ui.model.adapter).c_str(),
+           s.ui.model.vismem.empty() ? "" : (" + VisMem " + s.ui.model.vismem).c_str());
+  // The loaded model stays as it is; the session's VisMem adapter is offered in the Model view.
+  if (!s.ui.model.vismem.empty() && ui_.model.vismem != s.ui.model.vismem) {
+    model_->vismem_dir() = s.ui.model.vismem;
+    log_info("the session's answers used the VisMem adapter %s: Model view > Load VisMem attaches it",
+             s.ui.model.vismem.c_str());
+  }
   (void)model;
   return true;
 }
@@ -511,6 +534,19 @@ void StudioApp::draw_menu() {
                       return true;
                     });
     }
+    if (ImGui::MenuItem("Load VisMem adapter...")) {
+      model_->focus();
+      browser_.open("Load VisMem adapter", FileBrowser::Mode::OpenDir, pvm::source_dir(), {},
+                    [this](const std::string& p, std::string* e) {
+                      if (!model_->load_vismem(p)) {
+                        *e = "cannot load: see the log";
+                        return false;
+                      }
+                      return true;
+                    });
+    }
+    if (ImGui::MenuItem("Remove VisMem adapter", nullptr, false, !ui_.model.vismem.empty() && !session_->busy()))
+      model_->load_vismem("");
     if (ImGui::MenuItem("Load PVM adapter...")) {
       browser_.open("Load PVM adapter", FileBrowser::Mode::OpenDir, pvm::source_dir(), {},
                     [this](const std::string& p, std::string* e) {
@@ -692,7 +728,10 @@ void StudioApp::build_ui() {
       std::string err;
       if (!open_session(f, &err)) log_error("%s", err.c_str());
     } else if (fs::is_directory(f, ec) && fs::exists(fs::path(f) / "adapter_config.json", ec)) {
-      model_->load_adapter(f);
+      if (is_vismem_adapter(f))
+        model_->load_vismem(f), model_->focus();
+      else
+        model_->load_adapter(f);
     } else if (image_->open_file(f)) {
       image_->focus();
     }
@@ -724,7 +763,10 @@ void StudioApp::start_up() {
   }
   std::string why;
   startup_t0_ = Clock::now();
-  if (model_->load(opt_.model, opt_.pvm, &why))  // "" = default model (random tiny one when absent)
+  ctx_.draft.vismem_invoke = opt_.vismem_invoke;
+  ctx_.draft.vismem_p = float(opt_.vismem_p);
+  ctx_.draft.vismem_max = opt_.vismem_max;
+  if (model_->load(opt_.model, opt_.pvm, &why, opt_.vismem))  // "" = default model (random tiny one when absent)
     startup_pending_ = headless() && opt_.bench_frames == 0;
   else if (headless())
     return startup_error(why);
@@ -776,7 +818,7 @@ bool StudioApp::demo_step(int frame) {
     }
     demo_state_ = 2;
   } else if (demo_state_ == 2 && !session_->busy() && ui_.status.state == EngineStatus::Idle &&
-             !ui_.side[1].running && !ui_.side[0].running) {
+             !ui_.side[1].running && !ui_.side[0].running && !ui_.side[2].running) {
     if (!ui_.status.error.empty()) {
       std::fprintf(stderr, "pvm-studio: error: demo: %s\n", ui_.status.error.c_str());
       return false;
@@ -788,8 +830,14 @@ bool StudioApp::demo_step(int frame) {
     ctx_.sel.pinned = n > 0;
     demo_state_ = 3;
     demo_done_frame_ = frame;
-    std::printf("demo: baseline %zu tokens, PVM %zu tokens in %.1f s\n", ui_.side[0].tokens.size(),
-                ui_.side[1].tokens.size(), el);
+    size_t memories = 0;
+    for (const TokenRec& t : ui_.side[2].tokens) memories += !t.invoked.empty();
+    if (!ui_.model.vismem.empty())
+      std::printf("demo: baseline %zu tokens, PVM %zu tokens, VisMem %zu tokens (%zu memories) in %.1f s\n",
+                  ui_.side[0].tokens.size(), ui_.side[1].tokens.size(), ui_.side[2].tokens.size(), memories, el);
+    else
+      std::printf("demo: baseline %zu tokens, PVM %zu tokens in %.1f s\n", ui_.side[0].tokens.size(),
+                  ui_.side[1].tokens.size(), el);
   }
   return true;
 }
@@ -1058,8 +1106,15 @@ int StudioApp::run() {
       // The screenshot waits for the command line's model: a failed load is the run's error.
       if (!session_->busy()) {
         startup_pending_ = false;
+        session_->sync(ui_);  // what the finished job left (the sync above may have come just before it ended)
         if (!ui_.model.loaded) {
           startup_error(ui_.status.error.empty() ? "the model did not load" : ui_.status.error);
+          break;
+        }
+        // Headless, a --vismem adapter that did not attach fails the run like a bad --pvm (no
+        // screenshot without the asked arm); interactive, the studio goes on without it.
+        if (!opt_.vismem.empty() && ui_.model.vismem.empty()) {
+          startup_error(ui_.status.error.empty() ? opt_.vismem + ": the VisMem adapter did not load" : ui_.status.error);
           break;
         }
       } else if (std::chrono::duration<double>(Clock::now() - startup_t0_).count() > opt_.demo_timeout_s) {

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # pvm-studio --bench-generate (issue 22 item 4) under xvfb: the studio generates both sides while
-# rendering, then runs `pvm generate --probe` on the same model, image and prompt. The two must
+# rendering, then runs `pvm generate --probe` on the same model, image and prompt (and, with a fresh
+# VisMem adapter, the third arm against `pvm generate --vismem --no-pvm`). The two must
 # produce the same greedy answers (they did the same work) and report positive speeds; bad option
 # combinations fail with a one-line error. Speed targets are checked by experiments, not here.
 # usage: bench_generate_test.sh <pvm-studio binary> <outdir>
@@ -34,6 +35,33 @@ if not (j["ratio"] > 0 and j["frames"]["count"] >= 0):
     print("FAIL: ratio %r" % j["ratio"]); ok = False
 sys.exit(0 if ok else 1)
 PY
+# With a VisMem adapter the bench times the third arm too, against `pvm generate --vismem --no-pvm`.
+pvm_bin="$(dirname "$bin")/pvm"
+vjson="$out/bench_generate_vismem.json"
+rm -rf "$out/vismem" "$vjson"
+if "$pvm_bin" init-vismem --out "$out/vismem" >"$out/init_vismem.log" 2>&1; then
+  if ! xvfb-run -a -s "-screen 0 1920x1080x24" "$bin" --bench-generate 24 --size 640x400 --bench-json "$vjson" \
+      --vismem "$out/vismem" --vismem-invoke separators >"$out/bench_generate_vismem.log" 2>&1; then
+    echo "FAIL: pvm-studio --bench-generate --vismem exited non-zero:"; tail -20 "$out/bench_generate_vismem.log"; fail=1
+  else
+    grep '^bench-generate: VisMem' "$out/bench_generate_vismem.log"
+    python3 - "$vjson" <<'PY' || fail=1
+import json, sys
+j = json.load(open(sys.argv[1]))
+s, c = j["studio"].get("vismem"), j["cli"].get("vismem")
+if not s or not c:
+    print("FAIL: no VisMem arm in the bench JSON"); sys.exit(1)
+ok = s["tokens"] > 0 and s["tokens_per_s"] > 0 and c["tokens_per_s"] > 0
+ok = ok and c["comparable"] and c["same_answer_as_studio"] and s["tokens"] == c["tokens"] and s["memories"] == c["memories"]
+ok = ok and s["memories"] > 0
+if not ok:
+    print("FAIL: VisMem arm: studio %r, CLI %r" % (s, c))
+sys.exit(0 if ok else 1)
+PY
+  fi
+else
+  echo "FAIL: pvm init-vismem failed:"; tail -5 "$out/init_vismem.log"; fail=1
+fi
 for bad in "--bench-generate 0x" "--bench-generate 20000" "--bench-json x.json" "--bench-generate 8 --bench-frames 5"; do
   # shellcheck disable=SC2086
   if "$bin" $bad >"$out/bad.log" 2>&1; then

@@ -1,5 +1,5 @@
 // Issue 21: the CLI's bad-input suite run against the studio's headless mode, for the inputs the
-// studio takes on its command line (--model, --pvm, --image, --open). Each bad input, given to
+// studio takes on its command line (--model, --pvm, --vismem, --image, --open). Each bad input, given to
 // `pvm-studio --screenshot ... --save-session ... --export-plot ...` under Xvfb, must end the
 // run with exit 1 (no crash), one error line on stderr naming the file, and no output written;
 // where the CLI takes the same input, `pvm` must refuse it too, naming the same file.
@@ -184,6 +184,9 @@ TEST(StudioHeadless, RefusesTheBadInputsTheCliRefuses) {
       {"--pvm " + d + "/lora", gen + "--pvm " + d + "/lora", d + "/lora/adapter_config.json"},
       {"--pvm " + d + "/no_adapter", gen + "--pvm " + d + "/no_adapter", d + "/no_adapter"},
       {"--pvm " + d + "/fifo_adapter", gen + "--pvm " + d + "/fifo_adapter", d + "/fifo_adapter/adapter_config.json"},
+      // a VisMem adapter: a PVM one given as VisMem, and a folder that is not there
+      {"--vismem " + d + "/lora", gen + "--vismem " + d + "/lora", d + "/lora"},
+      {"--vismem " + d + "/no_adapter", gen + "--vismem " + d + "/no_adapter", d + "/no_adapter"},
       {"--open " + d + "/future", "", d + "/future/session.json"},
       {"--open " + d + "/broken", "", d + "/broken/session.json"},
       {"--open " + d + "/fifo_trace", "", d + "/fifo_trace/trace_pvm.jsonl"},

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "app/studio/session.h"
+#include "tests/studio/studio_fixtures.h"
 #include "views/view_image.h"
 
 #include <stb_image_write.h>
@@ -21,38 +22,9 @@
 using namespace pvm::studio;
 namespace fs = std::filesystem;
 
+using namespace pvm::studio::testing;
+
 namespace {
-
-ImageData test_image() {
-  ImageData im;
-  im.width = 64, im.height = 48;
-  im.rgb.resize(size_t(im.width) * im.height * 3);
-  for (int y = 0; y < im.height; ++y)
-    for (int x = 0; x < im.width; ++x) {
-      uint8_t* p = &im.rgb[(size_t(y) * im.width + x) * 3];
-      p[0] = uint8_t(x * 4), p[1] = uint8_t(y * 5), p[2] = (x / 8 + y / 8) % 2 ? 200 : 30;
-    }
-  im.source = "test";
-  return im;
-}
-
-GenerateSettings settings(int n) {
-  GenerateSettings s;
-  s.prompt = "Describe the image.";
-  s.image = test_image();
-  s.max_new_tokens = n;
-  s.sampling.temperature = 0.8f;  // sampled: the seed must be honoured on both sides
-  s.sampling.seed = 7;
-  // The random model puts eos nowhere in particular; ignoring nothing, we just cap the length.
-  return s;
-}
-
-LoadRequest dir_request(const std::string& dir) {
-  LoadRequest r;
-  r.dir = dir;
-  return r;
-}
-LoadRequest random_request() { return dir_request(kRandomModel); }
 
 // One session with the model loaded, shared by the tests (loading costs a couple of seconds).
 Session& loaded() {
@@ -64,18 +36,6 @@ Session& loaded() {
     return x;
   }();
   return *s;
-}
-
-UiState synced(Session& s) {
-  UiState ui;
-  s.sync(ui);
-  return ui;
-}
-
-std::vector<int64_t> ids(const SideData& d) {
-  std::vector<int64_t> v;
-  for (auto& t : d.tokens) v.push_back(t.id);
-  return v;
 }
 
 }  // namespace
