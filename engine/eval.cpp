@@ -10,6 +10,7 @@
 #include "engine/base/error.h"
 #include "engine/base/hash.h"
 #include "engine/image.h"
+#include "engine/vismem.h"
 
 namespace pvm::eval {
 
@@ -25,9 +26,15 @@ int64_t run_eval(const Pipeline& pipe, ItemSource& src, const LoopOptions& o) {
     req.sampling = sampling;
     req.pvm = o.use_pvm;
     req.cancel = o.cancel;
+    req.vismem = o.vismem;
+    req.vismem.seed = sampling.seed;
     auto res = generate(model, req);
     Answer a{res.tokens[0], res.finish[0], ""};
-    std::vector<int64_t> toks(a.ids.begin(), a.ids.begin() + a.tokens());
+    a.invocations = res.insertions.empty() ? 0 : int64_t(res.insertions[0].size());
+    a.decode_ms = res.decode_ms;
+    std::vector<int64_t> toks;
+    for (auto it = a.ids.begin(); it != a.ids.begin() + a.tokens(); ++it)
+      if (vismem_token_of(pipe.model.config, *it) < 0) toks.push_back(*it);
     a.text = pipe.decode(toks, true);
     return a;
   };

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "engine/base/eval_data.h"
+#include "engine/generate.h"
 #include "engine/pipeline.h"
 #include "engine/train_data.h"
 
@@ -26,7 +27,9 @@ namespace pvm::eval {
 struct Answer {
   std::vector<int64_t> ids;
   std::string finish;
-  std::string text;
+  std::string text;       // VisMem's start/end ids are not text: they are left out
+  int64_t invocations = 0;  // VisMem memories inserted while answering
+  double decode_ms = 0;     // the generation's decode time (the prefill excluded)
   int64_t tokens() const { return int64_t(ids.size()) - (finish == "stop" && !ids.empty() ? 1 : 0); }
 };
 // How a source asks the model: one prompt, at most max_new tokens, with these sampling settings.
@@ -45,6 +48,7 @@ class ItemSource {
 struct LoopOptions {
   int runs = 1;
   bool use_pvm = true;                  // generate with the model's PVM blocks
+  VismemGenerate vismem;                // VisMem invocation (enabled needs a VisMem adapter on the model)
   std::atomic<bool>* cancel = nullptr;  // stops between items (and inside a generation)
   std::function<bool(const std::string& key, int run)> done;  // true: skip (already in the log)
   std::function<void(const nlohmann::json& record, size_t item, int run)> on_record;

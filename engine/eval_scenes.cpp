@@ -65,6 +65,8 @@ std::optional<json> ScenesSource::evaluate(size_t i, int, const Ask& ask) {
   auto g = sc::grade(scene, a.text);
   ++t_.scenes;
   t_.gen_tokens += int64_t(a.ids.size());
+  t_.invocations += a.invocations;
+  t_.decode_ms += a.decode_ms;
   t_.truncated += a.finish == "length";
   t_.hallucinated += g.hallucinated;
   t_.missing += g.missing;
@@ -91,7 +93,8 @@ std::optional<json> ScenesSource::evaluate(size_t i, int, const Ask& ask) {
     qa_rec.push_back({{"kind", q.kind}, {"question", q.question}, {"answer", q.answer}, {"generated", ans}, {"correct", ok}});
   }
   return json{{"index", i},        {"seed", s},          {"objects", scene.objects.size()}, {"truth", sc::describe(scene)},
-              {"generated", a.text}, {"finish", a.finish}, {"grade", g.to_json()},          {"qa", qa_rec}};
+              {"generated", a.text}, {"finish", a.finish}, {"tokens", a.ids.size()},    {"invocations", a.invocations},
+              {"decode_ms", a.decode_ms}, {"grade", g.to_json()}, {"qa", qa_rec}};
 }
 
 json ScenesSource::report() const {
@@ -118,6 +121,10 @@ json ScenesSource::report() const {
   rep["exact_descriptions"] = t.exact;
   rep["truncated"] = t.truncated;
   rep["mean_generated_tokens"] = double(t.gen_tokens) / double(count);
+  // Time cost per generated token of the descriptions (VisMem's inserted memories included).
+  rep["decode_ms_per_token"] = t.gen_tokens ? t.decode_ms / double(t.gen_tokens) : 0.0;
+  rep["invocations"] = t.invocations;
+  rep["invocations_per_description"] = t.scenes ? double(t.invocations) / double(t.scenes) : 0.0;
   json bp = json::array();
   for (auto& [p, st] : t.by_pos)
     bp.push_back({{"position", p},

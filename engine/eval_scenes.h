@@ -40,6 +40,8 @@ struct ScenesTally {
   std::map<int, PositionStats> by_pos;  // 1-based object position in the description
   PositionStats overall;
   long long scenes = 0, hallucinated = 0, missing = 0, count_ok = 0, exact = 0, truncated = 0, gen_tokens = 0;
+  long long invocations = 0;  // VisMem memories inserted in the descriptions
+  double decode_ms = 0;       // decode time of the descriptions (gen_tokens of them)
   std::map<std::string, std::pair<long long, long long>> qa_by_kind;  // kind -> (correct, total)
   PositionStats first3() const;  // the first three positions: does the model see before dilution?
   long long qa_correct() const;
@@ -51,7 +53,8 @@ class ScenesSource : public ItemSource {
   explicit ScenesSource(ScenesSettings s) : s_(std::move(s)) {}
   size_t size() const override { return size_t(s_.count); }
   std::string key(size_t i) const override { return std::to_string(i); }
-  // Record: index, seed, objects, truth, generated, finish, grade, qa (the --out line).
+  // Record: index, seed, objects, truth, generated, finish, tokens, invocations, decode_ms, grade, qa
+  // (the --out line).
   std::optional<nlohmann::json> evaluate(size_t i, int run, const Ask& ask) override;
 
   const ScenesTally& tally() const { return t_; }

@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/base/error.h"
+#include "engine/base/paths.h"
 #include "engine/base/scenes.h"
 #include "engine/loader.h"
 #include "cli_util.h"
@@ -158,5 +159,56 @@ TEST(ScenesEval, RunsEndToEndOnATinyModelAndReports) {
   r = run_pvm("eval --task scenes --model " + dir + " --objects 0-3", dir);
   EXPECT_NE(r.rc, 0);
   EXPECT_NE(r.err.find("--objects"), std::string::npos) << r.err;
+  std::filesystem::remove_all(dir);
+}
+
+// `pvm eval --task scenes --vismem`: the third arm of the accuracy-by-position comparison. With the
+// adapter loaded but off, the numbers are the baseline's; with memories forced after separators the
+// report counts them (per scene and in total), the texts stay clean of VisMem's ids, and the time per
+// token is reported for every arm.
+TEST(ScenesEval, VismemArmCountsInvocationsAndOffEqualsTheBaseline) {
+  if (pvm_bin().empty()) GTEST_SKIP() << "pvm binary not found next to the test (set PVM_BIN)";
+  if (pvm::default_model_dir().empty()) GTEST_SKIP() << "assets/default-model not present";
+  auto dir = pvm::testing::temp_dir("eval_scenes_vismem");
+  const std::string ad = dir + "/vm";
+  auto r = run_pvm("init-vismem --out " + ad + " --query-len 2 --short-len 2 --long-len 3 --lora-rank 4 --qc-heads 4 --quiet", dir);
+  ASSERT_EQ(r.rc, 0) << r.err;
+  const std::string common = "eval --task scenes --count 2 --seed 3 --objects 5-6 --max-new-tokens 80 --qa-per-scene 0 --threads 1 --json --quiet";
+  r = run_pvm(common, dir);
+  ASSERT_EQ(r.rc, 0) << r.err;
+  auto base = nlohmann::json::parse(r.out);
+  r = run_pvm(common + " --vismem " + ad + " --no-vismem", dir);
+  ASSERT_EQ(r.rc, 0) << r.err;
+  auto off = nlohmann::json::parse(r.out);
+  EXPECT_EQ(off["by_position"], base["by_position"]);
+  EXPECT_EQ(off["mean_generated_tokens"], base["mean_generated_tokens"]);
+  EXPECT_EQ(off["invocations"], 0);
+  EXPECT_GT(base["decode_ms_per_token"].get<double>(), 0.0);
+
+  const std::string recs = dir + "/vm.jsonl";
+  r = run_pvm(common + " --vismem " + ad + " --vismem-invoke separators --vismem-p 1 --vismem-max 2 --out " + recs, dir);
+  ASSERT_EQ(r.rc, 0) << r.err;
+  auto vm = nlohmann::json::parse(r.out);
+  EXPECT_EQ(vm["vismem"], true);
+  EXPECT_EQ(vm["vismem_invoke"], "separators");
+  const long long inv = vm["invocations"];
+  EXPECT_GE(inv, 1);
+  EXPECT_LE(inv, 4);  // at most 2 per description
+  EXPECT_DOUBLE_EQ(vm["invocations_per_description"].get<double>(), double(inv) / 2.0);
+  long long per_scene = 0;
+  std::ifstream in(recs);
+  for (std::string line; std::getline(in, line);) {
+    auto rec = nlohmann::json::parse(line);
+    per_scene += rec["invocations"].get<long long>();
+    EXPECT_EQ(rec["generated"].get<std::string>().find("<m"), std::string::npos) << rec["generated"];
+  }
+  EXPECT_EQ(per_scene, inv);
+
+  r = run_pvm(common + " --vismem " + ad + " --vismem-p 2", dir);
+  EXPECT_EQ(r.rc, 1);
+  EXPECT_NE(r.err.find("--vismem-p"), std::string::npos) << r.err;
+  r = run_pvm(common + " --vismem-invoke separators", dir);
+  EXPECT_EQ(r.rc, 1);
+  EXPECT_NE(r.err.find("need --vismem"), std::string::npos) << r.err;
   std::filesystem::remove_all(dir);
 }

@@ -123,6 +123,19 @@ int run_train(const json& cfg_json, int64_t stop_after = -1, const std::string& 
   o.stop_after = stop_after;
   return train::run(cfg, o);
 }
+
+// The fixture's SFT data set loaded with a 256-token limit; the data policy's warnings collected
+// (fatal: the first bad sample throws instead).
+train::SftDataset load_sft_collecting(const pvm::testing::TrainFixture& f, std::vector<std::string>& warnings,
+                                      bool fatal = false) {
+  auto tok = Tokenizer::load(f.model + "/tokenizer.json");
+  train::SftDatasetOptions o;
+  o.preprocessor = PreprocessorConfig::load(f.model + "/preprocessor_config.json");
+  o.max_length = 256;
+  o.policy.warn = [&warnings](const std::string& m) { warnings.push_back(m); };
+  o.policy.fatal = fatal;
+  return train::SftDataset(f.data, tok, o);
+}
 }  // namespace
 
 TEST(Reliability, ResumeChecksTheStateTheLockAndCleansStaleTemps) {
@@ -187,13 +200,8 @@ TEST(Reliability, MissingAndCorruptTrainingImagesShareOnePolicyAtLoad) {
                  .dump()
           << "\n";
   }
-  auto tok = Tokenizer::load(f.model + "/tokenizer.json");
-  train::SftDatasetOptions o;
-  o.preprocessor = PreprocessorConfig::load(f.model + "/preprocessor_config.json");
-  o.max_length = 256;
   std::vector<std::string> warnings;
-  o.policy.warn = [&](const std::string& m) { warnings.push_back(m); };
-  train::SftDataset ds(f.data, tok, o);
+  train::SftDataset ds = load_sft_collecting(f, warnings);
   EXPECT_EQ(ds.size(), 6);
   EXPECT_EQ(ds.skipped(), 3);
   ASSERT_EQ(warnings.size(), 4u);  // three samples and the summary
@@ -204,8 +212,7 @@ TEST(Reliability, MissingAndCorruptTrainingImagesShareOnePolicyAtLoad) {
   // Every sample left loads (nothing fails later, when its batch comes up).
   for (int64_t i = 0; i < ds.size(); ++i) EXPECT_NO_THROW(ds.load(i));
   // fatal: the first bad sample stops the load, naming its line and file.
-  o.policy.fatal = true;
-  std::string msg = error_of([&] { train::SftDataset d2(f.data, tok, o); });
+  std::string msg = error_of([&] { load_sft_collecting(f, warnings, /*fatal=*/true); });
   EXPECT_TRUE(contains(msg, f.data + ":8") && contains(msg, "absent.png")) << msg;
   fs::remove_all(f.dir);
 }
@@ -488,13 +495,8 @@ TEST(Reliability, EmptyAssistantTurnsAndSolutionsAreBadSamples) {
                .dump()
         << "\n";
   }
-  auto tok = Tokenizer::load(f.model + "/tokenizer.json");
-  train::SftDatasetOptions o;
-  o.preprocessor = PreprocessorConfig::load(f.model + "/preprocessor_config.json");
-  o.max_length = 256;
   std::vector<std::string> warnings;
-  o.policy.warn = [&](const std::string& m) { warnings.push_back(m); };
-  train::SftDataset ds(f.data, tok, o);
+  train::SftDataset ds = load_sft_collecting(f, warnings);
   EXPECT_EQ(ds.size(), 4);
   EXPECT_EQ(ds.skipped(), 3);
   ASSERT_EQ(warnings.size(), 4u);
@@ -502,8 +504,7 @@ TEST(Reliability, EmptyAssistantTurnsAndSolutionsAreBadSamples) {
   EXPECT_TRUE(contains(warnings[1], f.data + ":6: messages[1]: empty assistant turn")) << warnings[1];
   EXPECT_TRUE(contains(warnings[2], f.data + ":7: messages[1]: empty assistant turn")) << warnings[2];
   EXPECT_TRUE(contains(warnings[3], "skipped 3 of 7 samples")) << warnings[3];
-  o.policy.fatal = true;
-  std::string msg = error_of([&] { train::SftDataset d2(f.data, tok, o); });
+  std::string msg = error_of([&] { load_sft_collecting(f, warnings, /*fatal=*/true); });
   EXPECT_EQ(msg, warnings[0]);
   // GRPO: an empty solution has nothing to grade against.
   msg = error_of([&] { train::parse_grpo_line(R"({"prompt": "2+2?", "solution": " "})", "g.jsonl:3", f.dir); });
@@ -583,7 +584,7 @@ TEST(Reliability, NonRegularFilesAreRefusedEverywhere) {
   if (!pvm::testing::pvm_bin().empty()) {
     fs::create_directories(d + "/model");
     ASSERT_EQ(::mkfifo((d + "/model/config.json").c_str(), 0600), 0);
-    for (const std::string args : {"generate --prompt hi --model " + d + "/model", "inspect --model " + d + "/model",
+    for (const std::string& args : {"generate --prompt hi --model " + d + "/model", "inspect --model " + d + "/model",
                                    "tokenize --text hi --tokenizer " + fifo, "preprocess --image " + fifo,
                                    "eval --data " + fifo + ".jsonl", "train sft --config " + fifo,
                                    "tokenizer-train --input " + fifo + " --out " + d + "/tok"}) {

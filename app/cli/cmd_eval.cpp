@@ -138,8 +138,9 @@ void print_report(const json& rep) {
 int run_scenes(const std::vector<std::string>& argv) {
   pvm::cli::Args a(argv,
                    {"--task", "--model", "--pvm", "--count", "--seed", "--objects", "--max-new-tokens", "--qa-per-scene",
-                    "--qa-max-new-tokens", "--out", "--csv", "--device", "--threads", "--dtype", "--tokenizer"},
-                   {"--json", "--no-pvm", "--textures", "--digits", "--quiet"});
+                    "--qa-max-new-tokens", "--out", "--csv", "--device", "--threads", "--dtype", "--tokenizer", "--vismem",
+                    "--vismem-invoke", "--vismem-max", "--vismem-p"},
+                   {"--json", "--no-pvm", "--textures", "--digits", "--quiet", "--no-vismem"});
   if (a.has("--task") && a.get("--task") != "scenes")
     throw pvm::Error("--task: expected 'scenes', got '" + a.get("--task") + "'");
   const std::string model_dir = pvm::model_dir_or_default(a.get("--model"));
@@ -158,6 +159,17 @@ int run_scenes(const std::vector<std::string>& argv) {
   st.qa_per_scene = int(qa_n), st.qa_max_new_tokens = qa_max_new;
   const bool json_out = a.has("--json"), quiet = a.has("--quiet");
   const bool use_pvm = !a.has("--no-pvm");
+  // VisMem (docs/VISMEM.md): on when an adapter is given; --no-vismem = the baseline on the same model.
+  pvm::VismemGenerate vm;
+  vm.enabled = a.has("--vismem") && !a.has("--no-vismem");
+  vm.invoke = a.get("--vismem-invoke", "model");
+  if (vm.invoke != "model" && vm.invoke != "separators")
+    throw pvm::Error("option --vismem-invoke: must be model or separators, got '" + vm.invoke + "'");
+  vm.max_invocations = a.get_int("--vismem-max", 4, 0, 1 << 20);
+  vm.p = a.get_double("--vismem-p", 1.0);
+  if (!(vm.p >= 0.0 && vm.p <= 1.0)) throw pvm::Error("option --vismem-p: out of range (must be in 0..1)");
+  if (!a.has("--vismem") && (a.has("--vismem-invoke") || a.has("--vismem-max") || a.has("--vismem-p")))
+    throw pvm::Error("options --vismem-invoke/--vismem-max/--vismem-p need --vismem DIR");
 
   auto pipe = pvm::open_pipeline(pvm::cli::open_options(a, quiet));
   // Records are streamed to a temp file and renamed at the end (a killed run leaves no half file).
@@ -167,6 +179,7 @@ int run_scenes(const std::vector<std::string>& argv) {
   ev::ScenesSource src(st);
   ev::LoopOptions lo;
   lo.use_pvm = use_pvm;
+  lo.vismem = vm;
   const auto t0 = std::chrono::steady_clock::now();
   lo.on_record = [&](const json& rec, size_t i, int) {
     if (out) {
@@ -192,6 +205,9 @@ int run_scenes(const std::vector<std::string>& argv) {
   rep["model"] = model_dir;
   rep["pvm_adapter"] = a.get("--pvm");
   rep["pvm"] = use_pvm;
+  rep["vismem_adapter"] = a.get("--vismem");
+  rep["vismem"] = vm.enabled;
+  if (vm.enabled) rep["vismem_invoke"] = vm.invoke;
   rep["seconds"] = secs;
   if (a.has("--csv")) pvm::atomic_write_file(a.get("--csv"), src.by_position_csv());
   if (json_out) {
@@ -214,6 +230,8 @@ int run_scenes(const std::vector<std::string>& argv) {
               t.overall.objects, t.overall.matched, t.missing, t.hallucinated, t.count_ok, count, t.exact, count);
   std::printf("generated %.1f tokens per description on average, %lld truncated at --max-new-tokens\n",
               double(t.gen_tokens) / double(count), t.truncated);
+  std::printf("decode: %.2f ms per token%s\n", rep["decode_ms_per_token"].get<double>(),
+              vm.enabled ? (", " + std::to_string(t.invocations) + " VisMem memories inserted").c_str() : "");
   std::printf("\n%8s %8s %10s %9s %7s %7s %7s\n", "position", "objects", "described", "accuracy", "shape", "colour", "size");
   for (auto& [p, ps] : t.by_pos)
     std::printf("%8d %8lld %10lld %9.4f %7.3f %7.3f %7.3f\n", p, ps.objects, ps.matched, ps.accuracy(), ps.rate(ps.shape),
@@ -406,5 +424,6 @@ PVM_COMMAND("eval", "rule-only accuracy on a VLMEvalKit TSV or a JSONL of open q
             "[--tokenizer FILE] [--json] [--quiet]\n  or: pvm eval --task scenes [--model DIR] [--pvm ADAPTER] [--no-pvm] [--count N] [--seed S] "
             "[--objects MIN-MAX] [--textures] [--digits] [--max-new-tokens N] [--qa-per-scene K] "
             "[--qa-max-new-tokens N] [--device D] [--threads N] [--dtype T] [--tokenizer FILE] [--json] [--out FILE.jsonl] "
-            "[--csv FILE.csv] [--quiet]",
+            "[--csv FILE.csv] [--vismem ADAPTER [--vismem-invoke model|separators] [--vismem-max N] [--vismem-p P] "
+            "[--no-vismem]] [--quiet]",
             run_eval);

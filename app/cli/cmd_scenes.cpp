@@ -45,13 +45,14 @@ struct Written {
   }
 };
 
-// Writes one split into `dir`: images/NNNNNN.png and the four JSONL files (paths relative to them).
+// Writes one split into `dir`: images/NNNNNN.png and the five JSONL files (paths relative to them).
 SplitStats write_split(const std::string& dir, uint64_t base_seed, int split, long long count, const sc::SceneOptions& opt,
                        int qa_per_scene, const std::string& label, bool quiet, Written& written) {
   if (pvm::path_exists(dir) && !pvm::is_directory(dir)) throw pvm::file_error(dir, "is a file, expected an output folder");
   written.mkdirs(pvm::join_path(dir, "images"));
   pvm::AtomicWriter scenes_w(pvm::join_path(dir, "scenes.jsonl")), sft_w(pvm::join_path(dir, "sft.jsonl")),
-      grpo_w(pvm::join_path(dir, "grpo.jsonl")), qa_w(pvm::join_path(dir, "qa_sft.jsonl"));
+      grpo_w(pvm::join_path(dir, "grpo.jsonl")), qa_w(pvm::join_path(dir, "qa_sft.jsonl")),
+      describe_w(pvm::join_path(dir, "describe.jsonl"));
   auto line = [](pvm::AtomicWriter& w, const json& j) {
     std::string s = j.dump() + "\n";
     w.write(s.data(), s.size());
@@ -81,6 +82,8 @@ SplitStats write_split(const std::string& dir, uint64_t base_seed, int split, lo
     line(sft_w, {{"messages",
                   {{{"role", "user"}, {"content", "<image>" + sc::describe_prompt()}}, {{"role", "assistant"}, {"content", desc}}}},
                  {"images", {name}}});
+    // GRPO on whole descriptions (grpo.reward scene_description): the truth is the solution.
+    line(describe_w, {{"prompt", "<image>" + sc::describe_prompt()}, {"images", {name}}, {"solution", desc}});
     for (auto& q : sc::questions(scene, sc::qa_seed(seed), qa_per_scene)) {
       line(grpo_w, {{"prompt", "<image>" + sc::qa_prompt(q)}, {"images", {name}}, {"solution", q.answer}});
       line(qa_w, {{"messages",
@@ -99,7 +102,7 @@ SplitStats write_split(const std::string& dir, uint64_t base_seed, int split, lo
       if (i + 1 == count) std::fprintf(stderr, "\n");
     }
   }
-  for (auto* w : {&scenes_w, &sft_w, &grpo_w, &qa_w}) {
+  for (auto* w : {&scenes_w, &sft_w, &grpo_w, &qa_w, &describe_w}) {
     const bool existed = pvm::path_exists(w->path());
     w->commit();
     if (!existed) written.data.push_back(w->path());  // a split done before a later failure goes too

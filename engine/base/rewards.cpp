@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "engine/base/error.h"
+#include "engine/base/scenes.h"
 
 namespace pvm::rewards {
 
@@ -319,13 +320,29 @@ std::string canon_exact(const std::string& s) {
   return out;
 }
 
+// The truth of a scene_description item: its description parsed back into a scene, under the
+// attribute sets the description uses (textures and digits are optional in the scenes world).
+scenes::Scene scene_of_description(std::string_view solution) {
+  const std::string text(solution);
+  for (int flags = 0; flags < 4; ++flags) {
+    scenes::SceneOptions opt;
+    opt.textures = flags & 1;
+    opt.digits = flags & 2;
+    if (auto sc = scenes::parse_description(text, opt)) return *sc;
+  }
+  std::string head = text.substr(0, 60);
+  throw Error("scene_description reward: the solution is not a scenes description: '" + head +
+              (text.size() > 60 ? "...'" : "'"));
+}
+
 }  // namespace
 
 Kind parse_kind(const std::string& name) {
   if (name == "think_answer") return Kind::ThinkAnswer;
   if (name == "exact") return Kind::Exact;
   if (name == "choice") return Kind::Choice;
-  throw Error("grpo.reward: unknown reward '" + name + "' (expected think_answer, exact or choice)");
+  if (name == "scene_description") return Kind::SceneDescription;
+  throw Error("grpo.reward: unknown reward '" + name + "' (expected think_answer, exact, choice or scene_description)");
 }
 
 const char* kind_name(Kind k) {
@@ -333,6 +350,7 @@ const char* kind_name(Kind k) {
     case Kind::ThinkAnswer: return "think_answer";
     case Kind::Exact: return "exact";
     case Kind::Choice: return "choice";
+    case Kind::SceneDescription: return "scene_description";
   }
   return "?";
 }
@@ -466,6 +484,17 @@ Reward score(Kind kind, std::string_view completion, std::string_view solution) 
       auto al = choice_letter(answer_text(completion));
       r.correct = sl && al && *sl == *al;
       r.value = r.correct ? 1.0 : 0.0;
+      break;
+    }
+    case Kind::SceneDescription: {
+      const scenes::Scene truth = scene_of_description(solution);
+      const scenes::Grade g = scenes::grade(truth, std::string(completion));
+      // Each invented object costs as many attributes as a true one has (the first object's count).
+      const int per_object = g.objects.empty() ? 0 : g.objects.front().attributes_total;
+      const int denom = g.attributes_total + per_object * g.hallucinated;
+      r.value = denom > 0 ? double(g.attributes_correct) / double(denom) : 0.0;
+      r.correct = g.accuracy == 1.0 && g.hallucinated == 0 && g.missing == 0;
+      r.format = g.count_stated;
       break;
     }
   }

@@ -3,7 +3,11 @@
 //       whitespace around and between the blocks, no nested or repeated tags), plus
 //   0.9 if the text inside the first `<answer>...</answer>` grades equal to the solution.
 // Also `exact` (1 if the answer equals the solution after text normalisation) and `choice`
-// (1 if the answer names exactly the solution's option letter).
+// (1 if the answer names exactly the solution's option letter), and `scene_description` (the scenes
+// world's long descriptions, engine/base/scenes.h: the solution is the true description; the value is
+// the attributes described right over the true attributes plus those of every hallucinated object,
+// so missing, wrong and invented objects all cost; `correct` = exact description, `format` = the
+// object count stated).
 //
 // Grading is strict on purpose, against the known reward hacks: an empty answer, several options
 // ("A or B", "A, B", "AB"), several numbers ("3 or 4"), two different \boxed{} all score 0.
@@ -24,8 +28,8 @@
 
 namespace pvm::rewards {
 
-enum class Kind { ThinkAnswer, Exact, Choice };
-// "think_answer" | "exact" | "choice"; anything else throws pvm::Error naming the value.
+enum class Kind { ThinkAnswer, Exact, Choice, SceneDescription };
+// "think_answer" | "exact" | "choice" | "scene_description"; anything else throws pvm::Error naming the value.
 Kind parse_kind(const std::string& name);
 const char* kind_name(Kind k);
 
@@ -36,7 +40,8 @@ struct Reward {
 };
 
 // The reward of one completion for `solution` (the dataset's "solution" field; when it is itself
-// wrapped in <answer>..</answer> or \boxed{}, the inside is used).
+// wrapped in <answer>..</answer> or \boxed{}, the inside is used). scene_description throws
+// pvm::Error when the solution is not a scenes description (a data error, not a zero reward).
 Reward score(Kind kind, std::string_view completion, std::string_view solution);
 
 // --- building blocks (exposed for tests and for the evaluator) ---

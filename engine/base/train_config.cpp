@@ -140,7 +140,7 @@ std::vector<TrainField> make_fields() {
       Def("grpo.loss_agg", T::Choice, PVM_MEMBER(grpo.loss_agg)).one_of({"token-mean", "seq-mean", "drgrpo"})
           .help("how token losses are averaged (engine/grpo.h)"),
       Def("grpo.inner_epochs", T::Int, PVM_MEMBER(grpo.inner_epochs)).range(1, 100).help("optimizer steps per rollout"),
-      Def("grpo.reward", T::Choice, PVM_MEMBER(grpo.reward)).one_of({"think_answer", "exact", "choice"}).common()
+      Def("grpo.reward", T::Choice, PVM_MEMBER(grpo.reward)).one_of({"think_answer", "exact", "choice", "scene_description"}).common()
           .help("reward function (engine/base/rewards.h)"),
       Def("grpo.system", T::Text, PVM_MEMBER(grpo.system)).help("system prompt of the rollouts"),
       Def("vismem.adapter", T::Text, PVM_MEMBER(vismem.adapter)).path(PathKind::Dir).common()

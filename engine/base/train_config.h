@@ -40,7 +40,7 @@ struct GrpoConfig {
   std::string advantage = "grpo";         // "grpo" (r-mean)/std | "drgrpo" (r-mean)
   std::string loss_agg = "token-mean";    // "token-mean" | "seq-mean" | "drgrpo"
   int64_t inner_epochs = 1;
-  std::string reward = "think_answer";    // "think_answer" | "exact" | "choice"
+  std::string reward = "think_answer";    // "think_answer" | "exact" | "choice" | "scene_description"
   std::string system;                     // optional system prompt for rollouts
 };
 

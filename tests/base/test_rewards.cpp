@@ -1,9 +1,11 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <string>
 
 #include "engine/base/error.h"
 #include "engine/base/rewards.h"
+#include "engine/base/scenes.h"
 
 using namespace pvm::rewards;
 
@@ -264,4 +266,70 @@ TEST(RewardsScore, LongAndHostileInputIsSafe) {
   EXPECT_DOUBLE_EQ(score(Kind::ThinkAnswer, many, "3").value, 0.0);
   std::string nul("3\0", 2);
   EXPECT_FALSE(answers_equal(nul, "3"));
+}
+
+// ---------------------------------------------------------------- scene_description
+
+namespace {
+// A scene with at least 5 objects and a free cell (seeds are tried in order, deterministic).
+pvm::scenes::Scene scene_with_free_cell() {
+  for (uint64_t seed = 1;; ++seed) {
+    auto s = pvm::scenes::generate(seed);
+    if (s.objects.size() >= 5 && s.objects.size() < 16) return s;
+  }
+}
+}  // namespace
+
+TEST(RewardsSceneDescription, ScoresAttributesAgainstTheTruthAndChargesMissingAndInventedObjects) {
+  namespace sc = pvm::scenes;
+  EXPECT_EQ(parse_kind("scene_description"), Kind::SceneDescription);
+  EXPECT_STREQ(kind_name(Kind::SceneDescription), "scene_description");
+  const sc::Scene truth = scene_with_free_cell();
+  const std::string desc = sc::describe(truth);
+  const double n = double(truth.objects.size());
+
+  Reward exact = score(Kind::SceneDescription, desc, desc);
+  EXPECT_DOUBLE_EQ(exact.value, 1.0);
+  EXPECT_TRUE(exact.correct);
+  EXPECT_TRUE(exact.format);
+
+  // One object left out: its attributes count as wrong.
+  sc::Scene fewer = truth;
+  fewer.objects.pop_back();
+  Reward miss = score(Kind::SceneDescription, sc::describe(fewer), desc);
+  EXPECT_NEAR(miss.value, (n - 1) / n, 1e-12);
+  EXPECT_FALSE(miss.correct);
+
+  // One invented object in a free cell: costs as much as a true object's attributes.
+  sc::Scene more = truth;
+  std::vector<bool> used(16, false);
+  for (auto& o : truth.objects) used[size_t(o.row * 4 + o.col)] = true;
+  int free_cell = 0;
+  while (used[size_t(free_cell)]) ++free_cell;
+  sc::Object extra = truth.objects.front();
+  extra.row = free_cell / 4, extra.col = free_cell % 4;
+  more.objects.push_back(extra);
+  std::sort(more.objects.begin(), more.objects.end(),
+            [](const sc::Object& a, const sc::Object& b) { return a.row * 4 + a.col < b.row * 4 + b.col; });
+  Reward invented = score(Kind::SceneDescription, sc::describe(more), desc);
+  EXPECT_NEAR(invented.value, n / (n + 1), 1e-12);
+  EXPECT_FALSE(invented.correct);
+
+  // One wrong colour: one attribute of 3n.
+  sc::Scene recolored = truth;
+  recolored.objects[0].color = recolored.objects[0].color == "red" ? "blue" : "red";
+  EXPECT_NEAR(score(Kind::SceneDescription, sc::describe(recolored), desc).value, (3 * n - 1) / (3 * n), 1e-12);
+
+  EXPECT_DOUBLE_EQ(score(Kind::SceneDescription, "a cat on a mat", desc).value, 0.0);
+  EXPECT_DOUBLE_EQ(score(Kind::SceneDescription, "", desc).value, 0.0);
+}
+
+TEST(RewardsSceneDescription, ASolutionThatIsNotADescriptionIsADataError) {
+  try {
+    score(Kind::SceneDescription, "The image shows 1 objects", "42");
+    FAIL() << "expected pvm::Error";
+  } catch (const pvm::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("not a scenes description: '42'"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(parse_kind("scene"), pvm::Error);
 }
