@@ -784,6 +784,12 @@ TEST(Vismem, Stage2BadConfigNamesTheKey) {
   EXPECT_EQ(c.trainable, "vismem-policy");
   EXPECT_EQ(c.vismem.type_penalty, 0.5);
   EXPECT_EQ(c.vismem.neg_penalty, 0.5);
+  // the committed experiment loads as stage 2
+  auto e = train::load_train_config(source_dir() + "/experiments/vismem/stage2.json",
+                                    {"data=" + f.dir + "/d.jsonl", "vismem.adapter=" + f.dir + "/vm"}, "vismem");
+  EXPECT_EQ(e.vismem.stage, 2);
+  EXPECT_EQ(e.trainable, "vismem-policy");
+  EXPECT_EQ(e.grpo.reward, "scene_description");
   struct Case {
     std::function<void(nlohmann::json&)> edit;
     const char* expect;
