@@ -23,6 +23,17 @@ struct VismemGenerate {
   double p = 1.0, long_fraction = 0.5;
   int64_t max_invocations = 4;  // per sequence; start tokens are masked out after that many
   uint64_t seed = 0;            // of the separators mode's draws (sequence g uses stream g)
+  // Counterfactual re-run of "model"-mode rollouts (stage 2, engine/train_vismem.h). Sequence g
+  // replays replay[g] (an earlier completion) up to its first start token, its sampler drawing as
+  // the original's did (so the continuation uses the same sampling stream), then:
+  //   "swap": that memory and every later one the sequence invokes are of the other type (the start
+  //           token recorded is the inserted type's, so teacher forcing re-forms the same memory);
+  //   "skip": no memory: the replayed start token is replaced by the same draw with the start tokens
+  //           masked, and they stay masked.
+  // "none": no replay.
+  std::string counterfactual = "none";
+  std::vector<std::vector<int64_t>> replay;  // one per sequence when counterfactual != "none"
+  std::vector<uint64_t> streams;             // sampling stream of each sequence (empty: sequence g uses g)
 };
 
 // One memory insertion, as the generation loop performs it (the probes mark it): in sequence `seq`

@@ -61,7 +61,7 @@ MemoryEstimate estimate_memory(const TrainConfig& cfg, const ModelConfig& mc0) {
   }
   if (cfg.trainable == "pvm") train = pvm_params;
   else if (cfg.trainable == "all") train = total;
-  else if (cfg.trainable == "vismem") train = 0;  // the adapter's own size is not in the config (small beside the backbone)
+  else if (cfg.trainable.rfind("vismem", 0) == 0) train = 0;  // the adapter's own size is not in the config (small beside the backbone)
   else train = total - vision;
   e.params = total;
   e.trainable_params = train;

@@ -168,13 +168,15 @@ std::vector<std::string> select_trainable(Qwen3VLForConditionalGenerationImpl& m
     else if (set == "all") on = true;
     // VisMem stage 1: the constructor and formers; the four token rows stay (docs/VISMEM.md)
     else if (set == "vismem") on = n.rfind("vismem.", 0) == 0 && n.rfind("vismem.token_", 0) != 0;
-    else throw Error("trainable: unknown set \"" + set + "\" (pvm, pvm+llm, llm, all, vismem)");
+    // VisMem stage 2: the invocation policy, i.e. the four token rows (token_embed, token_head)
+    else if (set == "vismem-policy") on = n.rfind("vismem.token_", 0) == 0;
+    else throw Error("trainable: unknown set \"" + set + "\" (pvm, pvm+llm, llm, all, vismem, vismem-policy)");
     if (on) names.push_back(n);
   }
   if (names.empty())
     throw Error("trainable: the set \"" + set + "\" selects no parameter" +
                 (set == "pvm" ? std::string(" (the model has no PVM blocks: give pvm.layers or an adapter)")
-                 : set == "vismem" ? std::string(" (the model has no VisMem adapter: give vismem.adapter)") : ""));
+                 : set.rfind("vismem", 0) == 0 ? std::string(" (the model has no VisMem adapter: give vismem.adapter)") : ""));
   return names;
 }
 

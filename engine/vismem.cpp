@@ -470,6 +470,16 @@ GenerationResult generate_with_vismem(Qwen3VLForConditionalGeneration& m, const 
   if (!(opt.p >= 0 && opt.p <= 1) || !(opt.long_fraction >= 0 && opt.long_fraction <= 1))
     throw Error("VisMem probabilities must be in [0, 1]");
   if (opt.max_invocations < 0) throw Error("VisMem max_invocations must be >= 0");
+  const bool swap = opt.counterfactual == "swap", skip = opt.counterfactual == "skip";
+  if (!swap && !skip && opt.counterfactual != "none")
+    throw Error("VisMem counterfactual must be \"none\", \"swap\" or \"skip\", got \"" + opt.counterfactual + "\"");
+  if ((swap || skip) && opt.invoke != "model") throw Error("VisMem counterfactual re-runs need invocation mode \"model\"");
+  if ((swap || skip) && (int64_t)opt.replay.size() != req.num_sequences)
+    throw Error("VisMem counterfactual: " + std::to_string(opt.replay.size()) + " replayed completions for " +
+                std::to_string(req.num_sequences) + " sequences");
+  if (!opt.streams.empty() && (int64_t)opt.streams.size() != req.num_sequences)
+    throw Error("VisMem: " + std::to_string(opt.streams.size()) + " sampling streams for " +
+                std::to_string(req.num_sequences) + " sequences");
   if (req.prompt_ids.empty()) throw Error("empty prompt");
   if (req.max_new_tokens < 1) throw Error("--max-new-tokens must be at least 1");
   if (req.num_sequences < 1) throw Error("number of sequences must be at least 1");
@@ -539,6 +549,7 @@ GenerationResult generate_with_vismem(Qwen3VLForConditionalGeneration& m, const 
     int64_t force = -1;     // separators mode: the next token is this type's start token
     int64_t invocations = 0;
     int64_t feed = 0;       // token to feed next
+    bool replaying = false; // counterfactual: still reproducing the replayed completion
     bool done = false;
     std::mt19937_64 rng;
   };
@@ -546,7 +557,8 @@ GenerationResult generate_with_vismem(Qwen3VLForConditionalGeneration& m, const 
   std::vector<Sampler> samplers;
   std::vector<std::vector<int64_t>> ctx(G, req.prompt_ids);
   for (int64_t g = 0; g < G; ++g) {
-    samplers.emplace_back(req.sampling, (uint64_t)g);
+    samplers.emplace_back(req.sampling, opt.streams.empty() ? (uint64_t)g : opt.streams[g]);
+    rows[g].replaying = swap || skip;
     rows[g].text = {prompt_text};
     rows[g].text_pos = txt_pos;
     rows[g].pos = P + delta;
@@ -569,16 +581,39 @@ GenerationResult generate_with_vismem(Qwen3VLForConditionalGeneration& m, const 
       auto& r = rows[g];
       if (r.done) continue;
       float* lg = logits[g].data_ptr<float>();
+      auto mask_starts = [&] { lg[V + kShortStart] = lg[V + kLongStart] = ninf; };
       if (Vx > V) {
         lg[V + kShortEnd] = lg[V + kLongEnd] = ninf;  // end tokens are structural
-        if (opt.invoke != "model" || r.invocations >= opt.max_invocations) lg[V + kShortStart] = lg[V + kLongStart] = ninf;
+        if (opt.invoke != "model" || r.invocations >= opt.max_invocations || (skip && !r.replaying)) mask_starts();
       }
       int64_t tok;
       if (r.force >= 0) {
         tok = vismem_token_id(cfg, r.force == 1 ? kLongStart : kShortStart);
         r.force = -1;
+      } else if (r.replaying) {
+        // the replayed token, the sampler drawing as the original did; at the first start token the
+        // counterfactual begins
+        const auto& rp = opt.replay[g];
+        const size_t i = res.tokens[g].size();
+        const int64_t want = i < rp.size() ? rp[i] : -1, w = want < 0 ? -1 : vismem_token_of(cfg, want);
+        if (w == kShortStart || w == kLongStart) r.replaying = false;
+        if (want < 0) {
+          r.replaying = false;  // a replay without a start token: continue from its end
+          if (skip) mask_starts();
+          tok = samplers[g].next(lg, Vx, ctx[g]);
+        } else if (skip && !r.replaying) {
+          mask_starts();
+          tok = samplers[g].next(lg, Vx, ctx[g]);
+        } else {
+          samplers[g].next(lg, Vx, ctx[g]);
+          tok = want;
+        }
       } else {
         tok = samplers[g].next(lg, Vx, ctx[g]);
+      }
+      if (swap && !r.replaying) {  // the other memory type, recorded as its own start token
+        const int64_t w = vismem_token_of(cfg, tok);
+        if (w == kShortStart || w == kLongStart) tok = vismem_token_id(cfg, w == kShortStart ? kLongStart : kShortStart);
       }
       emit(g, tok);
       r.feed = tok;

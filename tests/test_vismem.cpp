@@ -3,8 +3,11 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <limits>
 #include <set>
 #include <nlohmann/json.hpp>
 
@@ -14,6 +17,7 @@
 #include "engine/base/version.h"
 #include "engine/generate.h"
 #include "engine/loader.h"
+#include "engine/pipeline.h"
 #include "engine/probes.h"
 #include "engine/pvm.h"
 #include "engine/train.h"
@@ -112,6 +116,46 @@ void expect_matches_recompute(Fixture& f, const GenerationResult& res, const Log
     ++checked;
   }
   EXPECT_GT(checked, 4);
+}
+
+// Steering output rows on the tiny random model: an output row u * x gives a logit of about x wherever
+// the final hidden state is close to the mean over the prompt (the tiny model's states are), with
+// u = mean / |mean|^2.
+torch::Tensor steer_direction(Qwen3VLForConditionalGenerationImpl& m, const std::vector<int64_t>& ids,
+                              const torch::Tensor& pix, const std::vector<std::array<int64_t, 3>>& grids) {
+  torch::NoGradGuard ng;
+  ForwardInput in;
+  in.input_ids = torch::tensor(ids, torch::kLong).view({1, -1});
+  in.pixel_values = pix, in.grids = grids;
+  auto mean = m.forward(in).hidden[0].mean(0);
+  return mean / mean.pow(2).sum();
+}
+
+// Stage 2 needs the model's own invocations: the untied start rows of token_head steered to logits of
+// about `short_logit` / `long_logit`. With `vision_off`, the lm_head rows of the vision tokens to -40
+// too: a sampled <|video_pad|> cannot be teacher-forced.
+void steer_starts(Qwen3VLForConditionalGenerationImpl& m, const std::vector<int64_t>& ids, const torch::Tensor& pix,
+                  const std::vector<std::array<int64_t, 3>>& grids, double short_logit, double long_logit,
+                  bool vision_off = false) {
+  auto u = steer_direction(m, ids, pix, grids);
+  torch::NoGradGuard ng;
+  auto* vm = vismem_of(m);
+  ASSERT_TRUE(vm->token_head.defined());
+  vm->token_head[kShortStart].copy_(u * short_logit);
+  vm->token_head[kLongStart].copy_(u * long_logit);
+  const auto& c = m.cfg;
+  if (vision_off)
+    for (auto id : {c.image_token_id, c.video_token_id, c.vision_start_token_id, c.vision_end_token_id})
+      m.lm_head_weight()[id].copy_(u * -40.0);
+}
+
+// The first start token of a completion, or -1.
+int64_t first_start(const ModelConfig& c, const std::vector<int64_t>& ids) {
+  for (size_t i = 0; i < ids.size(); ++i) {
+    const int64_t w = vismem_token_of(c, ids[i]);
+    if (w == kShortStart || w == kLongStart) return (int64_t)i;
+  }
+  return -1;
 }
 
 }  // namespace
@@ -486,4 +530,289 @@ TEST(Vismem, BadInputNamesTheFileAndField) {
   r.vismem.invoke = "sometimes";
   EXPECT_THROW(generate(f.m, r), Error);
   fs::remove_all(dir);
+}
+
+// Stage 2's counterfactual re-runs (VismemGenerate::counterfactual): the model picks only short-term
+// memories here, so "swap" must insert only long-term ones and "skip" none; before the invocation the
+// tokens are the original's, and the swapped run is what the model computes with those memories.
+TEST(Vismem, Stage2CounterfactualsSwapOrSkipTheMemories) {
+  OneThread one_thread;
+  Fixture f;
+  f.attach();
+  steer_starts(*f.m, f.ids, f.pix, f.grids, 4.0, -40.0, /*vision_off=*/true);
+  const int64_t G = 6;
+  auto r = f.request(14, G);
+  r.sampling.do_sample = true;
+  r.sampling.seed = 11;
+  r.vismem.invoke = "model";
+  r.vismem.max_invocations = 2;
+  auto res = generate(f.m, r);
+  std::vector<int64_t> inv;
+  bool late = false;
+  for (int64_t g = 0; g < G; ++g) {
+    for (auto& mi : res.insertions[g]) EXPECT_EQ(mi.type, "short");
+    if (res.insertions[g].empty()) continue;
+    inv.push_back(g);
+    late |= res.insertions[g][0].token_index >= 2;
+  }
+  ASSERT_GE(inv.size(), 2u);
+  ASSERT_TRUE(late) << "no invocation after the first tokens";
+  auto rerun = [&](const std::string& cf, LogitLog* log) {
+    auto c = r;
+    c.num_sequences = (int64_t)inv.size();
+    c.vismem.counterfactual = cf;
+    for (auto g : inv) c.vismem.replay.push_back(res.tokens[g]), c.vismem.streams.push_back(g);
+    if (log) log->attach(c);
+    return generate(f.m, c);
+  };
+  LogitLog log, sklog;
+  auto sw = rerun("swap", &log);
+  auto sk = rerun("skip", &sklog);
+  for (size_t k = 0; k < inv.size(); ++k) {
+    const auto& orig = res.tokens[inv[k]];
+    const int64_t at = first_start(f.cfg, orig);
+    ASSERT_GE(at, 0);
+    for (const auto* cr : {&sw, &sk}) {
+      ASSERT_GT((int64_t)cr->tokens[k].size(), at) << "sequence " << inv[k];
+      EXPECT_TRUE(std::equal(orig.begin(), orig.begin() + at, cr->tokens[k].begin())) << "sequence " << inv[k];
+    }
+    // swap: the same invocation point, a long-term memory there and at every later invocation
+    ASSERT_FALSE(sw.insertions[k].empty());
+    EXPECT_EQ(sw.insertions[k][0].token_index, at);
+    EXPECT_EQ(sw.tokens[k][at], vismem_token_id(f.cfg, kLongStart));
+    for (auto& mi : sw.insertions[k]) EXPECT_EQ(mi.type, "long");
+    // skip: no memory at all, an ordinary token where the start token was
+    EXPECT_TRUE(sk.insertions[k].empty());
+    for (auto t : sk.tokens[k]) EXPECT_LT(t, f.cfg.text.vocab_size);
+    // ... drawn by the original's sampling stream: a sampler on stream inv[k], drawing once per
+    // token over the re-run's own logits (start tokens masked from the invocation point on),
+    // reproduces every token from there
+    const int64_t V = f.cfg.text.vocab_size;
+    Sampler ref(r.sampling, (uint64_t)inv[k]);
+    std::vector<int64_t> ctx = f.ids;
+    for (size_t i = 0; i < sk.tokens[k].size(); ++i) {
+      ASSERT_LT(i, sklog.rows.size());
+      auto lg = sklog.rows[i][sklog.rows[i].size(0) == 1 ? 0 : k].clone().contiguous();
+      float* p = lg.data_ptr<float>();
+      p[V + kShortEnd] = p[V + kLongEnd] = -std::numeric_limits<float>::infinity();
+      if ((int64_t)i >= at) p[V + kShortStart] = p[V + kLongStart] = -std::numeric_limits<float>::infinity();
+      const int64_t t = ref.next(p, V + kVismemTokens, ctx);
+      if ((int64_t)i >= at) EXPECT_EQ(t, sk.tokens[k][i]) << "sequence " << inv[k] << " token " << i;
+      ctx.push_back(sk.tokens[k][i]);
+    }
+  }
+  torch::NoGradGuard ng;
+  for (size_t k = 0; k < inv.size(); ++k) expect_matches_recompute(f, sw, log, (int64_t)k, 2e-4);
+  // a re-run alone on its stream equals its row of the batched re-run
+  auto c = r;
+  c.num_sequences = 1;
+  c.vismem.counterfactual = "skip";
+  c.vismem.replay = {res.tokens[inv.back()]};
+  c.vismem.streams = {(uint64_t)inv.back()};
+  EXPECT_EQ(generate(f.m, c).tokens[0], sk.tokens.back());
+  // bad counterfactual requests
+  c.vismem.counterfactual = "maybe";
+  EXPECT_THROW(generate(f.m, c), Error);
+  c.vismem.counterfactual = "swap";
+  c.vismem.replay.clear();
+  EXPECT_THROW(generate(f.m, c), Error);
+}
+
+// The penalised reward R = r - type_penalty max(0, r_swap - r) - neg_penalty max(0, r_skip - r) on a
+// controlled case: the reward sees only the memory types (long 1.0, short 0.2, none 0.5) and the
+// model picks only short-term memories, so every invoking completion has r 0.2, r_swap 1.0, r_skip 0.5.
+TEST(Vismem, Stage2PenalisedRewardOnAControlledCase) {
+  OneThread one_thread;
+  EXPECT_DOUBLE_EQ(train::vismem_penalised_reward(0.7, 0.3, 0.9, 0.5, 0.25), 0.7 - 0.25 * 0.2);  // skipping was better
+  EXPECT_DOUBLE_EQ(train::vismem_penalised_reward(0.7, 0.3, 0.1, 0.5, 0.25), 0.7);               // the memory helped
+  Fixture f;
+  f.attach();
+  steer_starts(*f.m, f.ids, f.pix, f.grids, 4.0, -40.0);
+  const int64_t G = 6;
+  auto r = f.request(14, G);
+  r.sampling.do_sample = true;
+  r.sampling.seed = 11;
+  r.vismem.invoke = "model";
+  r.vismem.max_invocations = 2;
+  auto type_reward = [&](const std::vector<int64_t>& ids, bool) {
+    rewards::Reward rw;
+    rw.value = 0.5;
+    const int64_t at = first_start(f.cfg, ids);
+    if (at >= 0) rw.value = vismem_token_of(f.cfg, ids[at]) == kLongStart ? 1.0 : 0.2;
+    return rw;
+  };
+  const double tp = 0.5, np = 0.25;
+  auto out = train::vismem_stage2_group(f.m, r, type_reward, tp, np, grpo::Advantage::Grpo);
+  ASSERT_EQ((int64_t)out.size(), G);
+  int64_t invoked = 0;
+  std::vector<double> R;
+  for (auto& o : out) {
+    if (o.invocations > 0) {
+      ++invoked;
+      EXPECT_DOUBLE_EQ(o.reward.value, 0.2);
+      EXPECT_DOUBLE_EQ(o.r_swap, 1.0);
+      EXPECT_DOUBLE_EQ(o.r_skip, 0.5);
+      EXPECT_NEAR(o.R, 0.2 - tp * 0.8 - np * 0.3, 1e-12);
+      EXPECT_GT(o.counterfactual_tokens, 0);
+    } else {
+      EXPECT_DOUBLE_EQ(o.r_swap, o.reward.value);
+      EXPECT_DOUBLE_EQ(o.r_skip, o.reward.value);
+      EXPECT_NEAR(o.R, 0.5, 1e-12);
+      EXPECT_EQ(o.counterfactual_tokens, 0);
+    }
+    R.push_back(o.R);
+  }
+  ASSERT_GT(invoked, 0);
+  ASSERT_LT(invoked, G);  // both kinds in the group: the advantages are not all 0
+  double mean = 0, var = 0;
+  for (double x : R) mean += x / G;
+  for (double x : R) var += (x - mean) * (x - mean) / (G - 1);
+  for (int64_t g = 0; g < G; ++g) EXPECT_NEAR(out[g].adv, (R[g] - mean) / (std::sqrt(var) + grpo::kStdEps), 1e-5) << g;
+  // the rollouts are the plain model-mode generation's
+  auto plain = generate(f.m, r);
+  for (int64_t g = 0; g < G; ++g) EXPECT_EQ(out[g].ids, plain.tokens[g]);
+}
+
+// Stage 2 through the trainer: only the four token rows move (constructor and formers bit-identical),
+// the run logs the penalty metrics, and a run stopped after one step and resumed ends bit-identical.
+TEST(Vismem, Stage2TrainsOnlyTheTokenRowsAndResumesExactly) {
+  OneThread one_thread;
+  auto f = pvm::testing::make_train_fixture("vismem_train2", 1);
+  const std::string data = f.dir + "/grpo.jsonl";
+  {
+    std::ofstream out(data);
+    for (auto c : {"red", "green", "blue", "yellow"})
+      out << nlohmann::json{{"prompt", "<image>Say B"}, {"images", {std::string("img/") + c + ".png"}}, {"solution", "B"}}.dump()
+          << "\n";
+  }
+  const std::string init = f.dir + "/vm0";
+  {
+    auto pipe = Pipeline::open(f.model, LoadOptions{});
+    auto& m = pipe.model.model;
+    // steered on the data's first prompt, as the trainer builds it
+    auto rec = train::read_grpo_jsonl(data, train::BadLinePolicy{}).at(0);
+    auto im = train::load_images(rec.images, pipe.preprocessor).at(0);
+    const auto ids = train::tokenize_grpo_prompt(rec, pipe.tokenizer, {im.num_tokens()}, "");
+    const auto pix = im.pixel_values;
+    const std::vector<std::array<int64_t, 3>> grids{{im.grid_t, im.grid_h, im.grid_w}};
+    {
+      // answers that end: <|im_end|> likely (a truncated completion is not trained on)
+      auto u = steer_direction(*m, ids, pix, grids);
+      torch::NoGradGuard ng;
+      m->lm_head_weight()[m->config().eos_token_ids[0]].copy_(u * 4.0);
+      save_model(m, f.model, torch::kFloat);
+    }
+    auto c = tiny_vismem();
+    c.init_token_id = '.';
+    attach_vismem(*m, c, 1);
+    torch::NoGradGuard ng;
+    for (auto& p : m->named_parameters())
+      if (p.key().find("lora_B") != std::string::npos) p.value().normal_(0, 0.05);
+    // the model invokes on its own: both start tokens likely
+    steer_starts(*m, ids, pix, grids, 3.0, 3.0);
+    save_vismem_adapter(*m, init);
+  }
+  // a smooth reward: the share of 'B' bytes, a little length, and a bonus for a long-term memory,
+  // so the swap and skip re-runs score differently
+  const int64_t long_start = vismem_token_id(pvm::testing::tiny_config(), kLongStart);
+  train::set_vismem_reward_override([long_start](const train::GrpoRecord&, const std::string& text,
+                                                 const std::vector<int64_t>& ids) {
+    rewards::Reward r;
+    for (char ch : text) r.value += (ch == 'B' || ch == 'b') ? 1.0 : 0.0;
+    r.value = ids.empty() ? 0 : r.value / ids.size() + 0.01 * (double)ids.size();
+    for (auto id : ids) r.value += id == long_start ? 0.3 : 0.0;
+    return r;
+  });
+  nlohmann::json cfg = {{"mode", "vismem"}, {"model", f.model}, {"data", data}, {"steps", 3}, {"lr", 1e-2},
+                        {"warmup_steps", 0}, {"schedule", "constant"}, {"save_every", 0}, {"workers", 1}, {"seed", 3},
+                        {"vismem", {{"adapter", init}, {"stage", 2}, {"max_invocations", 2}, {"type_penalty", 0.5}, {"neg_penalty", 0.5}}},
+                        {"grpo", {{"group_size", 4}, {"prompts_per_step", 2}, {"max_new_tokens", 10}, {"temperature", 1.0}}}};
+  auto run_quiet = [](nlohmann::json j, int64_t stop_after, const std::string& resume) {
+    auto c = train::parse_train_config(j, "test");
+    EXPECT_EQ(c.trainable, "vismem-policy");
+    train::RunOptions o;
+    o.resume_dir = resume;
+    o.install_signal_handlers = false;
+    o.stop_after = stop_after;
+    return train::run(c, o);
+  };
+  auto a = cfg, b = cfg;
+  a["out"] = f.dir + "/full";
+  b["out"] = f.dir + "/split";
+  ASSERT_EQ(run_quiet(a, -1, ""), 0);
+  ASSERT_EQ(run_quiet(b, 1, ""), 0);
+  auto w1 = load_tensors(b["out"].get<std::string>() + "/checkpoints/step-000001/adapter.safetensors");  // after one step
+  ASSERT_EQ(run_quiet(b, -1, b["out"]), 0);
+  train::set_vismem_reward_override(nullptr);
+  auto wa = load_tensors(a["out"].get<std::string>() + "/final/adapter.safetensors");
+  auto wb = load_tensors(b["out"].get<std::string>() + "/final/adapter.safetensors");
+  auto w0 = load_tensors(init + "/adapter.safetensors");
+  ASSERT_EQ(wa.size(), w0.size());
+  ASSERT_TRUE(w0.count("vismem.token_head"));  // an untied model: both token tensors train
+  int64_t moved = 0;
+  for (auto& [k, t] : wa) {
+    ASSERT_TRUE(wb.count(k)) << k;
+    EXPECT_TRUE(torch::equal(t, wb[k])) << k;
+    if (k.rfind("vismem.token_", 0) == 0) {
+      moved += !torch::equal(t, w0[k]);
+    } else {
+      EXPECT_TRUE(torch::equal(t, w0[k])) << k << " is frozen in stage 2";
+      EXPECT_TRUE(torch::equal(w1.at(k), w0[k])) << k << " is frozen in stage 2";
+    }
+  }
+  EXPECT_EQ(moved, 2);
+  auto ma = pvm::testing::read_jsonl(a["out"].get<std::string>() + "/metrics.jsonl");
+  ASSERT_EQ(ma.size(), 3u);
+  double inv = 0;
+  for (auto& m : ma) {
+    for (auto k : {"reward_mean", "penalised_reward_mean", "invocations_mean", "invoked_rate", "long_share",
+                   "swap_penalty_mean", "skip_penalty_mean", "swap_reward_mean", "skip_reward_mean", "loss"})
+      EXPECT_TRUE(m.contains(k)) << k;
+    EXPECT_LE(m["penalised_reward_mean"].get<double>(), m["reward_mean"].get<double>() + 1e-12);
+    inv += m["invocations_mean"].get<double>();
+  }
+  EXPECT_GT(inv, 0);
+  std::filesystem::remove_all(f.dir);
+}
+
+// Stage-2 config errors name the key.
+TEST(Vismem, Stage2BadConfigNamesTheKey) {
+  auto f = pvm::testing::make_train_fixture("vismem_cfg2", 1);
+  nlohmann::json good = {{"mode", "vismem"}, {"model", f.model}, {"data", f.dir + "/d.jsonl"},
+                         {"vismem", {{"adapter", f.dir + "/vm"}, {"stage", 2}}}};
+  auto c = train::parse_train_config(good, "s2.json");
+  EXPECT_EQ(c.trainable, "vismem-policy");
+  EXPECT_EQ(c.vismem.type_penalty, 0.5);
+  EXPECT_EQ(c.vismem.neg_penalty, 0.5);
+  // the committed experiment loads as stage 2
+  auto e = train::load_train_config(source_dir() + "/experiments/vismem/stage2.json",
+                                    {"data=" + f.dir + "/d.jsonl", "vismem.adapter=" + f.dir + "/vm"}, "vismem");
+  EXPECT_EQ(e.vismem.stage, 2);
+  EXPECT_EQ(e.trainable, "vismem-policy");
+  EXPECT_EQ(e.grpo.reward, "scene_description");
+  struct Case {
+    std::function<void(nlohmann::json&)> edit;
+    const char* expect;
+  };
+  for (const Case& k : {Case{[](nlohmann::json& j) { j["vismem"]["stage"] = 3; }, "vismem.stage"},
+                        Case{[](nlohmann::json& j) { j["vismem"]["type_penalty"] = -1; }, "vismem.type_penalty"},
+                        Case{[](nlohmann::json& j) { j["vismem"]["neg_penalty"] = "high"; }, "vismem.neg_penalty"},
+                        Case{[](nlohmann::json& j) { j["vismem"]["max_invocations"] = 0; }, "vismem.max_invocations"},
+                        Case{[](nlohmann::json& j) { j["trainable"] = "vismem"; }, "trainable"},
+                        Case{[](nlohmann::json& j) { j["vismem"]["stage"] = 1, j["trainable"] = "vismem-policy"; }, "trainable"},
+                        Case{[](nlohmann::json& j) { j["mode"] = "grpo", j.erase("vismem"), j["trainable"] = "vismem-policy"; },
+                             "trainable"}}) {
+    auto j = good;
+    k.edit(j);
+    try {
+      train::parse_train_config(j, "s2.json");
+      ADD_FAILURE() << j.dump() << " accepted";
+    } catch (const Error& e) {
+      const std::string m = e.what();
+      EXPECT_EQ(m.rfind("s2.json: ", 0), 0u) << m;
+      EXPECT_NE(m.find(std::string(k.expect) + ":"), std::string::npos) << m;
+      EXPECT_EQ(m.find('\n'), std::string::npos) << m;
+    }
+  }
+  std::filesystem::remove_all(f.dir);
 }

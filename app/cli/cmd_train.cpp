@@ -94,7 +94,10 @@ int run(const std::vector<std::string>& argv) {
       const int64_t step = m["step"], total = m["total_steps"];
       if (!tty && step % every != 0 && step != total && step != 1) return;
       char what[64];
-      if (m.contains("reward_mean"))
+      if (m.contains("penalised_reward_mean"))  // VisMem stage 2
+        std::snprintf(what, sizeof what, "reward %.3f (penalised %.3f)", m["reward_mean"].get<double>(),
+                      m["penalised_reward_mean"].get<double>());
+      else if (m.contains("reward_mean"))
         std::snprintf(what, sizeof what, "reward %.3f", m["reward_mean"].get<double>());
       else
         std::snprintf(what, sizeof what, "loss %.4f", m["loss"].get<double>());
@@ -124,6 +127,6 @@ int run(const std::vector<std::string>& argv) {
 }  // namespace
 
 PVM_COMMAND("train", "train PVM blocks or the model (SFT, GRPO), data-parallel with torchrun",
-            "sft|grpo|estimate --config FILE.json [--set key=value ...] [--resume RUN_DIR] [--out RUN_DIR] "
+            "sft|grpo|vismem|estimate --config FILE.json [--set key=value ...] [--resume RUN_DIR] [--out RUN_DIR] "
             "[--stop-after N (end after step N of the schedule; resumable)] [--force] [--no-progress] [--progress-every N]",
             run);

@@ -63,7 +63,7 @@ std::vector<TrainField> make_fields() {
   return {
       Def("mode", T::Choice, PVM_MEMBER(mode)).one_of({"sft", "grpo", "vismem"}).common()
           .help("sft: supervised fine-tuning on chat samples; grpo: reinforcement learning on sampled answers scored by a reward; "
-                "vismem: VisMem stage 1 (docs/VISMEM.md)"),
+                "vismem: VisMem stage 1 or 2 (docs/VISMEM.md)"),
       Def("model", T::Text, PVM_MEMBER(model)).path(PathKind::Dir).common()
           .help("base checkpoint folder (empty: assets/default-model)"),
       Def("pvm.layers", T::Layers, PVM_MEMBER(pvm.layers)).common()
@@ -79,9 +79,10 @@ std::vector<TrainField> make_fields() {
           .help("training data (JSONL): chat samples for SFT, prompts with solutions for GRPO"),
       Def("eval_data", T::Text, PVM_MEMBER(eval_data)).path(PathKind::File)
           .help("held-out SFT data: its loss every eval_every steps"),
-      Def("trainable", T::Choice, PVM_MEMBER(trainable)).one_of({"pvm", "pvm+llm", "llm", "all", "vismem"}).common()
+      Def("trainable", T::Choice, PVM_MEMBER(trainable)).one_of({"pvm", "pvm+llm", "llm", "all", "vismem", "vismem-policy"}).common()
           .help("pvm: only the PVM blocks (the result is an adapter); pvm+llm, llm: the language model and PVM "
-                "(vision tower and merger frozen); all: every parameter; vismem: VisMem's constructor and formers"),
+                "(vision tower and merger frozen); all: every parameter; vismem: VisMem's constructor and formers "
+                "(stage 1); vismem-policy: VisMem's four token rows (stage 2)"),
       Def("steps", T::Int, PVM_MEMBER(steps)).range(0, kNoMax).common().help("optimizer steps (0: one epoch over data)"),
       Def("batch_size", T::Int, PVM_MEMBER(batch_size)).range(1, kNoMax).common()
           .help("samples per optimizer step, over all processes"),
@@ -144,13 +145,18 @@ std::vector<TrainField> make_fields() {
       Def("grpo.system", T::Text, PVM_MEMBER(grpo.system)).help("system prompt of the rollouts"),
       Def("vismem.adapter", T::Text, PVM_MEMBER(vismem.adapter)).path(PathKind::Dir).common()
           .help("VisMem adapter to start from (pvm init-vismem)"),
-      Def("vismem.stage", T::Int, PVM_MEMBER(vismem.stage)).range(1, 1)
-          .help("1: train the query constructor and memory formers, backbone frozen"),
-      Def("vismem.p", T::Real, PVM_MEMBER(vismem.p)).range(0, 1).help("chance of a memory after each separator"),
+      Def("vismem.stage", T::Int, PVM_MEMBER(vismem.stage)).range(1, 2)
+          .help("1: train the query constructor and memory formers, backbone frozen; 2: train when to invoke "
+                "(the four token rows), constructor and formers frozen"),
+      Def("vismem.p", T::Real, PVM_MEMBER(vismem.p)).range(0, 1).help("stage 1: chance of a memory after each separator"),
       Def("vismem.long_fraction", T::Real, PVM_MEMBER(vismem.long_fraction)).range(0, 1)
-          .help("share of long-term memories among the invocations"),
+          .help("stage 1: share of long-term memories among the invocations"),
       Def("vismem.max_invocations", T::Int, PVM_MEMBER(vismem.max_invocations)).range(0, kNoMax)
           .help("memories per completion at most"),
+      Def("vismem.type_penalty", T::Real, PVM_MEMBER(vismem.type_penalty)).range(0, 100)
+          .help("stage 2: reward minus this x max(0, r_swap - r), r_swap the reward with every memory's type swapped"),
+      Def("vismem.neg_penalty", T::Real, PVM_MEMBER(vismem.neg_penalty)).range(0, 100)
+          .help("stage 2: reward minus this x max(0, r_skip - r), r_skip the reward with the memories skipped"),
   };
 }
 #undef PVM_MEMBER
@@ -372,12 +378,18 @@ TrainConfig parse_train_config(const json& j, const std::string& where) {
                                std::to_string(c.grad_accum));
   if (c.mode == "grpo" && c.trainable == "pvm" && !j.contains("trainable")) c.trainable = "llm";  // stage-2 default
   if (c.mode == "vismem") {
-    if (!j.contains("trainable")) c.trainable = "vismem";
-    if (c.trainable != "vismem") top.fail("trainable", "VisMem stage 1 trains \"vismem\" only (the backbone is frozen)");
+    const bool s2 = c.vismem.stage == 2;
+    const std::string want = s2 ? "vismem-policy" : "vismem";
+    if (!j.contains("trainable")) c.trainable = want;
+    if (c.trainable != want)
+      top.fail("trainable", s2 ? "VisMem stage 2 trains \"vismem-policy\" only (the four token rows; constructor and formers frozen)"
+                               : "VisMem stage 1 trains \"vismem\" only (the backbone is frozen)");
     if (c.vismem.adapter.empty()) top.fail("vismem", "vismem.adapter is required (make one with pvm init-vismem)");
-    if (c.pvm.enabled()) top.fail("pvm", "fresh PVM blocks cannot be trained with VisMem stage 1");
-  } else if (c.trainable == "vismem") {
-    top.fail("trainable", "\"vismem\" is for mode vismem");
+    if (c.pvm.enabled()) top.fail("pvm", "fresh PVM blocks cannot be trained with VisMem");
+    if (s2 && c.vismem.max_invocations < 1)
+      top.fail("vismem.max_invocations", "stage 2 learns when to invoke: at least 1 memory per completion");
+  } else if (c.trainable == "vismem" || c.trainable == "vismem-policy") {
+    top.fail("trainable", "\"" + c.trainable + "\" is for mode vismem");
   }
   if (c.dtype == "bf16" && c.device.rfind("cuda", 0) != 0)
     top.fail("dtype", "bf16 training is only supported on CUDA (device is \"" + c.device + "\"); use f32 on CPU");

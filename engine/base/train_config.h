@@ -47,10 +47,12 @@ struct GrpoConfig {
 // VisMem training (mode "vismem", docs/VISMEM.md; the rollout settings are grpo.*).
 struct VismemTrainConfig {
   std::string adapter;          // the VisMem adapter to start from (pvm init-vismem)
-  int64_t stage = 1;            // 1: constructor + formers (stage 2, the invocation policy, is not implemented)
-  double p = 0.5;               // chance of an invocation after each separator
-  double long_fraction = 0.5;   // share of long-term invocations
+  int64_t stage = 1;            // 1: constructor + formers; 2: the invocation policy (the four token rows)
+  double p = 0.5;               // stage 1: chance of an invocation after each separator
+  double long_fraction = 0.5;   // stage 1: share of long-term invocations
   int64_t max_invocations = 4;  // per completion
+  double type_penalty = 0.5;    // stage 2: weight of max(0, r_swap - r) (the other memory type was better)
+  double neg_penalty = 0.5;     // stage 2: weight of max(0, r_skip - r) (no memory was better)
 };
 
 struct TrainConfig {
