@@ -1,7 +1,10 @@
 #include "engine/memory_estimate.h"
 
+#include "engine/base/safetensors.h"
+
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -61,8 +64,20 @@ MemoryEstimate estimate_memory(const TrainConfig& cfg, const ModelConfig& mc0) {
   }
   if (cfg.trainable == "pvm") train = pvm_params;
   else if (cfg.trainable == "all") train = total;
-  else if (cfg.trainable.rfind("vismem", 0) == 0) train = 0;  // the adapter's own size is not in the config (small beside the backbone)
-  else train = total - vision;
+  else if (cfg.trainable.rfind("vismem", 0) == 0) {
+    // The VisMem adapter's size is in its file, not the config: every tensor is added to the model,
+    // the trained ones are all of them ("vismem", stage 1) or the four token rows ("vismem-policy").
+    const std::string file = cfg.vismem.adapter + "/adapter.safetensors";
+    if (!cfg.vismem.adapter.empty() && std::filesystem::is_regular_file(file)) {
+      const auto st = SafetensorsFile::open(file);  // held: the views live as long as the file
+      for (const auto& t : st->tensors()) {
+        total += t.numel();
+        if (cfg.trainable == "vismem" || t.name.rfind("vismem.token_", 0) == 0) train += t.numel();
+      }
+    }
+  } else {
+    train = total - vision;
+  }
   e.params = total;
   e.trainable_params = train;
   e.weights = total * wb + (bf16 ? train * 4 : 0);  // + f32 master copies

@@ -191,6 +191,7 @@ TEST(ScenesEval, VismemArmCountsInvocationsAndOffEqualsTheBaseline) {
   auto vm = nlohmann::json::parse(r.out);
   EXPECT_EQ(vm["vismem"], true);
   EXPECT_EQ(vm["vismem_invoke"], "separators");
+  EXPECT_DOUBLE_EQ(vm["vismem_long_fraction"].get<double>(), 0.5);
   const long long inv = vm["invocations"];
   EXPECT_GE(inv, 1);
   EXPECT_LE(inv, 4);  // at most 2 per description
@@ -207,6 +208,9 @@ TEST(ScenesEval, VismemArmCountsInvocationsAndOffEqualsTheBaseline) {
   r = run_pvm(common + " --vismem " + ad + " --vismem-p 2", dir);
   EXPECT_EQ(r.rc, 1);
   EXPECT_NE(r.err.find("--vismem-p"), std::string::npos) << r.err;
+  r = run_pvm(common + " --vismem " + ad + " --vismem-invoke separators --vismem-long 1.5", dir);
+  EXPECT_EQ(r.rc, 1);
+  EXPECT_NE(r.err.find("--vismem-long"), std::string::npos) << r.err;
   r = run_pvm(common + " --vismem-invoke separators", dir);
   EXPECT_EQ(r.rc, 1);
   EXPECT_NE(r.err.find("need --vismem"), std::string::npos) << r.err;

@@ -17,6 +17,7 @@
 #include "engine/base/version.h"
 #include "engine/generate.h"
 #include "engine/loader.h"
+#include "engine/memory_estimate.h"
 #include "engine/pipeline.h"
 #include "engine/probes.h"
 #include "engine/pvm.h"
@@ -259,6 +260,25 @@ TEST(Vismem, AdapterRoundTripAndWrongTypesAreRefused) {
   auto m3 = make_random_model(other, 1, torch::kFloat, torch::kCPU);
   EXPECT_THROW(load_vismem_adapter(*m3, dir), Error);
   EXPECT_EQ(vismem_of(*m3), nullptr);
+  // the training memory estimate counts the adapter from its file: all of it in stage 1, the four
+  // token rows in stage 2
+  int64_t adapter_numel = 0, token_numel = 0;
+  for (auto& p : f.m->named_parameters())
+    if (p.key().rfind("vismem.", 0) == 0) {
+      adapter_numel += p.value().numel();
+      if (p.key().rfind("vismem.token_", 0) == 0) token_numel += p.value().numel();
+    }
+  train::TrainConfig tc;
+  tc.mode = "vismem";
+  tc.vismem.adapter = dir;
+  tc.trainable = "vismem";
+  const auto base = train::estimate_memory(train::TrainConfig{}, f.cfg);
+  const auto s1 = train::estimate_memory(tc, f.cfg);
+  EXPECT_EQ(s1.trainable_params, adapter_numel);
+  EXPECT_EQ(s1.params, base.params + adapter_numel);
+  tc.trainable = "vismem-policy";
+  EXPECT_EQ(train::estimate_memory(tc, f.cfg).trainable_params, token_numel);
+  EXPECT_GT(token_numel, 0);
   fs::remove_all(dir);
   fs::remove_all(pdir);
 }
@@ -369,7 +389,9 @@ TEST(Vismem, ProbesMarkInvocationsAndWhatTheInsertedRowsAttendTo) {
         EXPECT_GT(ip.self[l], 0);
       }
     }
-    if (!t.inserted.empty()) EXPECT_FALSE(t.memory_mass.empty());
+    if (!t.inserted.empty()) {
+      EXPECT_FALSE(t.memory_mass.empty());
+    }
   }
   EXPECT_EQ(invoked, ins.size());
   EXPECT_EQ(inserted, ins.size());
@@ -597,7 +619,9 @@ TEST(Vismem, Stage2CounterfactualsSwapOrSkipTheMemories) {
       p[V + kShortEnd] = p[V + kLongEnd] = -std::numeric_limits<float>::infinity();
       if ((int64_t)i >= at) p[V + kShortStart] = p[V + kLongStart] = -std::numeric_limits<float>::infinity();
       const int64_t t = ref.next(p, V + kVismemTokens, ctx);
-      if ((int64_t)i >= at) EXPECT_EQ(t, sk.tokens[k][i]) << "sequence " << inv[k] << " token " << i;
+      if ((int64_t)i >= at) {
+        EXPECT_EQ(t, sk.tokens[k][i]) << "sequence " << inv[k] << " token " << i;
+      }
       ctx.push_back(sk.tokens[k][i]);
     }
   }

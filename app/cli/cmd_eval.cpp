@@ -139,7 +139,7 @@ int run_scenes(const std::vector<std::string>& argv) {
   pvm::cli::Args a(argv,
                    {"--task", "--model", "--pvm", "--count", "--seed", "--objects", "--max-new-tokens", "--qa-per-scene",
                     "--qa-max-new-tokens", "--out", "--csv", "--device", "--threads", "--dtype", "--tokenizer", "--vismem",
-                    "--vismem-invoke", "--vismem-max", "--vismem-p"},
+                    "--vismem-invoke", "--vismem-max", "--vismem-p", "--vismem-long"},
                    {"--json", "--no-pvm", "--textures", "--digits", "--quiet", "--no-vismem"});
   if (a.has("--task") && a.get("--task") != "scenes")
     throw pvm::Error("--task: expected 'scenes', got '" + a.get("--task") + "'");
@@ -168,8 +168,13 @@ int run_scenes(const std::vector<std::string>& argv) {
   vm.max_invocations = a.get_int("--vismem-max", 4, 0, 1 << 20);
   vm.p = a.get_double("--vismem-p", 1.0);
   if (!(vm.p >= 0.0 && vm.p <= 1.0)) throw pvm::Error("option --vismem-p: out of range (must be in 0..1)");
-  if (!a.has("--vismem") && (a.has("--vismem-invoke") || a.has("--vismem-max") || a.has("--vismem-p")))
-    throw pvm::Error("options --vismem-invoke/--vismem-max/--vismem-p need --vismem DIR");
+  // separators mode: the share of long-term memories (0 = short-term only, 1 = long-term only)
+  vm.long_fraction = a.get_double("--vismem-long", 0.5);
+  if (!(vm.long_fraction >= 0.0 && vm.long_fraction <= 1.0))
+    throw pvm::Error("option --vismem-long: out of range (must be in 0..1)");
+  if (!a.has("--vismem") &&
+      (a.has("--vismem-invoke") || a.has("--vismem-max") || a.has("--vismem-p") || a.has("--vismem-long")))
+    throw pvm::Error("options --vismem-invoke/--vismem-max/--vismem-p/--vismem-long need --vismem DIR");
 
   auto pipe = pvm::open_pipeline(pvm::cli::open_options(a, quiet));
   // Records are streamed to a temp file and renamed at the end (a killed run leaves no half file).
@@ -207,7 +212,10 @@ int run_scenes(const std::vector<std::string>& argv) {
   rep["pvm"] = use_pvm;
   rep["vismem_adapter"] = a.get("--vismem");
   rep["vismem"] = vm.enabled;
-  if (vm.enabled) rep["vismem_invoke"] = vm.invoke;
+  if (vm.enabled) {
+    rep["vismem_invoke"] = vm.invoke;
+    if (vm.invoke == "separators") rep["vismem_long_fraction"] = vm.long_fraction;
+  }
   rep["seconds"] = secs;
   if (a.has("--csv")) pvm::atomic_write_file(a.get("--csv"), src.by_position_csv());
   if (json_out) {
@@ -424,6 +432,6 @@ PVM_COMMAND("eval", "rule-only accuracy on a VLMEvalKit TSV or a JSONL of open q
             "[--tokenizer FILE] [--json] [--quiet]\n  or: pvm eval --task scenes [--model DIR] [--pvm ADAPTER] [--no-pvm] [--count N] [--seed S] "
             "[--objects MIN-MAX] [--textures] [--digits] [--max-new-tokens N] [--qa-per-scene K] "
             "[--qa-max-new-tokens N] [--device D] [--threads N] [--dtype T] [--tokenizer FILE] [--json] [--out FILE.jsonl] "
-            "[--csv FILE.csv] [--vismem ADAPTER [--vismem-invoke model|separators] [--vismem-max N] [--vismem-p P] "
+            "[--csv FILE.csv] [--vismem ADAPTER [--vismem-invoke model|separators] [--vismem-max N] [--vismem-p P] [--vismem-long F] "
             "[--no-vismem]] [--quiet]",
             run_eval);

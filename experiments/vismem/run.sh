@@ -11,12 +11,16 @@
 #      baseline        the default model
 #      pvm             + assets/default-pvm
 #      vismem-sep      + the stage-1 adapter, a memory after every separator (p = 1, at most 4)
+#      vismem-short    + the stage-1 adapter, short-term memories only at every separator (at most 4)
+#      vismem-long     + the stage-1 adapter, long-term memories only at every separator (at most 4)
+#      vismem-stage1   + the stage-1 adapter, memories where the model emits a start token (stage 2's control)
 #      vismem          + the stage-2 adapter, memories where the policy emits a start token
 #    with invocations per description and decode time per token.
 # Outputs: results/<arm>.json (full reports), results/accuracy_<arm>.csv, results/summary.csv,
-# results/accuracy_by_position.png, results/train_stage{1,2}.metrics.jsonl.
+# results/accuracy_by_position.png, results/train_stage{1,2}.metrics.jsonl; the stage-2 adapter is
+# what assets/default-vismem holds (copy $WORK/stage2/final/adapter*.* there to replace it).
 # Environment: PVM (binary), WORK (/tmp/pvm-vismem-run), STEPS1 (24), STEPS2 (20), EVAL_COUNT (200),
-# ARMS (default "baseline pvm vismem-sep vismem"), VISMEM1 / VISMEM2 (use these adapters instead of training).
+# ARMS (default "baseline pvm vismem-sep vismem-short vismem-long vismem-stage1 vismem"), VISMEM1 / VISMEM2 (use these adapters instead of training).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -26,7 +30,7 @@ WORK=${WORK:-/tmp/pvm-vismem-run}
 STEPS1=${STEPS1:-24}
 STEPS2=${STEPS2:-20}
 COUNT=${EVAL_COUNT:-200}
-ARMS=${ARMS:-"baseline pvm vismem-sep vismem"}
+ARMS=${ARMS:-"baseline pvm vismem-sep vismem-short vismem-long vismem-stage1 vismem"}
 out=$here/results
 [ -x "$PVM" ] || { echo "vismem: $PVM not found (build first, or set PVM=...)" >&2; exit 1; }
 mkdir -p "$WORK" "$out"
@@ -47,7 +51,7 @@ train() {  # train RUN CONFIG ADAPTER STEPS: a resumable `pvm train vismem`
 }
 VISMEM1=${VISMEM1:-}
 VISMEM2=${VISMEM2:-}
-case " $ARMS " in *" vismem-sep "*|*" vismem "*)
+case " $ARMS " in *" vismem-sep "*|*" vismem-short "*|*" vismem-long "*|*" vismem-stage1 "*|*" vismem "*)
   if [ -z "$VISMEM1" ]; then
     train "$WORK/stage1" "$here/stage1.json" "$WORK/vm0" "$STEPS1"
     VISMEM1=$WORK/stage1/final
@@ -75,8 +79,11 @@ for arm in $ARMS; do
     baseline) grade baseline ;;
     pvm) grade pvm --pvm "$root/assets/default-pvm" ;;
     vismem-sep) grade vismem-sep --vismem "$VISMEM1" --vismem-invoke separators --vismem-p 1 --vismem-max 4 ;;
+    vismem-short) grade vismem-short --vismem "$VISMEM1" --vismem-invoke separators --vismem-p 1 --vismem-max 4 --vismem-long 0 ;;
+    vismem-long) grade vismem-long --vismem "$VISMEM1" --vismem-invoke separators --vismem-p 1 --vismem-max 4 --vismem-long 1 ;;
+    vismem-stage1) grade vismem-stage1 --vismem "$VISMEM1" --vismem-invoke model --vismem-max 4 ;;
     vismem) grade vismem --vismem "$VISMEM2" --vismem-invoke model --vismem-max 4 ;;
-    *) echo "vismem: unknown arm $arm (baseline, pvm, vismem-sep, vismem)" >&2; exit 2 ;;
+    *) echo "vismem: unknown arm $arm (baseline, pvm, vismem-sep, vismem-short, vismem-long, vismem-stage1, vismem)" >&2; exit 2 ;;
   esac
 done
 
