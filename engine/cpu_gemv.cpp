@@ -18,10 +18,24 @@ bool cpu_gemv_enabled() {
   int v = g_enabled.load();
   if (v < 0) {
     const char* e = std::getenv("PVM_GEMV");
-    v = (e && std::strcmp(e, "0") == 0) ? 0 : 1;
+    if (e && std::strcmp(e, "0") == 0) v = 0;
+    else if (e && std::strcmp(e, "1") == 0) v = 1;
+    else v = cpu_gemv_default() ? 1 : 0;
     g_enabled.store(v);
   }
   return v == 1;
+}
+
+bool cpu_gemv_default() {
+#if defined(__x86_64__)
+  // Measured (experiments/bench/RESULTS_cpu.md, 2B bf16/f32 decode, 2 threads): on an AMD EPYC these
+  // loops beat LibTorch's one-row matmul 1.4x; on an Intel Xeon with AMX, MKL / oneDNN read the
+  // weights near the bandwidth limit and the loops are 1.4-1.9x slower. On where it was measured faster.
+  static const bool amd = __builtin_cpu_is("amd");
+  return amd;
+#else
+  return false;
+#endif
 }
 
 void set_cpu_gemv_enabled(bool on) { g_enabled.store(on ? 1 : 0); }

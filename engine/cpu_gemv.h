@@ -13,8 +13,10 @@ namespace pvm {
 constexpr int64_t kCpuGemvMaxRows = 8;
 std::optional<torch::Tensor> cpu_gemv(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b = {});
 
-// On by default; PVM_GEMV=0 in the environment turns it off (benchmarks compare both in one run).
+// On by default where it was measured faster than LibTorch (AMD CPUs: cpu_gemv_default()); the
+// environment overrides: PVM_GEMV=0 off, PVM_GEMV=1 on (benchmarks compare both in one run).
 bool cpu_gemv_enabled();
+bool cpu_gemv_default();
 void set_cpu_gemv_enabled(bool on);
 
 }  // namespace pvm
