@@ -161,6 +161,28 @@ int64_t first_start(const ModelConfig& c, const std::vector<int64_t>& ids) {
 
 }  // namespace
 
+namespace {
+// The trainer fixture's four images, each prompted "Say B" (the GRPO data of the training tests).
+std::string write_say_b_data(const std::string& dir) {
+  const std::string data = dir + "/grpo.jsonl";
+  std::ofstream out(data);
+  for (auto c : {"red", "green", "blue", "yellow"})
+    out << nlohmann::json{{"prompt", "<image>Say B"}, {"images", {std::string("img/") + c + ".png"}}, {"solution", "B"}}.dump()
+        << "\n";
+  return data;
+}
+
+// `pvm train` on a config object, no signal handlers; stop_after / resume as the CLI's options.
+int run_train_quiet(const nlohmann::json& j, int64_t stop_after, const std::string& resume) {
+  auto c = train::parse_train_config(j, "test");
+  train::RunOptions o;
+  o.resume_dir = resume;
+  o.install_signal_handlers = false;
+  o.stop_after = stop_after;
+  return train::run(c, o);
+}
+}  // namespace
+
 TEST(Vismem, QueryConstructorReadsTheStatesWithoutChangingThem) {
   OneThread one_thread;
   ParamOptionsGuard g(torch::TensorOptions().dtype(torch::kFloat));
@@ -440,13 +462,7 @@ TEST(Vismem, CliInitAndGenerate) {
 TEST(Vismem, Stage1TrainsTheFormersAndResumesExactly) {
   OneThread one_thread;
   auto f = pvm::testing::make_train_fixture("vismem_train", 1);
-  const std::string data = f.dir + "/grpo.jsonl";
-  {
-    std::ofstream out(data);
-    for (auto c : {"red", "green", "blue", "yellow"})
-      out << nlohmann::json{{"prompt", "<image>Say B"}, {"images", {std::string("img/") + c + ".png"}}, {"solution", "B"}}.dump()
-          << "\n";
-  }
+  const std::string data = write_say_b_data(f.dir);
   const std::string init = f.dir + "/vm0";
   {
     auto m = load_model(f.model, LoadOptions{}).model;
@@ -471,20 +487,12 @@ TEST(Vismem, Stage1TrainsTheFormersAndResumesExactly) {
                         {"warmup_steps", 0}, {"schedule", "constant"}, {"save_every", 0}, {"workers", 1}, {"seed", 3},
                         {"vismem", {{"adapter", init}, {"p", 0.5}, {"max_invocations", 2}}},
                         {"grpo", {{"group_size", 3}, {"prompts_per_step", 2}, {"max_new_tokens", 8}, {"temperature", 1.0}}}};
-  auto run_quiet = [](nlohmann::json j, int64_t stop_after, const std::string& resume) {
-    auto c = train::parse_train_config(j, "test");
-    train::RunOptions o;
-    o.resume_dir = resume;
-    o.install_signal_handlers = false;
-    o.stop_after = stop_after;
-    return train::run(c, o);
-  };
   auto a = cfg, b = cfg;
   a["out"] = f.dir + "/full";
   b["out"] = f.dir + "/split";
-  ASSERT_EQ(run_quiet(a, -1, ""), 0);
-  ASSERT_EQ(run_quiet(b, 1, ""), 0);
-  ASSERT_EQ(run_quiet(b, -1, b["out"]), 0);
+  ASSERT_EQ(run_train_quiet(a, -1, ""), 0);
+  ASSERT_EQ(run_train_quiet(b, 1, ""), 0);
+  ASSERT_EQ(run_train_quiet(b, -1, b["out"]), 0);
   train::set_vismem_reward_override(nullptr);
   auto wa = load_tensors(a["out"].get<std::string>() + "/final/adapter.safetensors");
   auto wb = load_tensors(b["out"].get<std::string>() + "/final/adapter.safetensors");
@@ -702,13 +710,7 @@ TEST(Vismem, Stage2PenalisedRewardOnAControlledCase) {
 TEST(Vismem, Stage2TrainsOnlyTheTokenRowsAndResumesExactly) {
   OneThread one_thread;
   auto f = pvm::testing::make_train_fixture("vismem_train2", 1);
-  const std::string data = f.dir + "/grpo.jsonl";
-  {
-    std::ofstream out(data);
-    for (auto c : {"red", "green", "blue", "yellow"})
-      out << nlohmann::json{{"prompt", "<image>Say B"}, {"images", {std::string("img/") + c + ".png"}}, {"solution", "B"}}.dump()
-          << "\n";
-  }
+  const std::string data = write_say_b_data(f.dir);
   const std::string init = f.dir + "/vm0";
   {
     auto pipe = Pipeline::open(f.model, LoadOptions{});
@@ -751,22 +753,14 @@ TEST(Vismem, Stage2TrainsOnlyTheTokenRowsAndResumesExactly) {
                         {"warmup_steps", 0}, {"schedule", "constant"}, {"save_every", 0}, {"workers", 1}, {"seed", 3},
                         {"vismem", {{"adapter", init}, {"stage", 2}, {"max_invocations", 2}, {"type_penalty", 0.5}, {"neg_penalty", 0.5}}},
                         {"grpo", {{"group_size", 4}, {"prompts_per_step", 2}, {"max_new_tokens", 10}, {"temperature", 1.0}}}};
-  auto run_quiet = [](nlohmann::json j, int64_t stop_after, const std::string& resume) {
-    auto c = train::parse_train_config(j, "test");
-    EXPECT_EQ(c.trainable, "vismem-policy");
-    train::RunOptions o;
-    o.resume_dir = resume;
-    o.install_signal_handlers = false;
-    o.stop_after = stop_after;
-    return train::run(c, o);
-  };
+  EXPECT_EQ(train::parse_train_config(cfg, "test").trainable, "vismem-policy");
   auto a = cfg, b = cfg;
   a["out"] = f.dir + "/full";
   b["out"] = f.dir + "/split";
-  ASSERT_EQ(run_quiet(a, -1, ""), 0);
-  ASSERT_EQ(run_quiet(b, 1, ""), 0);
+  ASSERT_EQ(run_train_quiet(a, -1, ""), 0);
+  ASSERT_EQ(run_train_quiet(b, 1, ""), 0);
   auto w1 = load_tensors(b["out"].get<std::string>() + "/checkpoints/step-000001/adapter.safetensors");  // after one step
-  ASSERT_EQ(run_quiet(b, -1, b["out"]), 0);
+  ASSERT_EQ(run_train_quiet(b, -1, b["out"]), 0);
   train::set_vismem_reward_override(nullptr);
   auto wa = load_tensors(a["out"].get<std::string>() + "/final/adapter.safetensors");
   auto wb = load_tensors(b["out"].get<std::string>() + "/final/adapter.safetensors");
