@@ -115,14 +115,6 @@ TEST(Reliability, AdaptersWithNanGatesOrOfAnotherTypeDoNotLoad) {
 }
 
 namespace {
-int run_train(const json& cfg_json, int64_t stop_after = -1, const std::string& resume = "") {
-  auto cfg = train::parse_train_config(cfg_json, "test");
-  train::RunOptions o;
-  o.resume_dir = resume;
-  o.install_signal_handlers = false;
-  o.stop_after = stop_after;
-  return train::run(cfg, o);
-}
 
 // The fixture's SFT data set loaded with a 256-token limit; the data policy's warnings collected
 // (fatal: the first bad sample throws instead).
@@ -144,7 +136,7 @@ TEST(Reliability, ResumeChecksTheStateTheLockAndCleansStaleTemps) {
   cfg["steps"] = 4;
   cfg["batch_size"] = 2;
   const std::string run = f.dir + "/run";
-  ASSERT_EQ(run_train(cfg, 2), 0);
+  ASSERT_EQ(pvm::testing::run_train_quiet(cfg, 2), 0);
   const std::string sp = run + "/checkpoints/step-000002/trainer_state.json";
   const json good = json::parse(pvm::read_file_to_string(sp));
   // Inconsistent states are refused, naming the file, before anything is applied.
@@ -162,7 +154,7 @@ TEST(Reliability, ResumeChecksTheStateTheLockAndCleansStaleTemps) {
     json s = good;
     edit(s);
     std::ofstream(sp, std::ios::trunc) << s.dump();
-    std::string msg = error_of([&] { run_train(cfg, -1, run); });
+    std::string msg = error_of([&] { pvm::testing::run_train_quiet(cfg, -1, run); });
     EXPECT_EQ(msg.rfind(sp + ": ", 0), 0u) << msg;
     EXPECT_TRUE(contains(msg, needle)) << needle << " / " << msg;
   }
@@ -171,14 +163,14 @@ TEST(Reliability, ResumeChecksTheStateTheLockAndCleansStaleTemps) {
   // A second writer on a live run is refused (the lock of another trainer, here held by us).
   {
     DirLock live(run, "training run");
-    std::string msg = error_of([&] { run_train(cfg, -1, run); });
+    std::string msg = error_of([&] { pvm::testing::run_train_quiet(cfg, -1, run); });
     EXPECT_TRUE(contains(msg, "in use by pid " + std::to_string(::getpid()))) << msg;
   }
   // What a kill -9 during a save leaves behind goes at the next start.
   fs::create_directories(run + "/checkpoints/.tmp-step-000003-99999");
   std::ofstream(run + "/checkpoints/.tmp-step-000003-99999/optimizer.safetensors") << "partial";
   std::ofstream(run + "/status.json.tmp.99999.0") << "partial";
-  ASSERT_EQ(run_train(cfg, -1, run), 0);
+  ASSERT_EQ(pvm::testing::run_train_quiet(cfg, -1, run), 0);
   EXPECT_FALSE(fs::exists(run + "/checkpoints/.tmp-step-000003-99999"));
   EXPECT_FALSE(fs::exists(run + "/status.json.tmp.99999.0"));
   EXPECT_TRUE(fs::exists(run + "/final/model.safetensors"));
@@ -383,19 +375,19 @@ TEST(Reliability, FutureFormatsAreRefusedWithoutLoading) {
   const std::string run = f.dir + "/run";
   auto cfg = pvm::testing::train_config_json(f, run);
   cfg["steps"] = 4, cfg["batch_size"] = 2;
-  ASSERT_EQ(run_train(cfg, 2), 0);
+  ASSERT_EQ(pvm::testing::run_train_quiet(cfg, 2), 0);
   // Trainer state: written with its format number; a newer one is refused naming the file.
   const std::string sp = run + "/checkpoints/step-000002/trainer_state.json";
   json st = json::parse(read_file_to_string(sp));
   EXPECT_EQ(st.value("pvm_trainer_state", 0), 1);
   st["pvm_trainer_state"] = 2;
   atomic_write_file(sp, st.dump());
-  std::string msg = error_of([&] { run_train(cfg, -1, run); });
+  std::string msg = error_of([&] { pvm::testing::run_train_quiet(cfg, -1, run); });
   EXPECT_EQ(msg, sp + ": trainer state format 2 is newer than this build reads (up to 1): it needs a newer build");
   // An old state without the number still resumes.
   st.erase("pvm_trainer_state");
   atomic_write_file(sp, st.dump());
-  EXPECT_EQ(run_train(cfg, -1, run), 0);
+  EXPECT_EQ(pvm::testing::run_train_quiet(cfg, -1, run), 0);
 
   // PVM adapter: the same, for adapter_config.json.
   auto m = make_random_model(pvm::testing::tiny_config(), 1, torch::kFloat, torch::kCPU);

@@ -378,20 +378,12 @@ TEST(TrainGrpo, TrainerRunWithImagesResumesExactly) {
               {"grpo",
                {{"group_size", 4}, {"prompts_per_step", 2}, {"max_new_tokens", 5}, {"inner_epochs", 2}, {"beta", 0.05}}}};
   set_grpo_reward_override(b_early);
-  auto run_quiet = [](json j, int64_t stop_after, const std::string& resume) {
-    auto c = parse_train_config(j, "test");
-    RunOptions o;
-    o.resume_dir = resume;
-    o.install_signal_handlers = false;
-    o.stop_after = stop_after;
-    return run(c, o);
-  };
   auto a = cfg, b = cfg;
   a["out"] = f.dir + "/full";
   b["out"] = f.dir + "/split";
-  ASSERT_EQ(run_quiet(a, -1, ""), 0);
-  ASSERT_EQ(run_quiet(b, 3, ""), 0);  // stopped after step 3: inside rollout 1 (pass 1 of 2 next)
-  ASSERT_EQ(run_quiet(b, -1, b["out"]), 0);
+  ASSERT_EQ(pvm::testing::run_train_quiet(a, -1, ""), 0);
+  ASSERT_EQ(pvm::testing::run_train_quiet(b, 3, ""), 0);  // stopped after step 3: inside rollout 1 (pass 1 of 2 next)
+  ASSERT_EQ(pvm::testing::run_train_quiet(b, -1, b["out"]), 0);
   set_grpo_reward_override(nullptr);
   auto ma = pvm::testing::read_jsonl(a["out"].get<std::string>() + "/metrics.jsonl");
   auto mb = pvm::testing::read_jsonl(b["out"].get<std::string>() + "/metrics.jsonl");

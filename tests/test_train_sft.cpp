@@ -23,15 +23,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-int run_quiet(const json& cfg_json, int64_t stop_after = -1, const std::string& resume = "") {
-  auto cfg = parse_train_config(cfg_json, "test");
-  RunOptions o;
-  o.resume_dir = resume;
-  o.install_signal_handlers = false;
-  o.stop_after = stop_after;
-  return run(cfg, o);
-}
-
 std::vector<double> losses(const std::string& run_dir) {
   std::vector<double> v;
   for (auto& j : pvm::testing::read_jsonl(run_dir + "/metrics.jsonl"))
@@ -62,7 +53,7 @@ TEST(TrainSft, LossFallsOnALearnableTask) {
   cfg["batch_size"] = 8;
   cfg["lr"] = 5e-3;
   cfg["log_every"] = 1;
-  ASSERT_EQ(run_quiet(cfg), 0);
+  ASSERT_EQ(pvm::testing::run_train_quiet(cfg), 0);
   auto l = losses(run_dir);
   ASSERT_EQ(l.size(), 120u);
   double first = (l[0] + l[1]) / 2, last = (l[118] + l[119]) / 2;
@@ -103,7 +94,7 @@ TEST(TrainSft, PvmSetChangesOnlyPvmParameters) {
   cfg["weight_decay"] = 0.1;
   cfg["save_every"] = 1;
   cfg["keep_checkpoints"] = 2;
-  ASSERT_EQ(run_quiet(cfg), 0);
+  ASSERT_EQ(pvm::testing::run_train_quiet(cfg), 0);
   // Adapter checkpoints only, the last two kept, no temporary folder left behind.
   std::vector<std::string> entries;
   for (auto& e : fs::directory_iterator(run_dir + "/checkpoints")) entries.push_back(e.path().filename().string());
@@ -156,7 +147,7 @@ TEST(TrainSft, VisualLrScaleScalesOnlyTheVisionSteps) {
     cfg["lr"] = 1e-3;
     cfg["weight_decay"] = 0.1;
     cfg["visual_lr_scale"] = s;
-    ASSERT_EQ(run_quiet(cfg), 0);
+    ASSERT_EQ(pvm::testing::run_train_quiet(cfg), 0);
     after[s] = pvm::testing::params_of(run_dir + "/final/model.safetensors");
   }
   int64_t visual = 0, text = 0;
@@ -195,21 +186,21 @@ TEST(TrainSft, ResumeIsBitIdentical) {
     auto a = cfg, b = cfg;
     a["out"] = f.dir + "/full-" + set;
     b["out"] = f.dir + "/split-" + set;
-    ASSERT_EQ(run_quiet(a), 0);
-    ASSERT_EQ(run_quiet(b, 3), 0);  // "killed" after step 3: checkpoint + stopped
+    ASSERT_EQ(pvm::testing::run_train_quiet(a), 0);
+    ASSERT_EQ(pvm::testing::run_train_quiet(b, 3), 0);  // "killed" after step 3: checkpoint + stopped
     auto st = json::parse(std::ifstream(b["out"].get<std::string>() + "/status.json"));
     EXPECT_EQ(st["state"], "stopped");
     EXPECT_EQ(st["step"], 3);
     EXPECT_FALSE(fs::exists(b["out"].get<std::string>() + "/final"));
     // A fresh run refuses to overwrite it.
-    EXPECT_THROW(run_quiet(b), pvm::Error);
+    EXPECT_THROW(pvm::testing::run_train_quiet(b), pvm::Error);
     // Resumed with the same stop step, it takes no step (no new metrics line, still stopped at 3).
     const auto lines_at_3 = pvm::testing::read_jsonl(b["out"].get<std::string>() + "/metrics.jsonl").size();
-    ASSERT_EQ(run_quiet(b, 3, b["out"]), 0);
+    ASSERT_EQ(pvm::testing::run_train_quiet(b, 3, b["out"]), 0);
     EXPECT_EQ(pvm::testing::read_jsonl(b["out"].get<std::string>() + "/metrics.jsonl").size(), lines_at_3);
     EXPECT_EQ(json::parse(std::ifstream(b["out"].get<std::string>() + "/status.json"))["step"], 3);
     EXPECT_FALSE(fs::exists(b["out"].get<std::string>() + "/final"));
-    ASSERT_EQ(run_quiet(b, -1, b["out"]), 0);
+    ASSERT_EQ(pvm::testing::run_train_quiet(b, -1, b["out"]), 0);
     const std::string wfile = set == "pvm" ? "/final/adapter.safetensors" : "/final/model.safetensors";
     std::string diff;
     EXPECT_TRUE(same_tensors(pvm::testing::params_of(a["out"].get<std::string>() + wfile),
@@ -292,8 +283,8 @@ TEST(TrainSft, GradCheckpointedRunMatchesPlainRun) {
   auto c2 = cfg;
   c2["out"] = f.dir + "/ckpt";
   c2["grad_checkpointing"] = true;
-  ASSERT_EQ(run_quiet(cfg), 0);
-  ASSERT_EQ(run_quiet(c2), 0);
+  ASSERT_EQ(pvm::testing::run_train_quiet(cfg), 0);
+  ASSERT_EQ(pvm::testing::run_train_quiet(c2), 0);
   auto la = losses(f.dir + "/plain"), lb = losses(f.dir + "/ckpt");
   ASSERT_EQ(la.size(), 2u);
   ASSERT_EQ(lb.size(), 2u);

@@ -13,6 +13,7 @@
 #include "engine/image_write.h"
 #include "engine/loader.h"
 #include "engine/tensor_io.h"
+#include "engine/train.h"
 #include "tests/test_util.h"
 
 namespace pvm::testing {
@@ -111,6 +112,17 @@ inline std::vector<nlohmann::json> read_jsonl(const std::string& path) {
   while (std::getline(in, line))
     if (!line.empty()) v.push_back(nlohmann::json::parse(line));
   return v;
+}
+
+// `pvm train` on a config object without signal handlers; stop_after / resume as the CLI's
+// --stop-after / --resume. Returns the exit code.
+inline int run_train_quiet(const nlohmann::json& j, int64_t stop_after = -1, const std::string& resume = "") {
+  auto c = train::parse_train_config(j, "test");
+  train::RunOptions o;
+  o.resume_dir = resume;
+  o.install_signal_handlers = false;
+  o.stop_after = stop_after;
+  return train::run(c, o);
 }
 
 }  // namespace pvm::testing

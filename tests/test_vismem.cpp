@@ -171,16 +171,6 @@ std::string write_say_b_data(const std::string& dir) {
         << "\n";
   return data;
 }
-
-// `pvm train` on a config object, no signal handlers; stop_after / resume as the CLI's options.
-int run_train_quiet(const nlohmann::json& j, int64_t stop_after, const std::string& resume) {
-  auto c = train::parse_train_config(j, "test");
-  train::RunOptions o;
-  o.resume_dir = resume;
-  o.install_signal_handlers = false;
-  o.stop_after = stop_after;
-  return train::run(c, o);
-}
 }  // namespace
 
 TEST(Vismem, QueryConstructorReadsTheStatesWithoutChangingThem) {
@@ -490,9 +480,9 @@ TEST(Vismem, Stage1TrainsTheFormersAndResumesExactly) {
   auto a = cfg, b = cfg;
   a["out"] = f.dir + "/full";
   b["out"] = f.dir + "/split";
-  ASSERT_EQ(run_train_quiet(a, -1, ""), 0);
-  ASSERT_EQ(run_train_quiet(b, 1, ""), 0);
-  ASSERT_EQ(run_train_quiet(b, -1, b["out"]), 0);
+  ASSERT_EQ(pvm::testing::run_train_quiet(a, -1, ""), 0);
+  ASSERT_EQ(pvm::testing::run_train_quiet(b, 1, ""), 0);
+  ASSERT_EQ(pvm::testing::run_train_quiet(b, -1, b["out"]), 0);
   train::set_vismem_reward_override(nullptr);
   auto wa = load_tensors(a["out"].get<std::string>() + "/final/adapter.safetensors");
   auto wb = load_tensors(b["out"].get<std::string>() + "/final/adapter.safetensors");
@@ -757,10 +747,10 @@ TEST(Vismem, Stage2TrainsOnlyTheTokenRowsAndResumesExactly) {
   auto a = cfg, b = cfg;
   a["out"] = f.dir + "/full";
   b["out"] = f.dir + "/split";
-  ASSERT_EQ(run_train_quiet(a, -1, ""), 0);
-  ASSERT_EQ(run_train_quiet(b, 1, ""), 0);
+  ASSERT_EQ(pvm::testing::run_train_quiet(a, -1, ""), 0);
+  ASSERT_EQ(pvm::testing::run_train_quiet(b, 1, ""), 0);
   auto w1 = load_tensors(b["out"].get<std::string>() + "/checkpoints/step-000001/adapter.safetensors");  // after one step
-  ASSERT_EQ(run_train_quiet(b, -1, b["out"]), 0);
+  ASSERT_EQ(pvm::testing::run_train_quiet(b, -1, b["out"]), 0);
   train::set_vismem_reward_override(nullptr);
   auto wa = load_tensors(a["out"].get<std::string>() + "/final/adapter.safetensors");
   auto wb = load_tensors(b["out"].get<std::string>() + "/final/adapter.safetensors");
