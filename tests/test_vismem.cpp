@@ -171,6 +171,29 @@ std::string write_say_b_data(const std::string& dir) {
         << "\n";
   return data;
 }
+
+// The training fixture's model, steered on the data's first prompt (as the trainer builds it) so
+// that <|im_end|> is likely: a truncated completion is not trained on, and without the steer whether
+// any of a short test's completions ends inside its budget depends on the CPU's rounding.
+struct SteeredPrompt {
+  std::vector<int64_t> ids;
+  torch::Tensor pix;
+  std::vector<std::array<int64_t, 3>> grids;
+};
+SteeredPrompt steer_fixture_to_stop(Qwen3VLForConditionalGeneration& m, const PreprocessorConfig& pre, const Tokenizer& tok,
+                                    const std::string& data, const std::string& model_dir) {
+  SteeredPrompt s;
+  auto rec = train::read_grpo_jsonl(data, train::BadLinePolicy{}).at(0);
+  auto im = train::load_images(rec.images, pre).at(0);
+  s.ids = train::tokenize_grpo_prompt(rec, tok, {im.num_tokens()}, "");
+  s.pix = im.pixel_values;
+  s.grids = {{im.grid_t, im.grid_h, im.grid_w}};
+  auto u = steer_direction(*m, s.ids, s.pix, s.grids);
+  torch::NoGradGuard ng;
+  m->lm_head_weight()[m->config().eos_token_ids[0]].copy_(u * 4.0);
+  save_model(m, model_dir, torch::kFloat);
+  return s;
+}
 }  // namespace
 
 TEST(Vismem, QueryConstructorReadsTheStatesWithoutChangingThem) {
@@ -455,7 +478,9 @@ TEST(Vismem, Stage1TrainsTheFormersAndResumesExactly) {
   const std::string data = write_say_b_data(f.dir);
   const std::string init = f.dir + "/vm0";
   {
-    auto m = load_model(f.model, LoadOptions{}).model;
+    auto pipe = Pipeline::open(f.model, LoadOptions{});
+    auto& m = pipe.model.model;
+    steer_fixture_to_stop(m, pipe.preprocessor, pipe.tokenizer, data, f.model);
     auto c = tiny_vismem();
     c.separator_ids.clear();
     for (int64_t b = 0; b < 256; ++b) c.separator_ids.push_back(b);
@@ -476,7 +501,7 @@ TEST(Vismem, Stage1TrainsTheFormersAndResumesExactly) {
   nlohmann::json cfg = {{"mode", "vismem"}, {"model", f.model}, {"data", data}, {"steps", 3}, {"lr", 1e-2},
                         {"warmup_steps", 0}, {"schedule", "constant"}, {"save_every", 0}, {"workers", 1}, {"seed", 3},
                         {"vismem", {{"adapter", init}, {"p", 0.5}, {"max_invocations", 2}}},
-                        {"grpo", {{"group_size", 3}, {"prompts_per_step", 2}, {"max_new_tokens", 8}, {"temperature", 1.0}}}};
+                        {"grpo", {{"group_size", 3}, {"prompts_per_step", 2}, {"max_new_tokens", 16}, {"temperature", 1.0}}}};
   auto a = cfg, b = cfg;
   a["out"] = f.dir + "/full";
   b["out"] = f.dir + "/split";
@@ -705,19 +730,10 @@ TEST(Vismem, Stage2TrainsOnlyTheTokenRowsAndResumesExactly) {
   {
     auto pipe = Pipeline::open(f.model, LoadOptions{});
     auto& m = pipe.model.model;
-    // steered on the data's first prompt, as the trainer builds it
-    auto rec = train::read_grpo_jsonl(data, train::BadLinePolicy{}).at(0);
-    auto im = train::load_images(rec.images, pipe.preprocessor).at(0);
-    const auto ids = train::tokenize_grpo_prompt(rec, pipe.tokenizer, {im.num_tokens()}, "");
-    const auto pix = im.pixel_values;
-    const std::vector<std::array<int64_t, 3>> grids{{im.grid_t, im.grid_h, im.grid_w}};
-    {
-      // answers that end: <|im_end|> likely (a truncated completion is not trained on)
-      auto u = steer_direction(*m, ids, pix, grids);
-      torch::NoGradGuard ng;
-      m->lm_head_weight()[m->config().eos_token_ids[0]].copy_(u * 4.0);
-      save_model(m, f.model, torch::kFloat);
-    }
+    const auto sp = steer_fixture_to_stop(m, pipe.preprocessor, pipe.tokenizer, data, f.model);
+    const auto& ids = sp.ids;
+    const auto& pix = sp.pix;
+    const auto& grids = sp.grids;
     auto c = tiny_vismem();
     c.init_token_id = '.';
     attach_vismem(*m, c, 1);
@@ -742,7 +758,7 @@ TEST(Vismem, Stage2TrainsOnlyTheTokenRowsAndResumesExactly) {
   nlohmann::json cfg = {{"mode", "vismem"}, {"model", f.model}, {"data", data}, {"steps", 3}, {"lr", 1e-2},
                         {"warmup_steps", 0}, {"schedule", "constant"}, {"save_every", 0}, {"workers", 1}, {"seed", 3},
                         {"vismem", {{"adapter", init}, {"stage", 2}, {"max_invocations", 2}, {"type_penalty", 0.5}, {"neg_penalty", 0.5}}},
-                        {"grpo", {{"group_size", 4}, {"prompts_per_step", 2}, {"max_new_tokens", 10}, {"temperature", 1.0}}}};
+                        {"grpo", {{"group_size", 4}, {"prompts_per_step", 2}, {"max_new_tokens", 16}, {"temperature", 1.0}}}};
   EXPECT_EQ(train::parse_train_config(cfg, "test").trainable, "vismem-policy");
   auto a = cfg, b = cfg;
   a["out"] = f.dir + "/full";
