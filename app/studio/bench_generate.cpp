@@ -74,8 +74,10 @@ int report_generate_bench(const UiState& ui, const GenerateSettings& s, const Ge
   if (ui.model.dir.empty() || ui.model.dir.rfind("random:", 0) == 0)
     return fail("the CLI needs a model folder; this run used '" + ui.model.dir + "' (pass --model DIR)");
   if (!s.image.valid()) return fail("the run had no image");
+  const bool no_cli = cli_path == "none";  // the studio's own figures only (a long run on a big model)
   const std::string cli = cli_path.empty() ? beside_this_binary("pvm") : cli_path;
-  if (access(cli.c_str(), X_OK) != 0) return fail(cli + " is not an executable (build it, or pass --bench-cli PATH)");
+  if (!no_cli && access(cli.c_str(), X_OK) != 0)
+    return fail(cli + " is not an executable (build it, or pass --bench-cli PATH)");
 
   // The studio's figures: each side's own decode rate (interleaved sides take turns; the other
   // side's turns are not counted), and both sides' tokens over their summed decode time, as the
@@ -96,6 +98,39 @@ int report_generate_bench(const UiState& ui, const GenerateSettings& s, const Ge
   }
   if (total == 0 || studio_time <= 0) return fail("the studio generated fewer than 2 tokens on every side");
   const double studio_both = double(total) / studio_time;
+  auto print_frames = [&] {
+    std::printf("bench-generate: frames while generating: %zu, work mean %.2f ms p95 %.2f max %.2f | interval mean %.1f ms "
+                "p95 %.1f max %.1f\n",
+                frames.work_ms.size(), mean(frames.work_ms), pct(frames.work_ms, 0.95), pct(frames.work_ms, 1.0),
+                mean(frames.interval_ms), pct(frames.interval_ms, 0.95), pct(frames.interval_ms, 1.0));
+  };
+  auto frames_json = [&] {
+    return nlohmann::json{{"count", frames.work_ms.size()},
+                          {"work_ms_mean", mean(frames.work_ms)},
+                          {"work_ms_p95", pct(frames.work_ms, 0.95)},
+                          {"work_ms_max", pct(frames.work_ms, 1.0)},
+                          {"interval_ms_mean", mean(frames.interval_ms)},
+                          {"interval_ms_p95", pct(frames.interval_ms, 0.95)},
+                          {"interval_ms_max", pct(frames.interval_ms, 1.0)}};
+  };
+  auto side = [](const SideFigures& f) { return nlohmann::json{{"tokens", f.tokens}, {"tokens_per_s", f.tokens_per_s}}; };
+  if (no_cli) {
+    std::printf("bench-generate: model %s%s%s, %d tokens per side, probes: the CLI's --probe set, no CLI run\n",
+                ui.model.dir.c_str(), ui.model.adapter.empty() ? "" : " + ", ui.model.adapter.c_str(), s.max_new_tokens);
+    std::printf("bench-generate: studio (rendering at 30 fps): baseline %lld tokens %.2f tok/s, PVM %lld tokens %.2f tok/s\n",
+                (long long)st[0].tokens, st[0].tokens_per_s, (long long)st[1].tokens, st[1].tokens_per_s);
+    print_frames();
+    if (json_path.empty()) return 0;
+    nlohmann::json j = {{"model", ui.model.dir},
+                        {"adapter", ui.model.adapter},
+                        {"max_new_tokens", s.max_new_tokens},
+                        {"studio", {{"baseline", side(st[0])}, {"pvm", side(st[1])}, {"both_tokens_per_s", studio_both}}},
+                        {"cli", nullptr},
+                        {"frames", frames_json()}};
+    std::ofstream f(json_path);
+    f << j.dump(1) << "\n";
+    return f ? 0 : fail("cannot write " + json_path);
+  }
 
   // The same inputs for the CLI: the image as a lossless PNG (the CLI preprocesses it the same way).
   std::error_code ec;
@@ -175,13 +210,9 @@ int report_generate_bench(const UiState& ui, const GenerateSettings& s, const Ge
                 (long long)cl[2].tokens, cl[2].tokens_per_s, (long long)cl[2].memories,
                 !vismem_comparable ? "not comparable: the CLI has no --vismem-p" : cl[2].same_answer ? "equal" : "DIFFER");
   }
-  std::printf("bench-generate: frames while generating: %zu, work mean %.2f ms p95 %.2f max %.2f | interval mean %.1f ms "
-              "p95 %.1f max %.1f\n",
-              frames.work_ms.size(), mean(frames.work_ms), pct(frames.work_ms, 0.95), pct(frames.work_ms, 1.0),
-              mean(frames.interval_ms), pct(frames.interval_ms, 0.95), pct(frames.interval_ms, 1.0));
+  print_frames();
   std::printf("bench-generate: studio / CLI tokens/s = %.3f\n", ratio);
   if (!json_path.empty()) {
-    auto side = [](const SideFigures& f) { return nlohmann::json{{"tokens", f.tokens}, {"tokens_per_s", f.tokens_per_s}}; };
     auto cli_side = [&](const SideFigures& f) {
       auto j = side(f);
       j["same_answer_as_studio"] = f.same_answer;
@@ -194,14 +225,7 @@ int report_generate_bench(const UiState& ui, const GenerateSettings& s, const Ge
                         {"studio", {{"baseline", side(st[0])}, {"pvm", side(st[1])}, {"both_tokens_per_s", studio_both}}},
                         {"cli", {{"baseline", cli_side(cl[0])}, {"pvm", cli_side(cl[1])}, {"both_tokens_per_s", cli_both}}},
                         {"ratio", ratio},
-                        {"frames",
-                         {{"count", frames.work_ms.size()},
-                          {"work_ms_mean", mean(frames.work_ms)},
-                          {"work_ms_p95", pct(frames.work_ms, 0.95)},
-                          {"work_ms_max", pct(frames.work_ms, 1.0)},
-                          {"interval_ms_mean", mean(frames.interval_ms)},
-                          {"interval_ms_p95", pct(frames.interval_ms, 0.95)},
-                          {"interval_ms_max", pct(frames.interval_ms, 1.0)}}}};
+                        {"frames", frames_json()}};
     if (st[2].tokens > 0) {
       auto v = side(st[2]);
       v["memories"] = st[2].memories;

@@ -37,6 +37,7 @@ const char* usage_text() {
          "  --demo                 scripted demo: load the model, new scene, generate --demo-tokens tokens\n"
          "                         both ways, then screenshot (exit 1 if it fails or takes over 110 s)\n"
          "  --demo-tokens N        tokens per side in the demo (default 64)\n"
+         "  --demo-sides LIST      the answers the demo generates: baseline,pvm,vismem (default all)\n"
          "  --save-session DIR     with --screenshot: also save the session (image, prompt, answers, traces, plots)\n"
          "  --export-plot BASE     with --screenshot: also save the dilution plot as BASE.png and BASE.csv\n"
          "  --hover X,Y            simulate the mouse at fractions of the window (for screenshots)\n"
@@ -65,7 +66,8 @@ const char* usage_text() {
          "  --bench-generate N     generate N tokens per side as --demo does (rendering at 30 fps, the CLI's\n"
          "                         --probe set), then run 'pvm generate --probe' on the same model, image and\n"
          "                         prompt; print both tokens/s, their ratio and the frame times, exit\n"
-         "  --bench-cli PATH       the pvm binary for --bench-generate (default: beside pvm-studio)\n"
+         "  --bench-cli PATH       the pvm binary for --bench-generate (default: beside pvm-studio; 'none': no\n"
+         "                         CLI run, only the studio's tokens/s and frame times)\n"
          "  --bench-json FILE      also write the --bench-generate figures as JSON\n"
 
          "  --vector-plots         draw plot lines as ImDrawList polylines (slow on software GL)\n"
@@ -77,7 +79,7 @@ const char* usage_text() {
 StudioOptions parse_options(const std::vector<std::string>& argv) {
   cli::Args a(argv, {"--screenshot", "--frames", "--size", "--bench-frames", "--hover", "--font-size", "--export-plot", "--ini",
                      "--model", "--pvm", "--vismem", "--vismem-invoke", "--vismem-p", "--vismem-max", "--image", "--open", "--save-session", "--demo-tokens",
-                     "--model-threads", "--bench-generate", "--bench-cli", "--bench-json", "--focus", "--map-mode",
+                     "--model-threads", "--demo-sides", "--bench-generate", "--bench-cli", "--bench-json", "--focus", "--map-mode",
                      "--export-map", "--replay-export", "--replay-stride", "--replay-speed", "--batch-scenes", "--batch-images",
                      "--batch-seed", "--batch-tokens", "--batch-out", "--batch-cancel-after", "--export-batch", "--train-set",
                      "--train-scenes", "--select-model", "--load-cancel-at"},
@@ -118,6 +120,19 @@ StudioOptions parse_options(const std::vector<std::string>& argv) {
   if (!o.save_session.empty() && o.screenshot.empty()) throw Error("--save-session needs --screenshot (interactive: File > Save session)");
   o.demo_tokens = int(a.get_int("--demo-tokens", 64, 1, 16384));
   if (!o.open.empty() && o.demo) throw Error("--open and --demo exclude each other");
+  if (a.has("--demo-sides")) {
+    const std::string f = a.get("--demo-sides");
+    o.demo_baseline = o.demo_pvm = o.demo_vismem = false;
+    for (size_t i = 0; i <= f.size();) {
+      const size_t j = std::min(f.find(',', i), f.size());
+      const std::string w = f.substr(i, j - i);
+      if (w == "baseline") o.demo_baseline = true;
+      else if (w == "pvm") o.demo_pvm = true;
+      else if (w == "vismem") o.demo_vismem = true;
+      else throw Error("--demo-sides: expected a comma list of baseline, pvm, vismem, got '" + f + "'");
+      i = j + 1;
+    }
+  }
   o.bench_frames = int(a.get_int("--bench-frames", 0, 0, 100000));
   o.bench_pan = a.has("--bench-pan");
   o.bench_generate = int(a.get_int("--bench-generate", 0, 0, 16384));  // tokens per side
@@ -160,6 +175,7 @@ StudioOptions parse_options(const std::vector<std::string>& argv) {
     }
     if (o.focus.empty()) throw Error("--focus needs view names (e.g. \"Dilution map\")");
   }
+  if (a.has("--demo-sides") && !o.demo) throw Error("--demo-sides needs --demo or --bench-generate");
   o.per_head = a.has("--per-head");
   if (a.has("--map-mode")) {
     const std::string m = a.get("--map-mode");

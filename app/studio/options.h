@@ -21,12 +21,14 @@ struct StudioOptions {
   std::string save_session;    // headless: write the session here before exiting
   bool demo = false;           // scripted: load, new scene, generate 64 tokens both ways
   int demo_tokens = 64;
+  // --demo-sides: which answers the demo (and --bench-generate) generates; all by default
+  bool demo_baseline = true, demo_pvm = true, demo_vismem = true;
   int demo_timeout_s = 110;
   int bench_frames = 0;        // time this many frames, print mean/p95, exit
   bool bench_pan = false;      // pan every benchmark frame (decimation runs each frame)
   int bench_generate = 0;      // headless: the demo with N tokens per side at 30 fps, then `pvm generate` on the
                                // same model, image and prompt; prints both tokens/s and the frame times
-  std::string bench_cli;       // the pvm binary for --bench-generate ("" = the one beside pvm-studio)
+  std::string bench_cli;       // the pvm binary for --bench-generate ("" = the one beside pvm-studio, "none" = no CLI run)
   std::string bench_json;      // --bench-generate figures as JSON
   int model_threads = 0;       // intra-op threads of the model worker (0: cores - 1, at least 1)
   bool hover = false;          // simulated mouse position (fractions of the window), for screenshots

@@ -789,6 +789,7 @@ void StudioApp::start_up() {
   }
   if (opt_.demo) {
     ctx_.draft.max_new_tokens = opt_.demo_tokens;
+    ctx_.draft.baseline = opt_.demo_baseline, ctx_.draft.pvm = opt_.demo_pvm, ctx_.draft.vismem = opt_.demo_vismem;
     if (opt_.bench_generate > 0)  // the probes of `pvm generate --probe`, so both sides do the same work
       ctx_.draft.per_head = false, ctx_.draft.heatmap = false, ctx_.draft.logit_lens = false;
     else if (opt_.per_head)

@@ -62,12 +62,40 @@ PY
 else
   echo "FAIL: pvm init-vismem failed:"; tail -5 "$out/init_vismem.log"; fail=1
 fi
+# One side, no CLI run (the long-answer report on a big model): only the baseline is generated,
+# the JSON has the studio's figures and frame times and no CLI part.
+ojson="$out/bench_generate_one.json"
+rm -f "$ojson"
+if ! xvfb-run -a -s "-screen 0 1920x1080x24" "$bin" --bench-generate 40 --size 640x400 --demo-sides baseline \
+    --bench-cli none --bench-json "$ojson" >"$out/bench_generate_one.log" 2>&1; then
+  echo "FAIL: pvm-studio --bench-generate --demo-sides baseline --bench-cli none exited non-zero:"
+  tail -20 "$out/bench_generate_one.log"; fail=1
+else
+  grep -q "running .* generate" "$out/bench_generate_one.log" && { echo "FAIL: --bench-cli none ran the CLI"; fail=1; }
+  python3 - "$ojson" <<'PY' || fail=1
+import json, sys
+j = json.load(open(sys.argv[1]))
+b, p = j["studio"]["baseline"], j["studio"]["pvm"]
+ok = b["tokens"] == 40 and b["tokens_per_s"] > 0 and p["tokens"] == 0 and j["cli"] is None and j["frames"]["count"] >= 1
+if not ok:
+    print("FAIL: --demo-sides baseline --bench-cli none: %r" % j)
+sys.exit(0 if ok else 1)
+PY
+fi
 for bad in "--bench-generate 0x" "--bench-generate 20000" "--bench-json x.json" "--bench-generate 8 --bench-frames 5"; do
   # shellcheck disable=SC2086
   if "$bin" $bad >"$out/bad.log" 2>&1; then
     echo "FAIL: pvm-studio $bad succeeded"; fail=1
   elif ! head -1 "$out/bad.log" | grep -q "^pvm-studio: error: .*--bench-"; then  # the usage text follows it
     echo "FAIL: pvm-studio $bad: the first line is not an error naming the option:"; head -3 "$out/bad.log"; fail=1
+  fi
+done
+for bad in "--bench-generate 8 --demo-sides none" "--demo-sides baseline"; do
+  # shellcheck disable=SC2086
+  if "$bin" $bad >"$out/bad.log" 2>&1; then
+    echo "FAIL: pvm-studio $bad succeeded"; fail=1
+  elif ! head -1 "$out/bad.log" | grep -q "^pvm-studio: error: --demo-sides"; then
+    echo "FAIL: pvm-studio $bad: the first line is not an error naming --demo-sides:"; head -3 "$out/bad.log"; fail=1
   fi
 done
 # A CLI that is not there: a clear error, not a hang or a crash.
