@@ -49,6 +49,7 @@ struct LoopOptions {
   int runs = 1;
   bool use_pvm = true;                  // generate with the model's PVM blocks
   VismemGenerate vismem;                // VisMem invocation (enabled needs a VisMem adapter on the model)
+  double visual_attention_scale = 1.0;  // the dilution intervention (GenerationRequest); 1 = off
   std::atomic<bool>* cancel = nullptr;  // stops between items (and inside a generation)
   std::function<bool(const std::string& key, int run)> done;  // true: skip (already in the log)
   std::function<void(const nlohmann::json& record, size_t item, int run)> on_record;

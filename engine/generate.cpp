@@ -1,6 +1,7 @@
 #include "engine/generate.h"
 
 #include <chrono>
+#include <cmath>
 
 #include "engine/base/error.h"
 #include "engine/vismem.h"
@@ -35,6 +36,16 @@ static GenerationResult generate_impl(Qwen3VLForConditionalGeneration& m, const 
     if (id < 0 || id >= cfg.text.vocab_size) throw Error("prompt token id " + std::to_string(id) + " is outside the vocabulary");
   auto stop = req.stop_ids.empty() ? cfg.eos_token_ids : req.stop_ids;
   auto dev = m->device();
+  // The visual-attention intervention: log(s) on the image keys of every decode step, [1, cap].
+  torch::Tensor key_bias;
+  if (req.visual_attention_scale != 1.0) {
+    key_bias = torch::zeros({1, cap}, torch::kFloat);
+    const float lb = (float)std::log(req.visual_attention_scale);
+    auto* b = key_bias.data_ptr<float>();
+    for (int64_t i = 0; i < P; ++i)
+      if (req.prompt_ids[i] == cfg.image_token_id || req.prompt_ids[i] == cfg.video_token_id) b[i] = lb;
+    key_bias = key_bias.to(dev);
+  }
 
   KVCache cache;
   cache.allocate(cfg.text, 1, cap, m->dtype(), dev);
@@ -102,6 +113,7 @@ static GenerationResult generate_impl(Qwen3VLForConditionalGeneration& m, const 
     din.input_ids = torch::tensor(next, torch::kLong).view({G, 1});
     din.position_ids = torch::full({3, G, 1}, cache.length + delta, torch::kLong);
     din.pvm = req.pvm;
+    din.key_bias = key_bias;
     ForwardHooks dhooks;
     if (req.configure) req.configure(dhooks, false);
     auto o = m->forward(din, &cache, dhooks);
@@ -116,6 +128,10 @@ static GenerationResult generate_impl(Qwen3VLForConditionalGeneration& m, const 
 }
 
 GenerationResult generate(Qwen3VLForConditionalGeneration& m, const GenerationRequest& req) {
+  if (!(req.visual_attention_scale > 0) || !std::isfinite(req.visual_attention_scale))
+    throw Error("visual attention scale must be a positive number, got " + std::to_string(req.visual_attention_scale));
+  if (req.visual_attention_scale != 1.0 && req.vismem.enabled)
+    throw Error("the visual attention scale and VisMem exclude each other");
   try {
     if (req.vismem.enabled) return generate_with_vismem(m, req);
     return generate_impl(m, req);

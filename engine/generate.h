@@ -57,6 +57,11 @@ struct GenerationRequest {
   bool pvm = true;  // use the model's PVM blocks (false = baseline on the same backbone)
   int64_t num_sequences = 1;  // sequence i samples with stream i (equals a one-by-one run of stream i)
   int64_t max_context = 0;    // KV capacity; 0 = prompt + max_new_tokens
+  // An intervention for the dilution question (issue 25): every generated token's attention weight
+  // on the image keys (the prompt's image-pad positions) is multiplied by this factor in every
+  // layer before the softmax renormalises (log(s) added to those logits). The prompt is read as
+  // without it. 1 = off (the model as it is); must be > 0. Not with VisMem.
+  double visual_attention_scale = 1.0;
   // Called for every generated token (seq index, token id, step); return false to stop everything.
   std::function<bool(int64_t seq, int64_t token, int64_t step)> on_token;
   const std::atomic<bool>* cancel = nullptr;

@@ -63,6 +63,7 @@ ForwardOutput Qwen3VLForConditionalGenerationImpl::forward(const ForwardInput& i
   auto ids = in.input_ids.to(dev);
   DecoderInputs din;
   din.key_valid = in.key_valid;
+  din.key_bias = in.key_bias;
   din.pvm.enabled = in.pvm;
   torch::Tensor image_embeds;
   if (in.pixel_values.defined() && in.pixel_values.numel() > 0) {

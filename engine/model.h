@@ -28,6 +28,10 @@ struct ForwardInput {
   std::vector<std::array<int64_t, 3>> grids;  // (t, h, w) per image, in order of appearance
   torch::Tensor position_ids;                // [3, B, S]; computed from ids and grids when undefined
   torch::Tensor key_valid;                   // optional [B, T] bool over all keys (padding)
+  // Optional [B or 1, >= T] f32 added to every query's attention logits for the keys 0..T-1 (an
+  // intervention: log(s) on the image keys multiplies their attention weight by s before the
+  // softmax renormalises; engine/generate.h visual_attention_scale). Undefined: none.
+  torch::Tensor key_bias;
   bool pvm = true;                           // run the PVM blocks, if any (false: the baseline)
   bool all_logits = false;                   // false: logits of the last position only (generation)
   // VisMem (engine/vismem.h): rows given as embeddings instead of ids (the latent memory), and the

@@ -46,30 +46,40 @@ AttentionPath attention_path() { return g_attention_path; }
 // No probe needs the probabilities: LibTorch's fused scaled_dot_product_attention (flash kernel on
 // CPU and CUDA, f32 accumulation in bf16) with grouped kv heads, as transformers' sdpa path.
 static torch::Tensor sdpa_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                                    int64_t q_offset, const torch::Tensor& key_valid) {
+                                    int64_t q_offset, const torch::Tensor& key_valid, const torch::Tensor& key_bias) {
   const int64_t B = q.size(0), S = q.size(2), T = k.size(2);
   const bool gqa = q.size(1) != k.size(1);
   // A decode step (last query, every key visible) and a fresh prefill (S == T) need no mask.
-  if (!key_valid.defined() && q_offset + S == T && (S == 1 || q_offset == 0))
+  const bool every_key = !key_valid.defined() && q_offset + S == T && S == 1;
+  if (!key_bias.defined() && !key_valid.defined() && q_offset + S == T && (S == 1 || q_offset == 0))
     return at::scaled_dot_product_attention(q, k, v, {}, 0.0, /*is_causal=*/S > 1, {}, gqa);
-  // Otherwise a boolean mask (true = attend): key j visible to query i iff j <= q_offset + i.
-  auto opt = torch::TensorOptions().dtype(torch::kLong).device(q.device());
-  auto qi = torch::arange(q_offset, q_offset + S, opt);
-  auto allowed = (torch::arange(T, opt).view({1, T}) <= qi.view({S, 1})).view({1, 1, S, T});
-  if (key_valid.defined()) allowed = allowed & key_valid.view({B, 1, 1, T});
-  return at::scaled_dot_product_attention(q, k, v, allowed, 0.0, false, {}, gqa);
+  torch::Tensor allowed;  // boolean (true = attend): key j visible to query i iff j <= q_offset + i
+  if (!every_key) {
+    auto opt = torch::TensorOptions().dtype(torch::kLong).device(q.device());
+    auto qi = torch::arange(q_offset, q_offset + S, opt);
+    allowed = (torch::arange(T, opt).view({1, T}) <= qi.view({S, 1})).view({1, 1, S, T});
+    if (key_valid.defined()) allowed = allowed & key_valid.view({B, 1, 1, T});
+  }
+  if (!key_bias.defined()) return at::scaled_dot_product_attention(q, k, v, allowed, 0.0, false, {}, gqa);
+  // an additive float mask: the bias, -inf where a key is not visible
+  auto bias = key_bias.narrow(1, 0, T).to(q.scalar_type()).view({key_bias.size(0), 1, 1, T});
+  if (allowed.defined()) bias = bias.masked_fill(allowed.logical_not(), -std::numeric_limits<float>::infinity());
+  return at::scaled_dot_product_attention(q, k, v, bias, 0.0, false, {}, gqa);
 }
 
 torch::Tensor gqa_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, int64_t q_offset,
                             const torch::Tensor& key_valid, const std::function<void(const torch::Tensor&)>& observer,
-                            const std::function<void(int64_t s0, const torch::Tensor&)>& rows_observer) {
+                            const std::function<void(int64_t s0, const torch::Tensor&)>& rows_observer,
+                            const torch::Tensor& key_bias) {
   // Fused SDPA unless a probe reads the probabilities, or for an f32 decode step on the CPU, where
   // the two plain matmuls below are faster (0.65x SDPA's time at 4k context; bf16 and prefills are
   // faster fused: experiments/bench/RESULTS_platform.md).
   const bool cpu_f32_decode = q.size(2) == 1 && q.device().is_cpu() && q.scalar_type() == torch::kFloat;
   const AttentionPath path = attention_path();
   const bool fused = path == AttentionPath::Fused || (path == AttentionPath::Auto && !cpu_f32_decode);
-  if (!observer && !rows_observer && fused) return sdpa_attention(q, k, v, q_offset, key_valid);
+  if (key_bias.defined() && (key_bias.dim() != 2 || key_bias.size(1) < k.size(2)))
+    throw Error("attention key bias: expected [B or 1, >= " + std::to_string(k.size(2)) + "]");
+  if (!observer && !rows_observer && fused) return sdpa_attention(q, k, v, q_offset, key_valid, key_bias);
   const int64_t B = q.size(0), Hq = q.size(1), S = q.size(2), D = q.size(3);
   const int64_t Hkv = k.size(1), T = k.size(2), G = Hq / Hkv;
   const double scale = 1.0 / std::sqrt((double)D);
@@ -94,6 +104,7 @@ torch::Tensor gqa_attention(const torch::Tensor& q, const torch::Tensor& k, cons
       if (key_valid.defined()) blocked = blocked.view({1, 1, 1, n, T}) | key_valid.logical_not().view({B, 1, 1, 1, T});
       scores.masked_fill_(blocked, -std::numeric_limits<float>::infinity());
     }
+    if (key_bias.defined()) scores.add_(key_bias.narrow(1, 0, T).to(torch::kFloat).view({key_bias.size(0), 1, 1, 1, T}));
     auto probs = torch::softmax(scores, -1);
     if (observer && s0 + n == S) observer(probs.select(3, n - 1).reshape({B, Hq, T}));
     if (rows_observer) rows_observer(s0, probs.view({B, Hq, n, T}));
@@ -128,7 +139,7 @@ torch::Tensor Qwen3VLTextAttentionImpl::forward(const torch::Tensor& x, const De
   if (hooks.attention) obs = [&](const torch::Tensor& p) { hooks.attention(layer_idx, p); };
   std::function<void(int64_t, const torch::Tensor&)> rows;
   if (hooks.attention_rows) rows = [&](int64_t s0, const torch::Tensor& p) { hooks.attention_rows(layer_idx, s0, p); };
-  auto o = gqa_attention(q, K, V, offset, in.key_valid, obs, rows);  // [B, Hq, S, D]
+  auto o = gqa_attention(q, K, V, offset, in.key_valid, obs, rows, in.key_bias);  // [B, Hq, S, D]
   return o_proj(o.transpose(1, 2).reshape({B, S, n_heads * head_dim}));
 }
 

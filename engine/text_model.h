@@ -25,6 +25,7 @@ struct DecoderInputs {
   torch::Tensor visual_mask;             // [B, S] bool; defined only when images are in this chunk
   std::vector<torch::Tensor> deepstack;  // per tap: [num visual tokens, H]
   torch::Tensor key_valid;               // optional [B, T] bool over all keys (padding), T = cache len + S
+  torch::Tensor key_bias;                // optional [B or 1, >= T] f32 added to the attention logits (ForwardInput)
   PvmInputs pvm;                         // what the PVM blocks read (engine/pvm.h)
 };
 
@@ -112,9 +113,11 @@ TORCH_MODULE(Qwen3VLTextModel);
 // explicit). With one (a probe wants the probabilities), an explicit f32 softmax, long prefills in query chunks to bound memory, calling `observer` with
 // the last query's probabilities [B, Hq, T].
 // `rows_observer` (optional) gets every query row's probabilities, [B, Hq, n, T] from row s0.
+// `key_bias` (optional, [B or 1, >= T] f32): added to every query's logits for keys 0..T-1.
 torch::Tensor gqa_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, int64_t q_offset,
                             const torch::Tensor& key_valid, const std::function<void(const torch::Tensor&)>& observer,
-                            const std::function<void(int64_t s0, const torch::Tensor&)>& rows_observer = {});
+                            const std::function<void(int64_t s0, const torch::Tensor&)>& rows_observer = {},
+                            const torch::Tensor& key_bias = {});
 // Which path gqa_attention takes without an observer: Auto (as above), or forced (tests and
 // benchmarks compare the two).
 enum class AttentionPath { Auto, Explicit, Fused };

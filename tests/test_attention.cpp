@@ -1,8 +1,10 @@
 // The decoder's two attention paths compute the same thing: the fused
 // scaled_dot_product_attention (no probe) and the explicit f32 softmax (probes read probabilities).
 #include <gtest/gtest.h>
+#include <cmath>
 
 #include "engine/text_model.h"
+#include "engine/base/error.h"
 
 namespace {
 
@@ -63,4 +65,45 @@ TEST(Attention, FusedPathIsCausal) {
   auto changed = pvm::gqa_attention(q, k2, v2, 0, {}, {});
   EXPECT_LT((full.narrow(2, 0, 5) - changed.narrow(2, 0, 5)).abs().max().item<float>(), 1e-6f);
   EXPECT_GT((full.select(2, 5) - changed.select(2, 5)).abs().max().item<float>(), 1e-3f);
+}
+
+// The key bias (the visual-attention intervention, engine/generate.h): on both paths, the output is
+// softmax(q k^T / sqrt(D) + bias) v, checked against that formula in double; a bias of log(s) on a
+// set of keys multiplies their attention weight by s before the renormalisation.
+TEST(Attention, KeyBiasEqualsTheBiasedSoftmaxOnBothPaths) {
+  torch::manual_seed(7);
+  const int64_t B = 2, Hq = 4, Hkv = 2, D = 8;
+  struct Case { int64_t S, T, offset; bool padded; const char* what; };
+  for (auto c : std::vector<Case>{{1, 20, 19, false, "decode step"},
+                                  {4, 20, 16, false, "prefill after a cached prefix"},
+                                  {1, 20, 19, true, "decode over a padded batch"}}) {
+    auto q = torch::randn({B, Hq, c.S, D}), k = torch::randn({B, Hkv, c.T, D}), v = torch::randn({B, Hkv, c.T, D});
+    torch::Tensor valid;
+    if (c.padded) {
+      valid = torch::ones({B, c.T}, torch::kBool);
+      valid[1].narrow(0, 0, 3).fill_(false);
+    }
+    // [1, T + 5]: longer than T (the generator allocates it for the whole context)
+    auto bias = torch::zeros({1, c.T + 5});
+    bias.narrow(1, 4, 6).fill_(std::log(5.0));
+    bias.narrow(1, 12, 2).fill_(std::log(0.25));
+    // reference in double
+    auto qd = q.to(torch::kDouble), kd = k.to(torch::kDouble).repeat_interleave(Hq / Hkv, 1),
+         vd = v.to(torch::kDouble).repeat_interleave(Hq / Hkv, 1);
+    auto sc = torch::matmul(qd, kd.transpose(-2, -1)) / std::sqrt((double)D) +
+              bias.narrow(1, 0, c.T).to(torch::kDouble).view({1, 1, 1, c.T});
+    auto qi = torch::arange(c.offset, c.offset + c.S).view({c.S, 1});
+    auto blocked = (torch::arange(c.T).view({1, c.T}) > qi).view({1, 1, c.S, c.T});
+    if (c.padded) blocked = blocked | valid.logical_not().view({B, 1, 1, c.T});
+    auto ref = torch::matmul(torch::softmax(sc.masked_fill(blocked, -INFINITY), -1), vd);
+    for (bool explicit_path : {false, true}) {
+      PathGuard g(explicit_path ? pvm::AttentionPath::Explicit : pvm::AttentionPath::Fused);
+      auto out = pvm::gqa_attention(q, k, v, c.offset, valid, {}, {}, bias);
+      EXPECT_LT((out.to(torch::kDouble) - ref).abs().max().item<double>(), 1e-5) << c.what << (explicit_path ? " explicit" : " fused");
+      auto plain = pvm::gqa_attention(q, k, v, c.offset, valid, {});
+      EXPECT_GT((out - plain).abs().max().item<float>(), 1e-3f) << c.what << ": the bias changed nothing";
+    }
+  }
+  auto q = torch::randn({1, 2, 1, 8}), k = torch::randn({1, 2, 10, 8});
+  EXPECT_THROW(pvm::gqa_attention(q, k, k, 9, {}, {}, {}, torch::zeros({1, 9})), pvm::Error);  // shorter than T
 }

@@ -400,3 +400,49 @@ TEST(Probes, PromptPresetsLoadByName) {
   EXPECT_THROW(load_prompt_preset("no-such-preset"), Error);
   EXPECT_THROW(load_prompt_preset("../etc"), Error);
 }
+
+// The visual-attention intervention (GenerationRequest::visual_attention_scale): the first token
+// comes from the prompt's pass, unchanged; at the first decode step layer 0 sees the same inputs
+// with and without it, so each head's image mass must be exactly s m / (s m + 1 - m), m the mass
+// without it. Out-of-range scales and VisMem together with it are refused.
+TEST(Probes, VisualAttentionScaleMultipliesTheImageWeight) {
+  Fixture f;
+  ProbeOptions opt;
+  opt.per_head = true;
+  auto run = [&](double s) {
+    auto rec = std::make_unique<ProbeRecorder>(f.m, visual_positions(f.ids, f.cfg.image_token_id), opt, f.grids);
+    auto req = f.request(4);
+    req.visual_attention_scale = s;
+    rec->attach(req);
+    auto res = generate(f.m, req);
+    return std::make_pair(std::move(rec), res);
+  };
+  auto [r1, g1] = run(1.0);
+  for (double s : {4.0, 0.25}) {
+    auto [rs, gs] = run(s);
+    ASSERT_EQ(rs->tokens().size(), 4u);
+    EXPECT_EQ(gs.tokens[0][0], g1.tokens[0][0]);  // the prefill's token
+    EXPECT_EQ(rs->tokens()[0].mass, r1->tokens()[0].mass);
+    const auto& a = r1->tokens()[1].mass_heads[0];
+    const auto& b = rs->tokens()[1].mass_heads[0];
+    ASSERT_EQ(a.size(), b.size());
+    for (size_t h = 0; h < a.size(); ++h) {
+      const double m = a[h];
+      EXPECT_NEAR(b[h], s * m / (s * m + 1 - m), 1e-5) << "scale " << s << " head " << h;
+      EXPECT_GT(std::abs(b[h] - m), 1e-4) << "scale " << s << " head " << h;  // a real change
+    }
+  }
+  auto req = f.request(2);
+  for (double bad : {0.0, -1.0, std::nan("")}) {
+    req.visual_attention_scale = bad;
+    EXPECT_THROW(generate(f.m, req), Error) << bad;
+  }
+  req.visual_attention_scale = 2.0;
+  req.vismem.enabled = true;
+  try {
+    generate(f.m, req);
+    ADD_FAILURE() << "VisMem with a visual scale accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("exclude"), std::string::npos) << e.what();
+  }
+}

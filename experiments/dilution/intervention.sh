@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Is the late-position failure dilution? The intervention test of issue 25 item 1, one command:
+#
+#   bash experiments/dilution/intervention.sh      # -> experiments/dilution/results_intervention/
+#
+# If late objects are lost because the image's share of each token's attention shrinks as the answer
+# grows, giving that share back should bring them back. `pvm eval --task scenes --visual-scale S`
+# multiplies every generated token's attention weight on the image keys by S in every layer (log S
+# added to those logits before the softmax; the prompt is read as without it) and grades the
+# descriptions by object position. Run on the default model (decoder trained with the context cut at
+# 256 tokens) and on the full-context model (same eyes, decoder trained on whole descriptions), PVM
+# off, S in SCALES. Accuracy by position per (model, S): results_intervention/accuracy_<model>_s<S>.csv,
+# reports eval_<model>_s<S>.json, plots accuracy_<model>.png, and the table summary.md.
+# Environment: PVM (binary), SCALES ("1 2 4 8"), EVAL_COUNT (200), SEED (1: the training data set's
+# held-out scenes), MODELS ("default full-context"), OUT (results folder).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+PVM=${PVM:-$root/build/pvm}
+SCALES=${SCALES:-"1 2 4 8"}
+count=${EVAL_COUNT:-200}
+seed=${SEED:-1}
+out=${OUT:-$here/results_intervention}
+work=$root/out/dilution/intervention
+[ -x "$PVM" ] || { echo "intervention: $PVM not found (build first, or set PVM=...)" >&2; exit 1; }
+mkdir -p "$out" "$work"
+for name in ${MODELS:-default full-context}; do
+  model=$root/assets/$name-model
+  [ -f "$model/config.json" ] || { echo "intervention: no model at $model" >&2; exit 1; }
+  series=()
+  for s in $SCALES; do
+    tag=${name}_s$s
+    if [ ! -f "$out/eval_$tag.json" ]; then  # resumable: a finished (model, S) is not re-run
+      echo "== $name, visual attention x $s ($count held-out scenes)" >&2
+      "$PVM" eval --task scenes --model "$model" --no-pvm --visual-scale "$s" --count "$count" --seed "$seed" \
+        --qa-per-scene 0 --json --quiet --csv "$out/accuracy_$tag.csv" --out "$work/eval_$tag.jsonl" > "$out/eval_$tag.json.tmp"
+      mv "$out/eval_$tag.json.tmp" "$out/eval_$tag.json"
+    fi
+    series+=(--series "$out/accuracy_$tag.csv:position:accuracy:x$s")
+  done
+  "$PVM" plot "${series[@]}" --out "$out/accuracy_$name.png" \
+    --title "$name model: accuracy by position, image attention x S ($count scenes)" \
+    --xlabel "object position in the description" --ylabel "attribute accuracy" --ymin 0 --ymax 1
+done
+python3 - "$out" "$SCALES" "${MODELS:-default full-context}" <<'PY'
+import csv, json, sys
+out, scales, models = sys.argv[1], sys.argv[2].split(), sys.argv[3].split()
+buckets = [("1-3", 1, 3), ("4-9", 4, 9), ("10-11", 10, 11), ("12-16", 12, 16)]
+lines = ["| model | image attention x S | accuracy | " + " | ".join("objects " + b[0] for b in buckets) +
+         " | described 12-16 | hallucinated | missing |", "|---|---|---|" + "---|" * len(buckets) + "---|---|---|"]
+for m in models:
+    for s in scales:
+        tag = f"{m}_s{s}"
+        r = json.load(open(f"{out}/eval_{tag}.json"))
+        rows = list(csv.DictReader(open(f"{out}/accuracy_{tag}.csv")))
+        cells, desc = [], 0
+        for _, lo, hi in buckets:
+            n = c = 0.0
+            for row in rows:
+                p = int(row["position"])
+                if lo <= p <= hi:
+                    n += int(row["attributes_total"]); c += int(row["attributes_correct"])
+                    if lo == 12: desc += int(row["described"])
+            cells.append(f"{c / n:.3f}" if n else "-")
+        lines.append(f"| {m} | {s} | {r['accuracy']:.3f} | " + " | ".join(cells) +
+                     f" | {desc} | {r['hallucinated']} | {r['missing']} |")
+open(f"{out}/summary.md", "w").write("\n".join(lines) + "\n")
+print("\n".join(lines))
+PY
