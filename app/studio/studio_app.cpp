@@ -167,6 +167,8 @@ class StudioApp {
   GenerateBenchFrames gen_frames_;  // --bench-generate: frames drawn while the model worked
   Clock::time_point gen_t0_;
   int gen_prev_ = 0;
+  Clock::time_point gen_start_, gen_progress_;  // --bench-generate: first generating frame, last progress line
+  void bench_progress();
   // Headless runs answer for the inputs of the command line (--model, --pvm, --image, --open) as
   // the CLI does: a bad one is one line on stderr, exit 1, and no output file written.
   bool startup_failed_ = false;
@@ -843,6 +845,23 @@ bool StudioApp::demo_step(int frame) {
   return true;
 }
 
+// A long --bench-generate (thousands of tokens on a 2B model) says how far it is every 30 s, on stderr.
+void StudioApp::bench_progress() {
+  const auto now = Clock::now();
+  if (std::chrono::duration<double>(now - gen_progress_).count() < 30) return;
+  gen_progress_ = now;
+  size_t done = 0, sides = 0;
+  for (const SideData& sd : ui_.side) done += sd.tokens.size();
+  sides = size_t(opt_.demo_baseline) + size_t(opt_.demo_pvm) + size_t(opt_.demo_vismem && !ui_.model.vismem.empty());
+  const size_t want = std::max<size_t>(1, sides) * size_t(opt_.bench_generate);
+  const double el = std::chrono::duration<double>(now - gen_start_).count(), rate = el > 0 ? double(done) / el : 0;
+  std::vector<double> w = gen_frames_.work_ms;
+  std::sort(w.begin(), w.end());
+  std::fprintf(stderr, "bench-generate: %zu/%zu tokens, %.2f tokens/s, %.0f s, ETA %.0f s; frame work p95 so far %.1f ms\n", done,
+               want, rate, el, rate > 0 ? double(want > done ? want - done : 0) / rate : 0.0,
+               w.empty() ? 0.0 : w[std::min(w.size() - 1, size_t(0.95 * double(w.size())))]);
+}
+
 std::string StudioApp::status_text() const {
   const EngineStatus& es = ui_.status;
   const LogLine last = LogSink::instance().last(LogLevel::Info);
@@ -1100,6 +1119,7 @@ int StudioApp::run() {
     const double cpu0 = process_cpu_ms();
     if (opt_.bench_generate > 0 && working) {
       if (gen_prev_ > 0) gen_frames_.interval_ms.push_back(std::chrono::duration<double, std::milli>(t0 - gen_t0_).count());
+      else gen_start_ = gen_progress_ = t0;
       gen_t0_ = t0, gen_prev_ = 1;
     }
     if (!bench_data_ && opt_.bench_frames == 0) session_->sync(ui_);
@@ -1241,7 +1261,10 @@ int StudioApp::run() {
       else
         recent_ms_[recent_next_++ % 60] = total_ms;
     }
-    if (opt_.bench_generate > 0 && working) gen_frames_.work_ms.push_back(total_ms);
+    if (opt_.bench_generate > 0 && working) {
+      gen_frames_.work_ms.push_back(total_ms);
+      bench_progress();
+    }
     if (opt_.bench_frames > 0 && frame > warmup) {
       bench.total.push_back(total_ms);
       bench.ui.push_back(ui_ms);
