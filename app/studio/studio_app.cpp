@@ -857,9 +857,9 @@ void StudioApp::bench_progress() {
   const double el = std::chrono::duration<double>(now - gen_start_).count(), rate = el > 0 ? double(done) / el : 0;
   std::vector<double> w = gen_frames_.work_ms;
   std::sort(w.begin(), w.end());
-  std::fprintf(stderr, "bench-generate: %zu/%zu tokens, %.2f tokens/s, %.0f s, ETA %.0f s; frame work p95 so far %.1f ms\n", done,
-               want, rate, el, rate > 0 ? double(want > done ? want - done : 0) / rate : 0.0,
-               w.empty() ? 0.0 : w[std::min(w.size() - 1, size_t(0.95 * double(w.size())))]);
+  const std::string eta = rate > 0 ? std::to_string(int64_t(double(want > done ? want - done : 0) / rate)) + " s" : "unknown";
+  std::fprintf(stderr, "bench-generate: %zu/%zu tokens, %.2f tokens/s, %.0f s (model load included), ETA %s; frame work p95 so far %.1f ms\n",
+               done, want, rate, el, eta.c_str(), w.empty() ? 0.0 : w[std::min(w.size() - 1, size_t(0.95 * double(w.size())))]);
 }
 
 std::string StudioApp::status_text() const {
