@@ -18,6 +18,7 @@
 #include "engine/base/scenes.h"
 #include "engine/loader.h"
 #include "cli_util.h"
+#include "engine/base/version.h"
 #include "test_util.h"
 
 namespace {
@@ -214,5 +215,46 @@ TEST(ScenesEval, VismemArmCountsInvocationsAndOffEqualsTheBaseline) {
   r = run_pvm(common + " --vismem-invoke separators", dir);
   EXPECT_EQ(r.rc, 1);
   EXPECT_NE(r.err.find("need --vismem"), std::string::npos) << r.err;
+  std::filesystem::remove_all(dir);
+}
+
+// `pvm eval --task scenes --visual-scale S` (the dilution intervention): S = 1 is the baseline
+// exactly and is reported; a large S changes the descriptions; bad values and VisMem together with
+// it are one error line naming the option, before the model loads.
+TEST(ScenesEval, VisualScaleOneIsTheBaselineAndBadValuesAreRefused) {
+  if (pvm_bin().empty()) GTEST_SKIP() << "pvm binary not found next to the test (set PVM_BIN)";
+  if (pvm::default_model_dir().empty()) GTEST_SKIP() << "assets/default-model not present";
+  auto dir = pvm::testing::temp_dir("eval_scenes_vscale");
+  const std::string common = "eval --task scenes --count 2 --seed 3 --objects 5-6 --max-new-tokens 80 --qa-per-scene 0 --threads 1 --json --quiet --no-pvm";
+  auto r = run_pvm(common, dir);
+  ASSERT_EQ(r.rc, 0) << r.err;
+  auto base = nlohmann::json::parse(r.out);
+  r = run_pvm(common + " --visual-scale 1", dir);
+  ASSERT_EQ(r.rc, 0) << r.err;
+  auto one = nlohmann::json::parse(r.out);
+  EXPECT_EQ(one["by_position"], base["by_position"]);
+  EXPECT_DOUBLE_EQ(one["visual_attention_scale"].get<double>(), 1.0);
+  const std::string recs = dir + "/s8.jsonl", recs1 = dir + "/s1.jsonl";
+  ASSERT_EQ(run_pvm(common + " --out " + recs1, dir).rc, 0);
+  r = run_pvm(common + " --visual-scale 8 --out " + recs, dir);
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_DOUBLE_EQ(nlohmann::json::parse(r.out)["visual_attention_scale"].get<double>(), 8.0);
+  auto texts = [](const std::string& path) {  // the descriptions (records also hold timings)
+    std::vector<std::string> t;
+    std::ifstream in(path);
+    for (std::string line; std::getline(in, line);) t.push_back(nlohmann::json::parse(line)["generated"]);
+    return t;
+  };
+  ASSERT_EQ(texts(recs).size(), 2u);
+  EXPECT_NE(texts(recs), texts(recs1));  // the intervention acts
+  for (const std::string bad : {"0", "-1", "x", "1e9"}) {
+    r = run_pvm(common + " --visual-scale " + bad, dir);
+    EXPECT_EQ(r.rc, 1) << bad;
+    EXPECT_NE(r.err.find("--visual-scale"), std::string::npos) << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  }
+  r = run_pvm(common + " --visual-scale 2 --vismem " + pvm::source_dir() + "/assets/default-vismem", dir);
+  EXPECT_EQ(r.rc, 1);
+  EXPECT_NE(r.err.find("exclude"), std::string::npos) << r.err;
   std::filesystem::remove_all(dir);
 }
