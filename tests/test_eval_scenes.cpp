@@ -160,6 +160,13 @@ TEST(ScenesEval, RunsEndToEndOnATinyModelAndReports) {
   r = run_pvm("eval --task scenes --model " + dir + " --objects 0-3", dir);
   EXPECT_NE(r.rc, 0);
   EXPECT_NE(r.err.find("--objects"), std::string::npos) << r.err;
+  r = run_pvm("eval --task scenes --model " + dir + " --size 32", dir);
+  EXPECT_EQ(r.rc, 1);
+  EXPECT_NE(r.err.find("--size"), std::string::npos) << r.err;
+  // --size: the scenes drawn at another resolution (more pixels, more visual tokens where the
+  // model's preprocessor allows them)
+  r = run_pvm("eval --task scenes --model " + dir + " --size 128 --count 1 --objects 4 --max-new-tokens 4 --qa-per-scene 0 --json --quiet", dir);
+  EXPECT_EQ(r.rc, 0) << r.err;
   std::filesystem::remove_all(dir);
 }
 

@@ -139,7 +139,7 @@ int run_scenes(const std::vector<std::string>& argv) {
   pvm::cli::Args a(argv,
                    {"--task", "--model", "--pvm", "--count", "--seed", "--objects", "--max-new-tokens", "--qa-per-scene",
                     "--qa-max-new-tokens", "--out", "--csv", "--device", "--threads", "--dtype", "--tokenizer", "--vismem",
-                    "--vismem-invoke", "--vismem-max", "--vismem-p", "--vismem-long", "--visual-scale"},
+                    "--vismem-invoke", "--vismem-max", "--vismem-p", "--vismem-long", "--visual-scale", "--size"},
                    {"--json", "--no-pvm", "--textures", "--digits", "--quiet", "--no-vismem"});
   if (a.has("--task") && a.get("--task") != "scenes")
     throw pvm::Error("--task: expected 'scenes', got '" + a.get("--task") + "'");
@@ -152,6 +152,10 @@ int run_scenes(const std::vector<std::string>& argv) {
   const long long qa_max_new = a.get_int("--qa-max-new-tokens", 96, 1, 65536);
   sc::SceneOptions& opt = st.scene;
   if (a.has("--objects")) sc::parse_objects_option(a.get("--objects"), opt);
+  if (a.has("--size")) {  // image side in pixels, as pvm scenes --size: more pixels, more visual tokens
+    const long long px = a.get_int("--size", 256, 64, 4096);
+    opt.width = opt.height = static_cast<int>(px);
+  }
   opt.textures = a.has("--textures");
   opt.digits = a.has("--digits");
   opt.validate("options");
@@ -437,7 +441,7 @@ PVM_COMMAND("eval", "rule-only accuracy on a VLMEvalKit TSV or a JSONL of open q
             "--top-p P --top-k K --seed S] [--max-new-tokens N] [--limit N] [--prompt-style dataset|qwen3vl] "
             "[--system TEXT] [--out FILE.jsonl [--resume]] [--bad-lines skip|fatal] [--dtype D] [--device D] [--threads N] "
             "[--tokenizer FILE] [--json] [--quiet]\n  or: pvm eval --task scenes [--model DIR] [--pvm ADAPTER] [--no-pvm] [--count N] [--seed S] "
-            "[--objects MIN-MAX] [--textures] [--digits] [--max-new-tokens N] [--qa-per-scene K] "
+            "[--objects MIN-MAX] [--size PX] [--textures] [--digits] [--max-new-tokens N] [--qa-per-scene K] "
             "[--qa-max-new-tokens N] [--device D] [--threads N] [--dtype T] [--tokenizer FILE] [--json] [--out FILE.jsonl] "
             "[--csv FILE.csv] [--vismem ADAPTER [--vismem-invoke model|separators] [--vismem-max N] [--vismem-p P] [--vismem-long F] "
             "[--no-vismem]] [--visual-scale S] [--quiet]",
