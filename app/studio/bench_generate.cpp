@@ -117,8 +117,8 @@ int report_generate_bench(const UiState& ui, const GenerateSettings& s, const Ge
   if (no_cli) {
     std::printf("bench-generate: model %s%s%s, %d tokens per side, probes: the CLI's --probe set, no CLI run\n",
                 ui.model.dir.c_str(), ui.model.adapter.empty() ? "" : " + ", ui.model.adapter.c_str(), s.max_new_tokens);
-    std::printf("bench-generate: studio (rendering at 30 fps): baseline %lld tokens %.2f tok/s, PVM %lld tokens %.2f tok/s\n",
-                (long long)st[0].tokens, st[0].tokens_per_s, (long long)st[1].tokens, st[1].tokens_per_s);
+    std::printf("bench-generate: studio (rendering at %.0f fps): baseline %lld tokens %.2f tok/s, PVM %lld tokens %.2f tok/s\n",
+                frames.fps, (long long)st[0].tokens, st[0].tokens_per_s, (long long)st[1].tokens, st[1].tokens_per_s);
     print_frames();
     if (json_path.empty()) return 0;
     nlohmann::json j = {{"model", ui.model.dir},
@@ -194,9 +194,9 @@ int report_generate_bench(const UiState& ui, const GenerateSettings& s, const Ge
 
   std::printf("bench-generate: model %s%s%s, %d tokens per side, probes: the CLI's --probe set\n", ui.model.dir.c_str(),
               ui.model.adapter.empty() ? "" : " + ", ui.model.adapter.c_str(), s.max_new_tokens);
-  std::printf("bench-generate: studio (%s, rendering at 30 fps): baseline %lld tokens %.1f tok/s, PVM %lld tokens %.1f tok/s,"
+  std::printf("bench-generate: studio (%s, rendering at %.0f fps): baseline %lld tokens %.1f tok/s, PVM %lld tokens %.1f tok/s,"
               " both %.1f tok/s\n",
-              s.interleave ? "interleaved" : "one side after the other", (long long)st[0].tokens, st[0].tokens_per_s,
+              s.interleave ? "interleaved" : "one side after the other", frames.fps, (long long)st[0].tokens, st[0].tokens_per_s,
               (long long)st[1].tokens, st[1].tokens_per_s, studio_both);
   std::printf("bench-generate: pvm generate --probe: baseline %lld tokens %.1f tok/s, PVM %lld tokens %.1f tok/s, both %.1f tok/s"
               " (answers %s the studio's)\n",

@@ -14,6 +14,7 @@ namespace pvm::studio {
 struct GenerateBenchFrames {
   std::vector<double> work_ms;      // building + rendering one frame while the model generated
   std::vector<double> interval_ms;  // start to start of consecutive frames (what the user feels)
+  double fps = 30;                  // the frame rate the studio streams at (StudioApp::streaming_fps)
 };
 
 // Prints the report (and writes it as JSON when json_path is set). Returns the exit code: 0, or 1

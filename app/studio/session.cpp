@@ -433,10 +433,12 @@ void Session::do_load(const LoadRequest& r) {
     }
   }
   // A small decoder runs best on one thread (pipeline.h default_cpu_threads); a large one on every
-  // core but the one the UI and the GL rasterizer keep.
+  // core, as the CLI: its decode is memory-bound and one thread cannot draw the bandwidth (2B on
+  // 2 cores: 1 thread 0.52 of the CLI's tokens/s, all cores with the UI streaming at 10 fps 0.87;
+  // experiments/bench/RESULTS_studio.md). The UI then draws less often while it streams
+  // (StudioApp::streaming_fps), and wakes at once on input.
   if (!threads_given_ && lo.device.is_cpu()) {
-    const int cores = int(std::max(1u, std::thread::hardware_concurrency()));
-    model_threads_ = std::min(std::max(1, cores - 1), default_cpu_threads(p->model.config));
+    model_threads_ = default_cpu_threads(p->model.config);
     at::set_num_threads(model_threads_);
   }
   pipe_ = std::move(p);

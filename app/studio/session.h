@@ -28,9 +28,10 @@ std::unique_ptr<Pipeline> random_demo_pipeline(const std::string& device = "cpu"
 
 class Session : public Engine {
  public:
-  // model_threads: intra-op threads of the model worker; 0 = cores - 1 (at least 1), so that the UI
-  // thread and the GL rasterizer keep a core: on 2 cores, two OpenMP threads sharing the machine with
-  // the renderer spin at every barrier and decode collapses (experiments/bench/RESULTS_studio.md).
+  // model_threads: intra-op threads of the model worker; 0 = automatic: cores - 1 (at least 1) until
+  // a model loads, then the CLI's choice (default_cpu_threads): one thread for a small decoder, whose
+  // tiny operators would spin at a barrier each beside the renderer (decode collapsed on 2 cores),
+  // every core for a wide one (memory-bound; experiments/bench/RESULTS_studio.md).
   explicit Session(int model_threads = 0);
   ~Session() override;  // cancels a running generation and joins the worker
 
