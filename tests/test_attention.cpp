@@ -19,12 +19,15 @@ torch::Tensor run(bool explicit_path, const torch::Tensor& q, const torch::Tenso
   return pvm::gqa_attention(q, k, v, offset, key_valid, {});
 }
 
+// One attention call's shape: S queries at positions offset..offset+S-1 over T keys; `padded`: row 1
+// of the batch has 3 padding keys on the left.
+struct Case { int64_t S, T, offset; bool padded; const char* what; };
+
 }  // namespace
 
 TEST(Attention, FusedPathEqualsExplicitSoftmax) {
   torch::manual_seed(5);
   const int64_t B = 2, Hq = 8, Hkv = 2, D = 16;
-  struct Case { int64_t S, T, offset; bool padded; const char* what; };
   for (auto c : std::vector<Case>{{12, 12, 0, false, "fresh prefill"},
                                   {1, 40, 39, false, "decode step"},
                                   {5, 17, 12, false, "prefill after a cached prefix"},
@@ -73,7 +76,6 @@ TEST(Attention, FusedPathIsCausal) {
 TEST(Attention, KeyBiasEqualsTheBiasedSoftmaxOnBothPaths) {
   torch::manual_seed(7);
   const int64_t B = 2, Hq = 4, Hkv = 2, D = 8;
-  struct Case { int64_t S, T, offset; bool padded; const char* what; };
   for (auto c : std::vector<Case>{{1, 20, 19, false, "decode step"},
                                   {4, 20, 16, false, "prefill after a cached prefix"},
                                   {1, 20, 19, true, "decode over a padded batch"}}) {
