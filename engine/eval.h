@@ -50,6 +50,7 @@ struct LoopOptions {
   bool use_pvm = true;                  // generate with the model's PVM blocks
   VismemGenerate vismem;                // VisMem invocation (enabled needs a VisMem adapter on the model)
   double visual_attention_scale = 1.0;  // the dilution intervention (GenerationRequest); 1 = off
+  double visual_attention_restore = 0.0;  // its length-matched form (GenerationRequest); 0 = off
   std::atomic<bool>* cancel = nullptr;  // stops between items (and inside a generation)
   std::function<bool(const std::string& key, int run)> done;  // true: skip (already in the log)
   std::function<void(const nlohmann::json& record, size_t item, int run)> on_record;

@@ -36,15 +36,24 @@ static GenerationResult generate_impl(Qwen3VLForConditionalGeneration& m, const 
     if (id < 0 || id >= cfg.text.vocab_size) throw Error("prompt token id " + std::to_string(id) + " is outside the vocabulary");
   auto stop = req.stop_ids.empty() ? cfg.eos_token_ids : req.stop_ids;
   auto dev = m->device();
-  // The visual-attention intervention: log(s) on the image keys of every decode step, [1, cap].
+  // The visual-attention intervention: log(s) (+ K log(n / P) when restoring) on the image keys of
+  // every decode step, [1, cap]; the positions of the image keys are kept to refill it per step.
   torch::Tensor key_bias;
-  if (req.visual_attention_scale != 1.0) {
-    key_bias = torch::zeros({1, cap}, torch::kFloat);
-    const float lb = (float)std::log(req.visual_attention_scale);
-    auto* b = key_bias.data_ptr<float>();
+  std::vector<int64_t> image_keys;
+  const bool restore = req.visual_attention_restore > 0;
+  const float log_scale = (float)std::log(req.visual_attention_scale);
+  auto fill_key_bias = [&](int64_t n_keys) {
+    float lb = log_scale;
+    if (restore) lb += (float)(req.visual_attention_restore * std::log((double)n_keys / (double)P));
+    auto host = torch::zeros({1, cap}, torch::kFloat);
+    auto* b = host.data_ptr<float>();
+    for (auto i : image_keys) b[i] = lb;
+    key_bias = host.to(dev);
+  };
+  if (req.visual_attention_scale != 1.0 || restore) {
     for (int64_t i = 0; i < P; ++i)
-      if (req.prompt_ids[i] == cfg.image_token_id || req.prompt_ids[i] == cfg.video_token_id) b[i] = lb;
-    key_bias = key_bias.to(dev);
+      if (req.prompt_ids[i] == cfg.image_token_id || req.prompt_ids[i] == cfg.video_token_id) image_keys.push_back(i);
+    fill_key_bias(P + 1);
   }
 
   KVCache cache;
@@ -113,6 +122,7 @@ static GenerationResult generate_impl(Qwen3VLForConditionalGeneration& m, const 
     din.input_ids = torch::tensor(next, torch::kLong).view({G, 1});
     din.position_ids = torch::full({3, G, 1}, cache.length + delta, torch::kLong);
     din.pvm = req.pvm;
+    if (restore) fill_key_bias(cache.length + 1);  // this query sees the cache and itself
     din.key_bias = key_bias;
     ForwardHooks dhooks;
     if (req.configure) req.configure(dhooks, false);
@@ -130,7 +140,9 @@ static GenerationResult generate_impl(Qwen3VLForConditionalGeneration& m, const 
 GenerationResult generate(Qwen3VLForConditionalGeneration& m, const GenerationRequest& req) {
   if (!(req.visual_attention_scale > 0) || !std::isfinite(req.visual_attention_scale))
     throw Error("visual attention scale must be a positive number, got " + std::to_string(req.visual_attention_scale));
-  if (req.visual_attention_scale != 1.0 && req.vismem.enabled)
+  if (!(req.visual_attention_restore >= 0 && req.visual_attention_restore <= 4))
+    throw Error("visual attention restore exponent must be in [0, 4], got " + std::to_string(req.visual_attention_restore));
+  if ((req.visual_attention_scale != 1.0 || req.visual_attention_restore > 0) && req.vismem.enabled)
     throw Error("the visual attention scale and VisMem exclude each other");
   try {
     if (req.vismem.enabled) return generate_with_vismem(m, req);

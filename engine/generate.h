@@ -62,6 +62,12 @@ struct GenerationRequest {
   // layer before the softmax renormalises (log(s) added to those logits). The prompt is read as
   // without it. 1 = off (the model as it is); must be > 0. Not with VisMem.
   double visual_attention_scale = 1.0;
+  // The length-matched form of the same intervention: at a decode step whose query sees n keys (the
+  // P prompt tokens and the answer so far), the image weight is further multiplied by (n / P)^K. Under
+  // even attention the image's share falls as P / n, so K = 1 gives back exactly what the answer's
+  // length took, and the first generated tokens (n ~ P) are left almost as they are. 0 = off;
+  // must be in [0, 4]. Not with VisMem.
+  double visual_attention_restore = 0.0;
   // Called for every generated token (seq index, token id, step); return false to stop everything.
   std::function<bool(int64_t seq, int64_t token, int64_t step)> on_token;
   const std::atomic<bool>* cancel = nullptr;

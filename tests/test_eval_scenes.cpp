@@ -260,6 +260,17 @@ TEST(ScenesEval, VisualScaleOneIsTheBaselineAndBadValuesAreRefused) {
     EXPECT_NE(r.err.find("--visual-scale"), std::string::npos) << r.err;
     EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
   }
+  r = run_pvm(common + " --visual-restore 1", dir);  // the length-matched form: reported, and it acts
+  ASSERT_EQ(r.rc, 0) << r.err;
+  auto restored = nlohmann::json::parse(r.out);
+  EXPECT_DOUBLE_EQ(restored["visual_attention_restore"].get<double>(), 1.0);
+  EXPECT_DOUBLE_EQ(base["visual_attention_restore"].get<double>(), 0.0);
+  for (const std::string bad : {"-1", "5", "x"}) {
+    r = run_pvm(common + " --visual-restore " + bad, dir);
+    EXPECT_EQ(r.rc, 1) << bad;
+    EXPECT_NE(r.err.find("--visual-restore"), std::string::npos) << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  }
   r = run_pvm(common + " --visual-scale 2 --vismem " + pvm::source_dir() + "/assets/default-vismem", dir);
   EXPECT_EQ(r.rc, 1);
   EXPECT_NE(r.err.find("exclude"), std::string::npos) << r.err;

@@ -401,6 +401,49 @@ TEST(Probes, PromptPresetsLoadByName) {
   EXPECT_THROW(load_prompt_preset("../etc"), Error);
 }
 
+// Its length-matched form (visual_attention_restore = K): the decode step whose query sees n = P + k
+// keys multiplies the image weight by (n / P)^K. Layer 0's queries and keys depend only on the token
+// ids, so wherever the generated prefix equals the plain run's, layer 0's head masses must be exactly
+// s_k m / (s_k m + 1 - m) with s_k = ((P + k) / P)^K. Out-of-range exponents are refused.
+TEST(Probes, VisualAttentionRestoreGrowsWithTheAnswer) {
+  Fixture f;
+  ProbeOptions opt;
+  opt.per_head = true;
+  auto run = [&](double k) {
+    auto rec = std::make_unique<ProbeRecorder>(f.m, visual_positions(f.ids, f.cfg.image_token_id), opt, f.grids);
+    auto req = f.request(6);
+    req.visual_attention_restore = k;
+    rec->attach(req);
+    auto res = generate(f.m, req);
+    return std::make_pair(std::move(rec), res);
+  };
+  const double P = double(f.request(1).prompt_ids.size());
+  auto [r0, g0] = run(0.0);
+  const double K = 4.0;
+  auto [rk, gk] = run(K);
+  ASSERT_EQ(rk->tokens().size(), r0->tokens().size());
+  int checked = 0;
+  for (size_t step = 1; step < rk->tokens().size(); ++step) {
+    if (!std::equal(g0.tokens[0].begin(), g0.tokens[0].begin() + step, gk.tokens[0].begin())) break;
+    const double s = std::pow((P + double(step)) / P, K);
+    const auto& a = r0->tokens()[step].mass_heads[0];
+    const auto& b = rk->tokens()[step].mass_heads[0];
+    for (size_t h = 0; h < a.size(); ++h)
+      EXPECT_NEAR(b[h], s * a[h] / (s * a[h] + 1 - a[h]), 1e-5) << "step " << step << " head " << h;
+    ++checked;
+  }
+  EXPECT_GE(checked, 1);
+  EXPECT_GT(std::abs(rk->tokens()[1].mass_heads[0][0] - r0->tokens()[1].mass_heads[0][0]), 1e-5);  // it acts
+  auto req = f.request(2);
+  for (double bad : {-0.5, 4.5, std::nan("")}) {
+    req.visual_attention_restore = bad;
+    EXPECT_THROW(generate(f.m, req), Error) << bad;
+  }
+  req.visual_attention_restore = 1.0;
+  req.vismem.enabled = true;
+  EXPECT_THROW(generate(f.m, req), Error);
+}
+
 // The visual-attention intervention (GenerationRequest::visual_attention_scale): the first token
 // comes from the prompt's pass, unchanged; at the first decode step layer 0 sees the same inputs
 // with and without it, so each head's image mass must be exactly s m / (s m + 1 - m), m the mass

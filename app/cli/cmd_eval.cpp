@@ -139,7 +139,7 @@ int run_scenes(const std::vector<std::string>& argv) {
   pvm::cli::Args a(argv,
                    {"--task", "--model", "--pvm", "--count", "--seed", "--objects", "--max-new-tokens", "--qa-per-scene",
                     "--qa-max-new-tokens", "--out", "--csv", "--device", "--threads", "--dtype", "--tokenizer", "--vismem",
-                    "--vismem-invoke", "--vismem-max", "--vismem-p", "--vismem-long", "--visual-scale", "--size"},
+                    "--vismem-invoke", "--vismem-max", "--vismem-p", "--vismem-long", "--visual-scale", "--visual-restore", "--size"},
                    {"--json", "--no-pvm", "--textures", "--digits", "--quiet", "--no-vismem"});
   if (a.has("--task") && a.get("--task") != "scenes")
     throw pvm::Error("--task: expected 'scenes', got '" + a.get("--task") + "'");
@@ -179,11 +179,7 @@ int run_scenes(const std::vector<std::string>& argv) {
   if (!a.has("--vismem") &&
       (a.has("--vismem-invoke") || a.has("--vismem-max") || a.has("--vismem-p") || a.has("--vismem-long")))
     throw pvm::Error("options --vismem-invoke/--vismem-max/--vismem-p/--vismem-long need --vismem DIR");
-  // The dilution intervention: each generated token's attention on the image multiplied by S.
-  const double visual_scale = a.get_double("--visual-scale", 1.0);
-  if (!(visual_scale > 0.0 && visual_scale <= 1e6))
-    throw pvm::Error("option --visual-scale: out of range (must be in (0, 1e6])");
-  if (visual_scale != 1.0 && vm.enabled) throw pvm::Error("options --visual-scale and --vismem exclude each other");
+  const auto visual = pvm::cli::visual_intervention(a, vm.enabled);
 
   auto pipe = pvm::open_pipeline(pvm::cli::open_options(a, quiet));
   // Records are streamed to a temp file and renamed at the end (a killed run leaves no half file).
@@ -194,7 +190,8 @@ int run_scenes(const std::vector<std::string>& argv) {
   ev::LoopOptions lo;
   lo.use_pvm = use_pvm;
   lo.vismem = vm;
-  lo.visual_attention_scale = visual_scale;
+  lo.visual_attention_scale = visual.scale;
+  lo.visual_attention_restore = visual.restore;
   const auto t0 = std::chrono::steady_clock::now();
   lo.on_record = [&](const json& rec, size_t i, int) {
     if (out) {
@@ -222,7 +219,8 @@ int run_scenes(const std::vector<std::string>& argv) {
   rep["pvm"] = use_pvm;
   rep["vismem_adapter"] = a.get("--vismem");
   rep["vismem"] = vm.enabled;
-  rep["visual_attention_scale"] = visual_scale;
+  rep["visual_attention_scale"] = visual.scale;
+  rep["visual_attention_restore"] = visual.restore;
   if (vm.enabled) {
     rep["vismem_invoke"] = vm.invoke;
     if (vm.invoke == "separators") rep["vismem_long_fraction"] = vm.long_fraction;
@@ -444,5 +442,5 @@ PVM_COMMAND("eval", "rule-only accuracy on a VLMEvalKit TSV or a JSONL of open q
             "[--objects MIN-MAX] [--size PX] [--textures] [--digits] [--max-new-tokens N] [--qa-per-scene K] "
             "[--qa-max-new-tokens N] [--device D] [--threads N] [--dtype T] [--tokenizer FILE] [--json] [--out FILE.jsonl] "
             "[--csv FILE.csv] [--vismem ADAPTER [--vismem-invoke model|separators] [--vismem-max N] [--vismem-p P] [--vismem-long F] "
-            "[--no-vismem]] [--visual-scale S] [--quiet]",
+            "[--no-vismem]] [--visual-scale S] [--visual-restore K] [--quiet]",
             run_eval);

@@ -25,7 +25,7 @@ int run(const std::vector<std::string>& argv) {
   pvm::cli::Args a(argv,
                    {"--model", "--image", "--prompt", "--system", "--max-new-tokens", "--temperature", "--top-p",
                     "--top-k", "--min-p", "--repetition-penalty", "--seed", "--dtype", "--device", "--threads", "--tokenizer",
-                    "--num-sequences", "--pvm", "--trace", "--vismem", "--vismem-invoke", "--vismem-max", "--visual-scale"},
+                    "--num-sequences", "--pvm", "--trace", "--vismem", "--vismem-invoke", "--vismem-max", "--visual-scale", "--visual-restore"},
                    {"--json", "--quiet", "--probe", "--no-pvm", "--no-vismem"});
   const bool json = a.has("--json"), quiet = a.has("--quiet") || json;
   // Sampling options are checked before the (slow) model load: a bad one fails at once.
@@ -47,12 +47,7 @@ int run(const std::vector<std::string>& argv) {
   if (invoke != "model" && invoke != "separators")
     throw pvm::Error("option --vismem-invoke: must be model or separators, got '" + invoke + "'");
   const int64_t vismem_max = a.get_int("--vismem-max", 4, 0, 1 << 20);
-  // The dilution intervention (engine/generate.h): each generated token's attention on the image x S.
-  const double visual_scale = a.get_double("--visual-scale", 1.0);
-  if (!(visual_scale > 0.0 && visual_scale <= 1e6))
-    throw pvm::Error("option --visual-scale: out of range (must be in (0, 1e6])");
-  if (visual_scale != 1.0 && a.has("--vismem") && !a.has("--no-vismem"))
-    throw pvm::Error("options --visual-scale and --vismem exclude each other");
+  const auto visual = pvm::cli::visual_intervention(a, a.has("--vismem") && !a.has("--no-vismem"));
   auto pipe = pvm::open_pipeline(pvm::cli::open_options(a, quiet));
 
   pvm::PromptSpec spec;
@@ -72,7 +67,8 @@ int run(const std::vector<std::string>& argv) {
   req.vismem.invoke = invoke;
   req.vismem.max_invocations = vismem_max;
   req.vismem.seed = sampling.seed;
-  req.visual_attention_scale = visual_scale;
+  req.visual_attention_scale = visual.scale;
+  req.visual_attention_restore = visual.restore;
   std::signal(SIGINT, on_sigint);
 
   // Stream sequence 0 as text: decode the growing id list and print the new suffix (a token may
@@ -167,5 +163,5 @@ PVM_COMMAND("generate", "stream an answer for images + a prompt (greedy by defau
             "[--temperature T --top-p P --top-k K --min-p M --repetition-penalty R --seed S] [--num-sequences G] "
             "[--dtype f32|bf16|f16|auto] [--device cpu|cuda|auto] [--threads N] [--tokenizer FILE] [--pvm ADAPTER] [--no-pvm] "
             "[--vismem ADAPTER [--vismem-invoke model|separators] [--vismem-max N] [--no-vismem]] "
-            "[--visual-scale S] [--probe] [--trace FILE.jsonl] [--json]",
+            "[--visual-scale S] [--visual-restore K] [--probe] [--trace FILE.jsonl] [--json]",
             run);

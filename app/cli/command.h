@@ -36,6 +36,23 @@ inline OpenOptions open_options(const Args& a, bool quiet) {
   return o;
 }
 
+// The dilution intervention (engine/generate.h): --visual-scale S multiplies every generated token's
+// attention on the image by S; --visual-restore K further by (n / P)^K, n the keys the token sees, P
+// the prompt's length. Checked before the model loads; neither goes with VisMem.
+struct VisualIntervention {
+  double scale = 1.0, restore = 0.0;
+  bool on() const { return scale != 1.0 || restore != 0.0; }
+};
+inline VisualIntervention visual_intervention(const Args& a, bool vismem) {
+  VisualIntervention v;
+  v.scale = a.get_double("--visual-scale", 1.0);
+  if (!(v.scale > 0.0 && v.scale <= 1e6)) throw Error("option --visual-scale: out of range (must be in (0, 1e6])");
+  v.restore = a.get_double("--visual-restore", 0.0);
+  if (!(v.restore >= 0.0 && v.restore <= 4.0)) throw Error("option --visual-restore: out of range (must be in [0, 4])");
+  if (v.on() && vismem) throw Error("options --visual-scale/--visual-restore and --vismem exclude each other");
+  return v;
+}
+
 #define PVM_CONCAT2(a, b) a##b
 #define PVM_CONCAT(a, b) PVM_CONCAT2(a, b)
 #define PVM_COMMAND(...) static ::pvm::cli::Registrar PVM_CONCAT(pvm_cmd_, __LINE__)({__VA_ARGS__})

@@ -21,7 +21,9 @@
 # baseline is not trained (greedy, one number). Without TRAIN_SEEDS: one run per variant at the
 # config's seed, as before.
 # Environment: PVM (binary), STEPS (PVM steps per variant, 250), EVAL_COUNT (80), SEED (1),
-# VARIANTS (default "pvm mlp hidden strided consec"), DATA (SFT JSONL; default: the train.sh data set).
+# VARIANTS (default "pvm mlp hidden strided consec"), DATA (SFT JSONL; default: the train.sh data set),
+# MODEL (the frozen backbone, default assets/default-model), SIZE (held-out image side in pixels,
+# default the scenes' 256), WORK / OUT (scratch and results folders).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -38,6 +40,8 @@ out=${OUT:-$here/results}
 [ -x "$PVM" ] || { echo "ablations: $PVM not found (build first, or set PVM=...)" >&2; exit 1; }
 [ -f "$DATA" ] || { echo "ablations: $DATA not found (bash experiments/default_model/train.sh data)" >&2; exit 1; }
 mkdir -p "$work" "$out"
+size_args=()
+[ -n "${SIZE:-}" ] && size_args=(--size "$SIZE")
 
 settings() {
   case $1 in
@@ -53,7 +57,7 @@ settings() {
 grade() {  # grade NAME ARGS...: held-out report + accuracy by position
   local name=$1; shift
   [ -f "$out/$name.json" ] && return 0
-  "$PVM" eval --task scenes --model "$MODEL" "$@" --count "$COUNT" --seed "$SEED" --qa-per-scene 1 --json --quiet \
+  "$PVM" eval --task scenes --model "$MODEL" "$@" --count "$COUNT" --seed "$SEED" "${size_args[@]}" --qa-per-scene 1 --json --quiet \
     --csv "$out/accuracy_$name.csv" --out "$work/eval_$name.jsonl" > "$out/$name.json.tmp"
   mv "$out/$name.json.tmp" "$out/$name.json"
 }

@@ -12,45 +12,58 @@
 # off, S in SCALES. Accuracy by position per (model, S): results_intervention/accuracy_<model>_s<S>.csv,
 # reports eval_<model>_s<S>.json, plots accuracy_<model>.png, and the table summary.md.
 # Environment: PVM (binary), SCALES ("1 2 4 8"), EVAL_COUNT (200), SEED (1: the training data set's
-# held-out scenes), MODELS ("default full-context"), OUT (results folder).
+# held-out scenes), MODELS ("default full-context": NAME for assets/NAME-model, or NAME:DIR for any
+# model folder), SIZE (image side in pixels, default: the scenes' 256), OUT (results folder),
+# RESTORES (exponents K of the length-matched form, --visual-restore K: x (n/P)^K at the token that
+# sees n keys; default none).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 PVM=${PVM:-$root/build/pvm}
 SCALES=${SCALES:-"1 2 4 8"}
+RESTORES=${RESTORES:-}
 count=${EVAL_COUNT:-200}
 seed=${SEED:-1}
 out=${OUT:-$here/results_intervention}
 work=$root/out/dilution/intervention
+size_args=()
+[ -n "${SIZE:-}" ] && size_args=(--size "$SIZE")
 [ -x "$PVM" ] || { echo "intervention: $PVM not found (build first, or set PVM=...)" >&2; exit 1; }
 mkdir -p "$out" "$work"
-for name in ${MODELS:-default full-context}; do
+names=()
+for entry in ${MODELS:-default full-context}; do
+  name=${entry%%:*}
   model=$root/assets/$name-model
+  [ "$entry" != "$name" ] && model=${entry#*:}
+  names+=("$name")
   [ -f "$model/config.json" ] || { echo "intervention: no model at $model" >&2; exit 1; }
   series=()
-  for s in $SCALES; do
-    tag=${name}_s$s
-    if [ ! -f "$out/eval_$tag.json" ]; then  # resumable: a finished (model, S) is not re-run
-      echo "== $name, visual attention x $s ($count held-out scenes)" >&2
-      "$PVM" eval --task scenes --model "$model" --no-pvm --visual-scale "$s" --count "$count" --seed "$seed" \
+  for setting in $(for s in $SCALES; do echo "s$s"; done) $(for k in $RESTORES; do echo "r$k"; done); do
+    tag=${name}_$setting
+    v=${setting#?}
+    if [ "${setting:0:1}" = s ]; then args=(--visual-scale "$v"); label="x$v"; else args=(--visual-restore "$v"); label="x(n/P)^$v"; fi
+    if [ ! -f "$out/eval_$tag.json" ]; then  # resumable: a finished (model, setting) is not re-run
+      echo "== $name, visual attention $label ($count held-out scenes)" >&2
+      "$PVM" eval --task scenes --model "$model" --no-pvm "${args[@]}" --count "$count" --seed "$seed" "${size_args[@]}" \
         --qa-per-scene 0 --json --quiet --csv "$out/accuracy_$tag.csv" --out "$work/eval_$tag.jsonl" > "$out/eval_$tag.json.tmp"
       mv "$out/eval_$tag.json.tmp" "$out/eval_$tag.json"
     fi
-    series+=(--series "$out/accuracy_$tag.csv:position:accuracy:x$s")
+    series+=(--series "$out/accuracy_$tag.csv:position:accuracy:$label")
   done
   "$PVM" plot "${series[@]}" --out "$out/accuracy_$name.png" \
-    --title "$name model: accuracy by position, image attention x S ($count scenes)" \
+    --title "$name model: accuracy by position, image attention re-weighted ($count scenes)" \
     --xlabel "object position in the description" --ylabel "attribute accuracy" --ymin 0 --ymax 1
 done
-python3 - "$out" "$SCALES" "${MODELS:-default full-context}" <<'PY'
+python3 - "$out" "$SCALES" "${names[*]}" "$RESTORES" <<'PY'
 import csv, json, sys
-out, scales, models = sys.argv[1], sys.argv[2].split(), sys.argv[3].split()
+out, scales, models, restores = sys.argv[1], sys.argv[2].split(), sys.argv[3].split(), sys.argv[4].split()
 buckets = [("1-3", 1, 3), ("4-9", 4, 9), ("10-11", 10, 11), ("12-16", 12, 16)]
-lines = ["| model | image attention x S | accuracy | " + " | ".join("objects " + b[0] for b in buckets) +
+lines = ["| model | image attention | accuracy | " + " | ".join("objects " + b[0] for b in buckets) +
          " | described 12-16 | hallucinated | missing |", "|---|---|---|" + "---|" * len(buckets) + "---|---|---|"]
 for m in models:
-    for s in scales:
-        tag = f"{m}_s{s}"
+    for kind, s in [("s", x) for x in scales] + [("r", k) for k in restores]:
+        tag = f"{m}_{kind}{s}"
+        label = f"x {s}" if kind == "s" else f"x (n/P)^{s}"
         r = json.load(open(f"{out}/eval_{tag}.json"))
         rows = list(csv.DictReader(open(f"{out}/accuracy_{tag}.csv")))
         cells, desc = [], 0
@@ -62,7 +75,7 @@ for m in models:
                     n += int(row["attributes_total"]); c += int(row["attributes_correct"])
                     if lo == 12: desc += int(row["described"])
             cells.append(f"{c / n:.3f}" if n else "-")
-        lines.append(f"| {m} | {s} | {r['accuracy']:.3f} | " + " | ".join(cells) +
+        lines.append(f"| {m} | {label} | {r['accuracy']:.3f} | " + " | ".join(cells) +
                      f" | {desc} | {r['hallucinated']} | {r['missing']} |")
 open(f"{out}/summary.md", "w").write("\n".join(lines) + "\n")
 print("\n".join(lines))

@@ -12,7 +12,7 @@
 # Environment: PVM (binary, default build/pvm), MODEL / ADAPTER (default assets/default-model and
 # assets/default-pvm), OUT (results folder, default experiments/dilution/results), IMAGES (dilution
 # images, 8), TOKENS (448), EVAL_COUNT (200), SEED (1, the data set seed of
-# experiments/default_model/train.sh). The full-context model's results:
+# experiments/default_model/train.sh), SIZE (image side in pixels, default the scenes' 256). The full-context model's results:
 #   MODEL=assets/full-context-model ADAPTER=assets/full-context-pvm OUT=experiments/dilution/results_full_context \
 #     bash experiments/dilution/run.sh
 set -euo pipefail
@@ -30,9 +30,11 @@ seed=${SEED:-1}
 [ -x "$PVM" ] || { echo "dilution: $PVM not found (build first, or set PVM=...)" >&2; exit 1; }
 [ -f "$ADAPTER/adapter.safetensors" ] || { echo "dilution: no PVM adapter at $ADAPTER" >&2; exit 1; }
 mkdir -p "$out" "$work"
+size_args=()
+[ -n "${SIZE:-}" ] && size_args=(--size "$SIZE")
 
 # The instruction the default model was trained with (pvm scenes writes it into sft.jsonl).
-"$PVM" scenes --out "$work/scenes" --count 1 --heldout "$n_img" --objects 14-16 --seed 7 >/dev/null 2>&1
+"$PVM" scenes --out "$work/scenes" --count 1 --heldout "$n_img" --objects 14-16 --seed 7 "${size_args[@]}" >/dev/null 2>&1
 prompt=$(head -1 "$work/scenes/sft.jsonl" | python3 -c 'import json,sys; m=json.load(sys.stdin)["messages"][0]["content"]; print(m.replace("<image>",""))')
 
 echo "== 1/2 attention mass against position ($n_img images x $tokens tokens, baseline and PVM)" >&2
@@ -43,7 +45,7 @@ echo "== 2/2 attribute accuracy by object position ($count held-out scenes)" >&2
 for run in baseline pvm; do
   args=(--no-pvm)
   [ $run = pvm ] && args=()
-  "$PVM" eval --task scenes --model "$MODEL" --pvm "$ADAPTER" "${args[@]}" --count "$count" --seed "$seed" \
+  "$PVM" eval --task scenes --model "$MODEL" --pvm "$ADAPTER" "${args[@]}" --count "$count" --seed "$seed" "${size_args[@]}" \
     --qa-per-scene 2 --json --quiet --csv "$out/accuracy_$run.csv" --out "$work/eval_$run.jsonl" > "$out/eval_$run.json"
 done
 "$PVM" plot --series "$out/accuracy_baseline.csv:position:accuracy:baseline" \
