@@ -401,22 +401,26 @@ TEST(Probes, PromptPresetsLoadByName) {
   EXPECT_THROW(load_prompt_preset("../etc"), Error);
 }
 
+// A run of n generated tokens with per-head probes, the request first changed by `set`.
+static std::pair<std::unique_ptr<ProbeRecorder>, GenerationResult> probed_run(Fixture& f, int64_t n,
+                                                                      const std::function<void(GenerationRequest&)>& set) {
+  ProbeOptions opt;
+  opt.per_head = true;
+  auto rec = std::make_unique<ProbeRecorder>(f.m, visual_positions(f.ids, f.cfg.image_token_id), opt, f.grids);
+  auto req = f.request(n);
+  set(req);
+  rec->attach(req);
+  auto res = generate(f.m, req);
+  return {std::move(rec), res};
+}
+
 // Its length-matched form (visual_attention_restore = K): the decode step whose query sees n = P + k
 // keys multiplies the image weight by (n / P)^K. Layer 0's queries and keys depend only on the token
 // ids, so wherever the generated prefix equals the plain run's, layer 0's head masses must be exactly
 // s_k m / (s_k m + 1 - m) with s_k = ((P + k) / P)^K. Out-of-range exponents are refused.
 TEST(Probes, VisualAttentionRestoreGrowsWithTheAnswer) {
   Fixture f;
-  ProbeOptions opt;
-  opt.per_head = true;
-  auto run = [&](double k) {
-    auto rec = std::make_unique<ProbeRecorder>(f.m, visual_positions(f.ids, f.cfg.image_token_id), opt, f.grids);
-    auto req = f.request(6);
-    req.visual_attention_restore = k;
-    rec->attach(req);
-    auto res = generate(f.m, req);
-    return std::make_pair(std::move(rec), res);
-  };
+  auto run = [&](double k) { return probed_run(f, 6, [&](GenerationRequest& r) { r.visual_attention_restore = k; }); };
   const double P = double(f.request(1).prompt_ids.size());
   auto [r0, g0] = run(0.0);
   const double K = 4.0;
@@ -450,16 +454,7 @@ TEST(Probes, VisualAttentionRestoreGrowsWithTheAnswer) {
 // without it. Out-of-range scales and VisMem together with it are refused.
 TEST(Probes, VisualAttentionScaleMultipliesTheImageWeight) {
   Fixture f;
-  ProbeOptions opt;
-  opt.per_head = true;
-  auto run = [&](double s) {
-    auto rec = std::make_unique<ProbeRecorder>(f.m, visual_positions(f.ids, f.cfg.image_token_id), opt, f.grids);
-    auto req = f.request(4);
-    req.visual_attention_scale = s;
-    rec->attach(req);
-    auto res = generate(f.m, req);
-    return std::make_pair(std::move(rec), res);
-  };
+  auto run = [&](double s) { return probed_run(f, 4, [&](GenerationRequest& r) { r.visual_attention_scale = s; }); };
   auto [r1, g1] = run(1.0);
   for (double s : {4.0, 0.25}) {
     auto [rs, gs] = run(s);
