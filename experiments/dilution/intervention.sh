@@ -10,7 +10,7 @@
 # descriptions by object position. Run on the default model (decoder trained with the context cut at
 # 256 tokens) and on the full-context model (same eyes, decoder trained on whole descriptions), PVM
 # off, S in SCALES. Accuracy by position per (model, S): results_intervention/accuracy_<model>_s<S>.csv,
-# reports eval_<model>_s<S>.json, plots accuracy_<model>.png, and the table summary.md.
+# reports eval_<model>_s<S>.json, plots accuracy_<model>.png, and the table summary.md (every run in the folder).
 # Environment: PVM (binary), SCALES ("1 2 4 8"), EVAL_COUNT (200), SEED (1: the training data set's
 # held-out scenes), MODELS ("default full-context": NAME for assets/NAME-model, or NAME:DIR for any
 # model folder), SIZE (image side in pixels, default: the scenes' 256), OUT (results folder),
@@ -54,29 +54,33 @@ for entry in ${MODELS:-default full-context}; do
     --title "$name model: accuracy by position, image attention re-weighted ($count scenes)" \
     --xlabel "object position in the description" --ylabel "attribute accuracy" --ymin 0 --ymax 1
 done
-python3 - "$out" "$SCALES" "${names[*]}" "$RESTORES" <<'PY'
-import csv, json, sys
-out, scales, models, restores = sys.argv[1], sys.argv[2].split(), sys.argv[3].split(), sys.argv[4].split()
+# The table lists every (model, setting) evaluated into $out, not only this run's: runs add rows.
+python3 - "$out" <<'PY'
+import csv, glob, json, os, sys
+out = sys.argv[1]
 buckets = [("1-3", 1, 3), ("4-9", 4, 9), ("10-11", 10, 11), ("12-16", 12, 16)]
 lines = ["| model | image attention | accuracy | " + " | ".join("objects " + b[0] for b in buckets) +
          " | described 12-16 | hallucinated | missing |", "|---|---|---|" + "---|" * len(buckets) + "---|---|---|"]
-for m in models:
-    for kind, s in [("s", x) for x in scales] + [("r", k) for k in restores]:
-        tag = f"{m}_{kind}{s}"
-        label = f"x {s}" if kind == "s" else f"x (n/P)^{s}"
-        r = json.load(open(f"{out}/eval_{tag}.json"))
-        rows = list(csv.DictReader(open(f"{out}/accuracy_{tag}.csv")))
-        cells, desc = [], 0
-        for _, lo, hi in buckets:
-            n = c = 0.0
-            for row in rows:
-                p = int(row["position"])
-                if lo <= p <= hi:
-                    n += int(row["attributes_total"]); c += int(row["attributes_correct"])
-                    if lo == 12: desc += int(row["described"])
-            cells.append(f"{c / n:.3f}" if n else "-")
-        lines.append(f"| {m} | {label} | {r['accuracy']:.3f} | " + " | ".join(cells) +
-                     f" | {desc} | {r['hallucinated']} | {r['missing']} |")
+runs = []
+for f in glob.glob(f"{out}/eval_*.json"):
+    m, setting = os.path.basename(f)[5:-5].rsplit("_", 1)
+    runs.append((m, setting[0] == "r", float(setting[1:]), setting))
+for m, restore, v, setting in sorted(runs):
+    tag = f"{m}_{setting}"
+    label = f"x (n/P)^{setting[1:]}" if restore else f"x {setting[1:]}"
+    r = json.load(open(f"{out}/eval_{tag}.json"))
+    rows = list(csv.DictReader(open(f"{out}/accuracy_{tag}.csv")))
+    cells, desc = [], 0
+    for _, lo, hi in buckets:
+        n = c = 0.0
+        for row in rows:
+            p = int(row["position"])
+            if lo <= p <= hi:
+                n += int(row["attributes_total"]); c += int(row["attributes_correct"])
+                if lo == 12: desc += int(row["described"])
+        cells.append(f"{c / n:.3f}" if n else "-")
+    lines.append(f"| {m} | {label} | {r['accuracy']:.3f} | " + " | ".join(cells) +
+                 f" | {desc} | {r['hallucinated']} | {r['missing']} |")
 open(f"{out}/summary.md", "w").write("\n".join(lines) + "\n")
 print("\n".join(lines))
 PY
