@@ -30,6 +30,7 @@ int64_t run_eval(const Pipeline& pipe, ItemSource& src, const LoopOptions& o) {
     req.vismem.seed = sampling.seed;
     req.visual_attention_scale = o.visual_attention_scale;
     req.visual_attention_restore = o.visual_attention_restore;
+    req.history_window = o.history_window;
     auto res = generate(model, req);
     Answer a{res.tokens[0], res.finish[0], ""};
     a.invocations = res.insertions.empty() ? 0 : int64_t(res.insertions[0].size());

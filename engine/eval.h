@@ -51,6 +51,7 @@ struct LoopOptions {
   VismemGenerate vismem;                // VisMem invocation (enabled needs a VisMem adapter on the model)
   double visual_attention_scale = 1.0;  // the dilution intervention (GenerationRequest); 1 = off
   double visual_attention_restore = 0.0;  // its length-matched form (GenerationRequest); 0 = off
+  int64_t history_window = 0;             // the answer-history window (GenerationRequest); 0 = off
   std::atomic<bool>* cancel = nullptr;  // stops between items (and inside a generation)
   std::function<bool(const std::string& key, int run)> done;  // true: skip (already in the log)
   std::function<void(const nlohmann::json& record, size_t item, int run)> on_record;

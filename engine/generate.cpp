@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <limits>
 
 #include "engine/base/error.h"
 #include "engine/vismem.h"
@@ -38,9 +39,10 @@ static GenerationResult generate_impl(Qwen3VLForConditionalGeneration& m, const 
   auto dev = m->device();
   // The visual-attention intervention: log(s) (+ K log(n / P) when restoring) on the image keys of
   // every decode step, [1, cap]; the positions of the image keys are kept to refill it per step.
+  // The history window: -inf on the generated keys older than the window (the prompt ends at P - 1).
   torch::Tensor key_bias;
   std::vector<int64_t> image_keys;
-  const bool restore = req.visual_attention_restore > 0;
+  const bool restore = req.visual_attention_restore > 0, window = req.history_window > 0;
   const float log_scale = (float)std::log(req.visual_attention_scale);
   auto fill_key_bias = [&](int64_t n_keys) {
     float lb = log_scale;
@@ -48,8 +50,12 @@ static GenerationResult generate_impl(Qwen3VLForConditionalGeneration& m, const 
     auto host = torch::zeros({1, cap}, torch::kFloat);
     auto* b = host.data_ptr<float>();
     for (auto i : image_keys) b[i] = lb;
+    // the query is key n_keys - 1: it sees itself and the `history_window` keys before it
+    if (window)
+      for (int64_t j = P; j < n_keys - 1 - req.history_window; ++j) b[j] = -std::numeric_limits<float>::infinity();
     key_bias = host.to(dev);
   };
+  if (window) fill_key_bias(P + 1);
   if (req.visual_attention_scale != 1.0 || restore) {
     for (int64_t i = 0; i < P; ++i)
       if (req.prompt_ids[i] == cfg.image_token_id || req.prompt_ids[i] == cfg.video_token_id) image_keys.push_back(i);
@@ -122,7 +128,7 @@ static GenerationResult generate_impl(Qwen3VLForConditionalGeneration& m, const 
     din.input_ids = torch::tensor(next, torch::kLong).view({G, 1});
     din.position_ids = torch::full({3, G, 1}, cache.length + delta, torch::kLong);
     din.pvm = req.pvm;
-    if (restore) fill_key_bias(cache.length + 1);  // this query sees the cache and itself
+    if (restore || window) fill_key_bias(cache.length + 1);  // this query sees the cache and itself
     din.key_bias = key_bias;
     ForwardHooks dhooks;
     if (req.configure) req.configure(dhooks, false);
@@ -144,6 +150,8 @@ GenerationResult generate(Qwen3VLForConditionalGeneration& m, const GenerationRe
     throw Error("visual attention restore exponent must be in [0, 4], got " + std::to_string(req.visual_attention_restore));
   if ((req.visual_attention_scale != 1.0 || req.visual_attention_restore > 0) && req.vismem.enabled)
     throw Error("the visual attention scale and VisMem exclude each other");
+  if (req.history_window < 0) throw Error("history window must be >= 0, got " + std::to_string(req.history_window));
+  if (req.history_window > 0 && req.vismem.enabled) throw Error("the history window and VisMem exclude each other");
   try {
     if (req.vismem.enabled) return generate_with_vismem(m, req);
     return generate_impl(m, req);

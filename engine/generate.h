@@ -68,6 +68,10 @@ struct GenerationRequest {
   // length took, and the first generated tokens (n ~ P) are left almost as they are. 0 = off;
   // must be in [0, 4]. Not with VisMem.
   double visual_attention_restore = 0.0;
+  // The answer-history window (engine/text_model.h history_window_mask): a generated token sees the
+  // prompt and only itself and the last N generated tokens before it, as a decoder trained with
+  // `history_window` N saw them. 0 = off (every token sees the whole answer). Not with VisMem.
+  int64_t history_window = 0;
   // Called for every generated token (seq index, token id, step); return false to stop everything.
   std::function<bool(int64_t seq, int64_t token, int64_t step)> on_token;
   const std::atomic<bool>* cancel = nullptr;

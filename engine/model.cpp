@@ -64,6 +64,7 @@ ForwardOutput Qwen3VLForConditionalGenerationImpl::forward(const ForwardInput& i
   DecoderInputs din;
   din.key_valid = in.key_valid;
   din.key_bias = in.key_bias;
+  din.key_allowed = in.key_allowed;
   din.pvm.enabled = in.pvm;
   torch::Tensor image_embeds;
   if (in.pixel_values.defined() && in.pixel_values.numel() > 0) {

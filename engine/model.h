@@ -32,6 +32,9 @@ struct ForwardInput {
   // intervention: log(s) on the image keys multiplies their attention weight by s before the
   // softmax renormalises; engine/generate.h visual_attention_scale). Undefined: none.
   torch::Tensor key_bias;
+  // Optional [B, S, T] bool: false hides key j from query i on top of causality (the training side
+  // of the answer-history window, engine/text_model.h history_window_mask). Undefined: none.
+  torch::Tensor key_allowed;
   bool pvm = true;                           // run the PVM blocks, if any (false: the baseline)
   bool all_logits = false;                   // false: logits of the last position only (generation)
   // VisMem (engine/vismem.h): rows given as embeddings instead of ids (the latent memory), and the

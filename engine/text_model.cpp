@@ -46,12 +46,14 @@ AttentionPath attention_path() { return g_attention_path; }
 // No probe needs the probabilities: LibTorch's fused scaled_dot_product_attention (flash kernel on
 // CPU and CUDA, f32 accumulation in bf16) with grouped kv heads, as transformers' sdpa path.
 static torch::Tensor sdpa_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                                    int64_t q_offset, const torch::Tensor& key_valid, const torch::Tensor& key_bias) {
+                                    int64_t q_offset, const torch::Tensor& key_valid, const torch::Tensor& key_bias,
+                                    const torch::Tensor& key_allowed) {
   const int64_t B = q.size(0), S = q.size(2), T = k.size(2);
   const bool gqa = q.size(1) != k.size(1);
   // A decode step (last query, every key visible) and a fresh prefill (S == T) need no mask.
-  const bool every_key = !key_valid.defined() && q_offset + S == T && S == 1;
-  if (!key_bias.defined() && !key_valid.defined() && q_offset + S == T && (S == 1 || q_offset == 0))
+  const bool every_key = !key_valid.defined() && !key_allowed.defined() && q_offset + S == T && S == 1;
+  if (!key_bias.defined() && !key_valid.defined() && !key_allowed.defined() && q_offset + S == T &&
+      (S == 1 || q_offset == 0))
     return at::scaled_dot_product_attention(q, k, v, {}, 0.0, /*is_causal=*/S > 1, {}, gqa);
   torch::Tensor allowed;  // boolean (true = attend): key j visible to query i iff j <= q_offset + i
   if (!every_key) {
@@ -59,6 +61,7 @@ static torch::Tensor sdpa_attention(const torch::Tensor& q, const torch::Tensor&
     auto qi = torch::arange(q_offset, q_offset + S, opt);
     allowed = (torch::arange(T, opt).view({1, T}) <= qi.view({S, 1})).view({1, 1, S, T});
     if (key_valid.defined()) allowed = allowed & key_valid.view({B, 1, 1, T});
+    if (key_allowed.defined()) allowed = allowed & key_allowed.to(q.device()).view({B, 1, S, T});
   }
   if (!key_bias.defined()) return at::scaled_dot_product_attention(q, k, v, allowed, 0.0, false, {}, gqa);
   // an additive float mask: the bias, -inf where a key is not visible
@@ -70,7 +73,7 @@ static torch::Tensor sdpa_attention(const torch::Tensor& q, const torch::Tensor&
 torch::Tensor gqa_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, int64_t q_offset,
                             const torch::Tensor& key_valid, const std::function<void(const torch::Tensor&)>& observer,
                             const std::function<void(int64_t s0, const torch::Tensor&)>& rows_observer,
-                            const torch::Tensor& key_bias) {
+                            const torch::Tensor& key_bias, const torch::Tensor& key_allowed) {
   // Fused SDPA unless a probe reads the probabilities, or for an f32 decode step on the CPU, where
   // the two plain matmuls below are faster (0.65x SDPA's time at 4k context; bf16 and prefills are
   // faster fused: experiments/bench/RESULTS_platform.md).
@@ -79,7 +82,11 @@ torch::Tensor gqa_attention(const torch::Tensor& q, const torch::Tensor& k, cons
   const bool fused = path == AttentionPath::Fused || (path == AttentionPath::Auto && !cpu_f32_decode);
   if (key_bias.defined() && (key_bias.dim() != 2 || key_bias.size(1) < k.size(2)))
     throw Error("attention key bias: expected [B or 1, >= " + std::to_string(k.size(2)) + "]");
-  if (!observer && !rows_observer && fused) return sdpa_attention(q, k, v, q_offset, key_valid, key_bias);
+  if (key_allowed.defined() && (key_allowed.dim() != 3 || key_allowed.size(0) != q.size(0) ||
+                                key_allowed.size(1) != q.size(2) || key_allowed.size(2) != k.size(2)))
+    throw Error("attention key mask: expected [" + std::to_string(q.size(0)) + ", " + std::to_string(q.size(2)) + ", " +
+                std::to_string(k.size(2)) + "] bool");
+  if (!observer && !rows_observer && fused) return sdpa_attention(q, k, v, q_offset, key_valid, key_bias, key_allowed);
   const int64_t B = q.size(0), Hq = q.size(1), S = q.size(2), D = q.size(3);
   const int64_t Hkv = k.size(1), T = k.size(2), G = Hq / Hkv;
   const double scale = 1.0 / std::sqrt((double)D);
@@ -96,12 +103,14 @@ torch::Tensor gqa_attention(const torch::Tensor& q, const torch::Tensor& k, cons
     auto qc = qg.narrow(3, s0, n).reshape({B, Hkv, G * n, D});
     auto scores = (torch::matmul(qc, kt).to(torch::kFloat) * scale).view({B, Hkv, G, n, T});
     // A single decode query at the end sees every key: no mask to build (the hot path).
-    if (!(n == 1 && q_offset + s0 >= T - 1 && !key_valid.defined())) {
+    if (!(n == 1 && q_offset + s0 >= T - 1 && !key_valid.defined() && !key_allowed.defined())) {
       // causal: key j visible to query i iff j <= q_offset + s0 + i
       auto opt = torch::TensorOptions().dtype(torch::kLong).device(q.device());
       auto qi = torch::arange(q_offset + s0, q_offset + s0 + n, opt);
       auto blocked = torch::arange(T, opt).view({1, T}) > qi.view({n, 1});  // [n, T]
       if (key_valid.defined()) blocked = blocked.view({1, 1, 1, n, T}) | key_valid.logical_not().view({B, 1, 1, 1, T});
+      if (key_allowed.defined())
+        blocked = blocked.view({-1, 1, 1, n, T}) | key_allowed.to(q.device()).narrow(1, s0, n).logical_not().view({B, 1, 1, n, T});
       scores.masked_fill_(blocked, -std::numeric_limits<float>::infinity());
     }
     if (key_bias.defined()) scores.add_(key_bias.narrow(1, 0, T).to(torch::kFloat).view({key_bias.size(0), 1, 1, 1, T}));
@@ -139,8 +148,17 @@ torch::Tensor Qwen3VLTextAttentionImpl::forward(const torch::Tensor& x, const De
   if (hooks.attention) obs = [&](const torch::Tensor& p) { hooks.attention(layer_idx, p); };
   std::function<void(int64_t, const torch::Tensor&)> rows;
   if (hooks.attention_rows) rows = [&](int64_t s0, const torch::Tensor& p) { hooks.attention_rows(layer_idx, s0, p); };
-  auto o = gqa_attention(q, K, V, offset, in.key_valid, obs, rows, in.key_bias);  // [B, Hq, S, D]
+  auto o = gqa_attention(q, K, V, offset, in.key_valid, obs, rows, in.key_bias, in.key_allowed);  // [B, Hq, S, D]
   return o_proj(o.transpose(1, 2).reshape({B, S, n_heads * head_dim}));
+}
+
+torch::Tensor history_window_mask(const torch::Tensor& answer_start, int64_t S, int64_t window) {
+  if (window < 0) throw Error("history window must be >= 0, got " + std::to_string(window));
+  if (answer_start.dim() != 1) throw Error("history window: answer_start must be [B]");
+  auto opt = torch::TensorOptions().dtype(torch::kLong).device(answer_start.device());
+  auto i = torch::arange(S, opt).view({1, S, 1}), j = torch::arange(S, opt).view({1, 1, S});
+  auto a = answer_start.to(torch::kLong).view({-1, 1, 1});
+  return (j < a) | (j >= i - window);  // [B, S, S]; causality is the attention's own
 }
 
 Qwen3VLTextDecoderLayerImpl::Qwen3VLTextDecoderLayerImpl(const TextConfig& t, int64_t idx) : layer_idx(idx) {

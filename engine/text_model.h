@@ -26,6 +26,7 @@ struct DecoderInputs {
   std::vector<torch::Tensor> deepstack;  // per tap: [num visual tokens, H]
   torch::Tensor key_valid;               // optional [B, T] bool over all keys (padding), T = cache len + S
   torch::Tensor key_bias;                // optional [B or 1, >= T] f32 added to the attention logits (ForwardInput)
+  torch::Tensor key_allowed;             // optional [B, S, T] bool, AND-ed with the causal mask (ForwardInput)
   PvmInputs pvm;                         // what the PVM blocks read (engine/pvm.h)
 };
 
@@ -114,10 +115,19 @@ TORCH_MODULE(Qwen3VLTextModel);
 // the last query's probabilities [B, Hq, T].
 // `rows_observer` (optional) gets every query row's probabilities, [B, Hq, n, T] from row s0.
 // `key_bias` (optional, [B or 1, >= T] f32): added to every query's logits for keys 0..T-1.
+// `key_allowed` (optional, [B, S, T] bool): per query and key, false hides the key (on top of causality).
 torch::Tensor gqa_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, int64_t q_offset,
                             const torch::Tensor& key_valid, const std::function<void(const torch::Tensor&)>& observer,
                             const std::function<void(int64_t s0, const torch::Tensor&)>& rows_observer = {},
-                            const torch::Tensor& key_bias = {});
+                            const torch::Tensor& key_bias = {}, const torch::Tensor& key_allowed = {});
+
+// The answer-history window (issue 25's dilution regime): a token of the answer sees the whole prompt
+// (text and image) but, of the answer, only itself and the `window` answer tokens before it. Query i
+// of row b sees key j < i iff j < answer_start[b] or j >= i - window. Returns [B, S, S] bool for a
+// fresh forward over S tokens (answer_start: [B] int64, S where a row has no answer). Training with
+// it teaches a decoder to read the image at every distance without a long answer competing for the
+// softmax; generating without it then dilutes the image by the answer's length.
+torch::Tensor history_window_mask(const torch::Tensor& answer_start, int64_t S, int64_t window);
 // Which path gqa_attention takes without an observer: Auto (as above), or forced (tests and
 // benchmarks compare the two).
 enum class AttentionPath { Auto, Explicit, Fused };

@@ -57,6 +57,7 @@ struct LayerCheckpointFn : public torch::autograd::Function<LayerCheckpointFn> {
     put("sin", in->rope.sin);
     put("visual_mask", in->visual_mask);
     put("key_valid", in->key_valid);
+    put("key_allowed", in->key_allowed);
     ctx->saved_data["pvm_enabled"] = in->pvm.enabled;
     ctx->saved_data["has_img"] = img.defined();
     ctx->save_for_backward({h, img.defined() ? img : torch::empty({0})});
@@ -74,6 +75,7 @@ struct LayerCheckpointFn : public torch::autograd::Function<LayerCheckpointFn> {
     in.rope.sin = get("sin");
     in.visual_mask = get("visual_mask");
     in.key_valid = get("key_valid");
+    in.key_allowed = get("key_allowed");
     in.pvm.enabled = ctx->saved_data["pvm_enabled"].toBool();
     const bool has_img = ctx->saved_data["has_img"].toBool();
     auto saved = ctx->get_saved_variables();
@@ -134,6 +136,13 @@ torch::Tensor forward_hidden(TrainContext& ctx, const TokenBatch& b) {
   if (b.pixel_values.defined()) in.pixel_values = b.pixel_values.to(ctx.device);
   in.grids = b.grids;
   in.all_logits = false;
+  if (ctx.cfg.history_window > 0) {
+    // The answer starts at each row's first labelled token (S when a row has none).
+    const int64_t S = b.input_ids.size(1);
+    auto idx = torch::arange(S, torch::kLong).view({1, S}).expand({b.input_ids.size(0), S});
+    auto start = std::get<0>(torch::where(b.labels != kIgnoreIndex, idx, torch::full_like(idx, S)).min(1));  // [B]
+    in.key_allowed = history_window_mask(start, S, ctx.cfg.history_window).to(ctx.device);
+  }
   ForwardHooks hooks;
   if (ctx.cfg.grad_checkpointing) hooks.layer_runner = checkpointed_layer;
   auto out = ctx.model->forward(in, nullptr, hooks);

@@ -109,3 +109,42 @@ TEST(Attention, KeyBiasEqualsTheBiasedSoftmaxOnBothPaths) {
   auto q = torch::randn({1, 2, 1, 8}), k = torch::randn({1, 2, 10, 8});
   EXPECT_THROW(pvm::gqa_attention(q, k, k, 9, {}, {}, {}, torch::zeros({1, 9})), pvm::Error);  // shorter than T
 }
+
+// The per-query key mask (the training side of the answer-history window): on both paths the output
+// is the softmax over the keys that are causal AND allowed, checked in double; the window mask
+// itself hides exactly the answer keys older than the window.
+TEST(Attention, KeyMaskEqualsTheMaskedSoftmaxOnBothPaths) {
+  torch::manual_seed(8);
+  const int64_t B = 2, Hq = 4, Hkv = 2, D = 8;
+  for (auto c : std::vector<Case>{{11, 11, 0, false, "fresh forward"}, {4, 15, 11, false, "chunk after a cached prefix"},
+                                  {1, 15, 14, false, "decode step"}}) {
+    auto q = torch::randn({B, Hq, c.S, D}), k = torch::randn({B, Hkv, c.T, D}), v = torch::randn({B, Hkv, c.T, D});
+    auto allowed = torch::rand({B, c.S, c.T}) > 0.4;
+    allowed.narrow(2, 0, 1).fill_(true);  // every query keeps one key
+    auto qd = q.to(torch::kDouble), kd = k.to(torch::kDouble).repeat_interleave(Hq / Hkv, 1),
+         vd = v.to(torch::kDouble).repeat_interleave(Hq / Hkv, 1);
+    auto sc = torch::matmul(qd, kd.transpose(-2, -1)) / std::sqrt((double)D);
+    auto qi = torch::arange(c.offset, c.offset + c.S).view({c.S, 1});
+    auto blocked = (torch::arange(c.T).view({1, c.T}) > qi).view({1, 1, c.S, c.T}) | allowed.logical_not().view({B, 1, c.S, c.T});
+    auto ref = torch::matmul(torch::softmax(sc.masked_fill(blocked, -INFINITY), -1), vd);
+    for (bool explicit_path : {false, true}) {
+      PathGuard g(explicit_path ? pvm::AttentionPath::Explicit : pvm::AttentionPath::Fused);
+      auto out = pvm::gqa_attention(q, k, v, c.offset, {}, {}, {}, {}, allowed);
+      EXPECT_LT((out.to(torch::kDouble) - ref).abs().max().item<double>(), 1e-5) << c.what << (explicit_path ? " explicit" : " fused");
+      auto plain = pvm::gqa_attention(q, k, v, c.offset, {}, {});
+      EXPECT_GT((out - plain).abs().max().item<float>(), 1e-3f) << c.what << ": the mask changed nothing";
+    }
+    EXPECT_THROW(pvm::gqa_attention(q, k, v, c.offset, {}, {}, {}, {}, allowed.narrow(2, 0, c.T - 1)), pvm::Error);
+  }
+  // history_window_mask: row 0's answer starts at 3, row 1 has none (start = S)
+  const int64_t S = 9, W = 2;
+  auto m = pvm::history_window_mask(torch::tensor({3, 9}, torch::kLong), S, W);
+  ASSERT_EQ(m.sizes(), (std::vector<int64_t>{2, S, S}));
+  for (int64_t i = 0; i < S; ++i)
+    for (int64_t j = 0; j <= i; ++j) {
+      const bool want = j < 3 || j >= i - W;  // the prompt, then itself and the W answer tokens before it
+      EXPECT_EQ(m[0][i][j].item<bool>(), want) << i << "," << j;
+      EXPECT_TRUE(m[1][i][j].item<bool>()) << i << "," << j;
+    }
+  EXPECT_THROW(pvm::history_window_mask(torch::tensor({3}, torch::kLong), S, -1), pvm::Error);
+}

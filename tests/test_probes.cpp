@@ -484,3 +484,49 @@ TEST(Probes, VisualAttentionScaleMultipliesTheImageWeight) {
     EXPECT_NE(std::string(e.what()).find("exclude"), std::string::npos) << e.what();
   }
 }
+
+// The answer-history window in generation (--history-window N) is the training mask: the logits of
+// every greedy step equal those of one uncached forward over prompt + answer with
+// history_window_mask(P, S, N), and they differ from the unwindowed run's past the window.
+TEST(Probes, HistoryWindowGenerationMatchesTheTrainingMask) {
+  Fixture f;
+  const int64_t W = 3, n = 10, P = (int64_t)f.ids.size();
+  auto run = [&](int64_t window) {
+    auto req = f.request(n);
+    req.history_window = window;
+    std::vector<torch::Tensor> steps;  // [V] per generated token
+    req.after_forward = [&](const ForwardOutput& o, bool) { steps.push_back(o.logits.select(1, 0)[0].clone()); };
+    auto res = generate(f.m, req);
+    return std::make_pair(res, steps);
+  };
+  auto [gw, lw] = run(W);
+  auto [g0, l0] = run(0);
+  ASSERT_EQ(gw.tokens[0].size(), (size_t)n);
+  std::vector<int64_t> seq = f.ids;
+  seq.insert(seq.end(), gw.tokens[0].begin(), gw.tokens[0].end() - 1);
+  const int64_t S = seq.size();
+  torch::NoGradGuard ng;
+  ForwardInput in;
+  in.input_ids = torch::tensor(seq, torch::kLong).view({1, S});
+  in.pixel_values = f.pix;
+  in.grids = f.grids;
+  in.all_logits = true;
+  in.key_allowed = history_window_mask(torch::tensor({P}, torch::kLong), S, W);
+  auto full = f.m->forward(in, nullptr, {}).logits[0];  // [S, V]
+  ASSERT_EQ((int64_t)lw.size(), n);
+  for (int64_t t = 0; t < n; ++t)
+    EXPECT_LT((lw[t] - full[P - 1 + t]).abs().max().item<float>(), 1e-4f) << "step " << t;
+  // The first W + 1 steps see every generated token either way; later ones do not.
+  for (int64_t t = 0; t <= W + 1 && t < (int64_t)l0.size(); ++t)
+    EXPECT_LT((lw[t] - l0[t]).abs().max().item<float>(), 1e-5f) << "step " << t;
+  bool differs = false;
+  for (int64_t t = W + 2; t < std::min<int64_t>(n, l0.size()); ++t)
+    if ((lw[t] - l0[t]).abs().max().item<float>() > 1e-4f) differs = true;
+  EXPECT_TRUE(differs) << "the window changed nothing";
+  auto req = f.request(2);
+  req.history_window = -1;
+  EXPECT_THROW(generate(f.m, req), Error);
+  req.history_window = 4;
+  req.vismem.enabled = true;
+  EXPECT_THROW(generate(f.m, req), Error);
+}

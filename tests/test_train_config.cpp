@@ -91,6 +91,11 @@ TEST(TrainConfig, ErrorsNameFileAndKey) {
   EXPECT_NE(e.find("--set noequals: expected key=value"), std::string::npos) << e;
   e = error_of([&] { load_train_config(ok, {}, "grpo"); });
   EXPECT_EQ(e, "");
+  e = error_of([&] { load_train_config(ok, {"history_window=-3"}); });
+  EXPECT_NE(e.find("history_window: out of range: must be >= 0"), std::string::npos) << e;
+  e = error_of([&] { load_train_config(ok, {"history_window=32"}, "grpo"); });
+  EXPECT_NE(e.find("history_window: only SFT"), std::string::npos) << e;
+  EXPECT_EQ(load_train_config(ok, {"history_window=32"}).history_window, 32);
   auto bad = write_file(dir + "/bad.json", "{\"model\": ");
   e = error_of([&] { load_train_config(bad, {}); });
   EXPECT_NE(e.find(bad + ": not valid JSON"), std::string::npos) << e;

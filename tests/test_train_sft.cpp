@@ -276,6 +276,67 @@ TEST(TrainSft, GradientCheckpointingGivesTheSameGradients) {
   }
 }
 
+// history_window: the SFT loss of a padded batch equals, row by row, the loss of an uncached forward
+// with history_window_mask from the row's first labelled token, with and without checkpointing,
+// and differs from the unwindowed loss.
+TEST(TrainSft, HistoryWindowLossIsTheMaskedForwardPerRow) {
+  auto f = pvm::testing::make_train_fixture("train_window", 4);
+  auto lm = load_model(f.model, {});
+  TrainContext ctx(Tokenizer::load(f.model + "/tokenizer.json"));
+  ctx.model = lm.model;
+  ctx.preprocessor = PreprocessorConfig::load(f.model + "/preprocessor_config.json");
+  SftDatasetOptions o;
+  o.preprocessor = ctx.preprocessor;
+  o.pad_id = lm.config.pad_token_id;
+  SftDataset ds(f.data, ctx.tokenizer, o);
+  std::vector<TokenizedExample> ex;
+  std::vector<std::vector<ProcessedImage>> im;
+  for (int i = 0; i < 3; ++i) {
+    auto [e, imgs] = ds.load(i);
+    if (i == 1) e.ids.push_back(65), e.labels.push_back(65);  // unequal lengths: padding
+    ex.push_back(e);
+    im.push_back(imgs);
+  }
+  const int64_t W = 2;
+  double want = 0;
+  for (size_t r = 0; r < ex.size(); ++r) {
+    torch::NoGradGuard ng;
+    auto one = collate({ex[r]}, {im[r]}, o.pad_id);
+    const int64_t S = one.input_ids.size(1);
+    int64_t start = S;
+    for (int64_t s = 0; s < S; ++s)
+      if (ex[r].labels[s] != kIgnoreIndex) { start = s; break; }
+    ASSERT_LT(start + W + 2, S) << "row " << r << ": the answer must outlast the window";
+    ForwardInput in;
+    in.input_ids = one.input_ids;
+    in.pixel_values = one.pixel_values;
+    in.grids = one.grids;
+    in.all_logits = true;
+    in.key_allowed = history_window_mask(torch::tensor({start}, torch::kLong), S, W);
+    auto logp = torch::log_softmax(lm.model->forward(in, nullptr, {}).logits[0], -1);  // [S, V]
+    for (int64_t s = 1; s < S; ++s)
+      if (ex[r].labels[s] != kIgnoreIndex) want -= logp[s - 1][ex[r].ids[s]].item<double>();
+  }
+  auto b = collate(ex, im, o.pad_id);
+  const double plain = sft_loss_sum(ctx, b).item<double>();
+  // with gradients, so the checkpointed recompute (which rebuilds the mask) runs in backward
+  for (auto& p : lm.model->parameters()) p.set_requires_grad(true);
+  auto& w = lm.model->model->language_model->layer_list[0]->self_attn->q_proj->weight;
+  std::vector<torch::Tensor> grads;
+  for (bool ckpt : {false, true}) {
+    ctx.cfg.history_window = W;
+    ctx.cfg.grad_checkpointing = ckpt;
+    for (auto& p : lm.model->parameters()) p.mutable_grad() = torch::Tensor();
+    auto loss = sft_loss_sum(ctx, b);
+    const double got = loss.item<double>();
+    EXPECT_NEAR(got, want, 1e-3 * std::abs(want)) << (ckpt ? "checkpointed" : "plain");
+    EXPECT_GT(std::abs(got - plain), 1e-3) << "the window changed nothing";
+    loss.backward();
+    grads.push_back(w.grad().clone());
+  }
+  EXPECT_TRUE(torch::allclose(grads[0], grads[1], 1e-5, 1e-7)) << (grads[0] - grads[1]).abs().max().item<double>();
+}
+
 TEST(TrainSft, GradCheckpointedRunMatchesPlainRun) {
   auto f = pvm::testing::make_train_fixture("train_ckpt_run", 8);
   auto cfg = pvm::testing::train_config_json(f, f.dir + "/plain");

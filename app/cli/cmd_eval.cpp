@@ -139,7 +139,7 @@ int run_scenes(const std::vector<std::string>& argv) {
   pvm::cli::Args a(argv,
                    {"--task", "--model", "--pvm", "--count", "--seed", "--objects", "--max-new-tokens", "--qa-per-scene",
                     "--qa-max-new-tokens", "--out", "--csv", "--device", "--threads", "--dtype", "--tokenizer", "--vismem",
-                    "--vismem-invoke", "--vismem-max", "--vismem-p", "--vismem-long", "--visual-scale", "--visual-restore", "--size"},
+                    "--vismem-invoke", "--vismem-max", "--vismem-p", "--vismem-long", "--visual-scale", "--visual-restore", "--history-window", "--size"},
                    {"--json", "--no-pvm", "--textures", "--digits", "--quiet", "--no-vismem"});
   if (a.has("--task") && a.get("--task") != "scenes")
     throw pvm::Error("--task: expected 'scenes', got '" + a.get("--task") + "'");
@@ -192,6 +192,7 @@ int run_scenes(const std::vector<std::string>& argv) {
   lo.vismem = vm;
   lo.visual_attention_scale = visual.scale;
   lo.visual_attention_restore = visual.restore;
+  lo.history_window = visual.window;
   const auto t0 = std::chrono::steady_clock::now();
   lo.on_record = [&](const json& rec, size_t i, int) {
     if (out) {
@@ -221,6 +222,7 @@ int run_scenes(const std::vector<std::string>& argv) {
   rep["vismem"] = vm.enabled;
   rep["visual_attention_scale"] = visual.scale;
   rep["visual_attention_restore"] = visual.restore;
+  rep["history_window"] = visual.window;
   if (vm.enabled) {
     rep["vismem_invoke"] = vm.invoke;
     if (vm.invoke == "separators") rep["vismem_long_fraction"] = vm.long_fraction;
@@ -442,5 +444,5 @@ PVM_COMMAND("eval", "rule-only accuracy on a VLMEvalKit TSV or a JSONL of open q
             "[--objects MIN-MAX] [--size PX] [--textures] [--digits] [--max-new-tokens N] [--qa-per-scene K] "
             "[--qa-max-new-tokens N] [--device D] [--threads N] [--dtype T] [--tokenizer FILE] [--json] [--out FILE.jsonl] "
             "[--csv FILE.csv] [--vismem ADAPTER [--vismem-invoke model|separators] [--vismem-max N] [--vismem-p P] [--vismem-long F] "
-            "[--no-vismem]] [--visual-scale S] [--visual-restore K] [--quiet]",
+            "[--no-vismem]] [--visual-scale S] [--visual-restore K] [--history-window N] [--quiet]",
             run_eval);

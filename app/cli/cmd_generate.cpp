@@ -25,7 +25,7 @@ int run(const std::vector<std::string>& argv) {
   pvm::cli::Args a(argv,
                    {"--model", "--image", "--prompt", "--system", "--max-new-tokens", "--temperature", "--top-p",
                     "--top-k", "--min-p", "--repetition-penalty", "--seed", "--dtype", "--device", "--threads", "--tokenizer",
-                    "--num-sequences", "--pvm", "--trace", "--vismem", "--vismem-invoke", "--vismem-max", "--visual-scale", "--visual-restore"},
+                    "--num-sequences", "--pvm", "--trace", "--vismem", "--vismem-invoke", "--vismem-max", "--visual-scale", "--visual-restore", "--history-window"},
                    {"--json", "--quiet", "--probe", "--no-pvm", "--no-vismem"});
   const bool json = a.has("--json"), quiet = a.has("--quiet") || json;
   // Sampling options are checked before the (slow) model load: a bad one fails at once.
@@ -69,6 +69,7 @@ int run(const std::vector<std::string>& argv) {
   req.vismem.seed = sampling.seed;
   req.visual_attention_scale = visual.scale;
   req.visual_attention_restore = visual.restore;
+  req.history_window = visual.window;
   std::signal(SIGINT, on_sigint);
 
   // Stream sequence 0 as text: decode the growing id list and print the new suffix (a token may
@@ -163,5 +164,5 @@ PVM_COMMAND("generate", "stream an answer for images + a prompt (greedy by defau
             "[--temperature T --top-p P --top-k K --min-p M --repetition-penalty R --seed S] [--num-sequences G] "
             "[--dtype f32|bf16|f16|auto] [--device cpu|cuda|auto] [--threads N] [--tokenizer FILE] [--pvm ADAPTER] [--no-pvm] "
             "[--vismem ADAPTER [--vismem-invoke model|separators] [--vismem-max N] [--no-vismem]] "
-            "[--visual-scale S] [--visual-restore K] [--probe] [--trace FILE.jsonl] [--json]",
+            "[--visual-scale S] [--visual-restore K] [--history-window N] [--probe] [--trace FILE.jsonl] [--json]",
             run);

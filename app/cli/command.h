@@ -38,10 +38,12 @@ inline OpenOptions open_options(const Args& a, bool quiet) {
 
 // The dilution intervention (engine/generate.h): --visual-scale S multiplies every generated token's
 // attention on the image by S; --visual-restore K further by (n / P)^K, n the keys the token sees, P
-// the prompt's length. Checked before the model loads; neither goes with VisMem.
+// the prompt's length; --history-window N lets a generated token see only the last N generated tokens
+// (and the whole prompt). Checked before the model loads; none goes with VisMem.
 struct VisualIntervention {
   double scale = 1.0, restore = 0.0;
-  bool on() const { return scale != 1.0 || restore != 0.0; }
+  int64_t window = 0;
+  bool on() const { return scale != 1.0 || restore != 0.0 || window != 0; }
 };
 inline VisualIntervention visual_intervention(const Args& a, bool vismem) {
   VisualIntervention v;
@@ -49,7 +51,8 @@ inline VisualIntervention visual_intervention(const Args& a, bool vismem) {
   if (!(v.scale > 0.0 && v.scale <= 1e6)) throw Error("option --visual-scale: out of range (must be in (0, 1e6])");
   v.restore = a.get_double("--visual-restore", 0.0);
   if (!(v.restore >= 0.0 && v.restore <= 4.0)) throw Error("option --visual-restore: out of range (must be in [0, 4])");
-  if (v.on() && vismem) throw Error("options --visual-scale/--visual-restore and --vismem exclude each other");
+  v.window = a.get_int("--history-window", 0, 0, 1 << 20);
+  if (v.on() && vismem) throw Error("options --visual-scale/--visual-restore/--history-window and --vismem exclude each other");
   return v;
 }
 

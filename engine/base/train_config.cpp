@@ -118,6 +118,8 @@ std::vector<TrainField> make_fields() {
           .help("bf16: bf16 compute with f32 master weights and optimizer state (CUDA only)"),
       Def("grad_checkpointing", T::Bool, PVM_MEMBER(grad_checkpointing))
           .help("recompute each decoder layer during backward: less memory, more time"),
+      Def("history_window", T::Int, PVM_MEMBER(history_window)).range(0, kNoMax)
+          .help("SFT: an answer token attends to the prompt and only the last N answer tokens (0: all of them)"),
       Def("workers", T::Int, PVM_MEMBER(workers)).range(0, 64)
           .help("threads that decode and preprocess images ahead of the step"),
       Def("bad_lines", T::Choice, PVM_MEMBER(bad_lines)).one_of({"skip", "fatal"})
@@ -377,6 +379,8 @@ TrainConfig parse_train_config(const json& j, const std::string& where) {
     top.fail("grad_accum", "batch_size " + std::to_string(c.batch_size) + " is not divisible by grad_accum " +
                                std::to_string(c.grad_accum));
   if (c.mode == "grpo" && c.trainable == "pvm" && !j.contains("trainable")) c.trainable = "llm";  // stage-2 default
+  if (c.history_window > 0 && c.mode != "sft")
+    top.fail("history_window", "only SFT trains with an answer-history window (mode is \"" + c.mode + "\")");
   if (c.mode == "vismem") {
     const bool s2 = c.vismem.stage == 2;
     const std::string want = s2 ? "vismem-policy" : "vismem";

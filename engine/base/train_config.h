@@ -77,6 +77,9 @@ struct TrainConfig {
   int64_t save_every = 100, log_every = 1, eval_every = 0, keep_checkpoints = 2;
   std::string out, device = "cpu", dtype = "f32";
   bool grad_checkpointing = false;
+  // SFT only: each answer token sees the prompt and just the last N answer tokens (0 = all;
+  // engine/text_model.h history_window_mask). The dilution regime of experiments/history_window.
+  int64_t history_window = 0;
   int64_t workers = 2;
   std::string bad_lines = "skip";  // "skip" | "fatal"
   int64_t threads = 0;

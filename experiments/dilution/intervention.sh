@@ -15,13 +15,15 @@
 # held-out scenes), MODELS ("default full-context": NAME for assets/NAME-model, or NAME:DIR for any
 # model folder), SIZE (image side in pixels, default: the scenes' 256), OUT (results folder),
 # RESTORES (exponents K of the length-matched form, --visual-restore K: x (n/P)^K at the token that
-# sees n keys; default none).
+# sees n keys; default none), WINDOWS (answer-history windows N, --history-window N: a generated token
+# sees the prompt and only the last N generated tokens; default none).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 PVM=${PVM:-$root/build/pvm}
 SCALES=${SCALES:-"1 2 4 8"}
 RESTORES=${RESTORES:-}
+WINDOWS=${WINDOWS:-}
 count=${EVAL_COUNT:-200}
 seed=${SEED:-1}
 out=${OUT:-$here/results_intervention}
@@ -38,10 +40,15 @@ for entry in ${MODELS:-default full-context}; do
   names+=("$name")
   [ -f "$model/config.json" ] || { echo "intervention: no model at $model" >&2; exit 1; }
   series=()
-  for setting in $(for s in $SCALES; do echo "s$s"; done) $(for k in $RESTORES; do echo "r$k"; done); do
+  for setting in $(for s in $SCALES; do echo "s$s"; done) $(for k in $RESTORES; do echo "r$k"; done) \
+                 $(for w in $WINDOWS; do echo "w$w"; done); do
     tag=${name}_$setting
     v=${setting#?}
-    if [ "${setting:0:1}" = s ]; then args=(--visual-scale "$v"); label="x$v"; else args=(--visual-restore "$v"); label="x(n/P)^$v"; fi
+    case ${setting:0:1} in
+      s) args=(--visual-scale "$v"); label="x$v" ;;
+      r) args=(--visual-restore "$v"); label="x(n/P)^$v" ;;
+      w) args=(--history-window "$v"); label="window $v" ;;
+    esac
     if [ ! -f "$out/eval_$tag.json" ]; then  # resumable: a finished (model, setting) is not re-run
       echo "== $name, visual attention $label ($count held-out scenes)" >&2
       "$PVM" eval --task scenes --model "$model" --no-pvm "${args[@]}" --count "$count" --seed "$seed" "${size_args[@]}" \
@@ -64,10 +71,10 @@ lines = ["| model | image attention | accuracy | " + " | ".join("objects " + b[0
 runs = []
 for f in glob.glob(f"{out}/eval_*.json"):
     m, setting = os.path.basename(f)[5:-5].rsplit("_", 1)
-    runs.append((m, setting[0] == "r", float(setting[1:]), setting))
-for m, restore, v, setting in sorted(runs):
+    runs.append((m, "srw".index(setting[0]), float(setting[1:]), setting))
+for m, kind, v, setting in sorted(runs):
     tag = f"{m}_{setting}"
-    label = f"x (n/P)^{setting[1:]}" if restore else f"x {setting[1:]}"
+    label = [f"x {setting[1:]}", f"x (n/P)^{setting[1:]}", f"history window {setting[1:]}"][kind]
     r = json.load(open(f"{out}/eval_{tag}.json"))
     rows = list(csv.DictReader(open(f"{out}/accuracy_{tag}.csv")))
     cells, desc = [], 0
