@@ -135,6 +135,8 @@ DilutionResult run_dilution(Pipeline& pipe, const DilutionOptions& o) {
       req.pvm = run_name == "pvm";
       if (!o.stop_at_eos) req.stop_ids = {-1};  // measure the full length
       req.cancel = o.cancel;
+      req.history_window = o.history_window;
+      req.visual_attention_restore = o.visual_attention_restore;
       ProbeOptions opt;
       opt.pvm = req.pvm;
       opt.sink_k = o.sink_k;

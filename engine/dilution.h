@@ -20,6 +20,8 @@ struct DilutionOptions {
   int64_t max_new_tokens = 256;
   int sink_k = 0;                   // 0 = 1% of the visual tokens (engine/probes.h)
   bool stop_at_eos = false;         // false: every answer is max_new_tokens long
+  int64_t history_window = 0;       // generate with the answer-history window (GenerationRequest); 0 = off
+  double visual_attention_restore = 0.0;  // generate with the image attention restored (GenerationRequest); 0 = off
   bool heatmaps = false, logit_lens = false;
   std::string out_dir;
   std::atomic<bool>* cancel = nullptr;

@@ -28,7 +28,8 @@ struct ForwardInput {
   std::vector<std::array<int64_t, 3>> grids;  // (t, h, w) per image, in order of appearance
   torch::Tensor position_ids;                // [3, B, S]; computed from ids and grids when undefined
   torch::Tensor key_valid;                   // optional [B, T] bool over all keys (padding)
-  // Optional [B or 1, >= T] f32 added to every query's attention logits for the keys 0..T-1 (an
+  // Optional [B or 1, >= T] f32 added to every query's attention logits for the keys 0..T-1, or
+  // [B or 1, S, T] per query (training with visual_restore_bias) (an
   // intervention: log(s) on the image keys multiplies their attention weight by s before the
   // softmax renormalises; engine/generate.h visual_attention_scale). Undefined: none.
   torch::Tensor key_bias;

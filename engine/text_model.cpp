@@ -64,8 +64,9 @@ static torch::Tensor sdpa_attention(const torch::Tensor& q, const torch::Tensor&
     if (key_allowed.defined()) allowed = allowed & key_allowed.to(q.device()).view({B, 1, S, T});
   }
   if (!key_bias.defined()) return at::scaled_dot_product_attention(q, k, v, allowed, 0.0, false, {}, gqa);
-  // an additive float mask: the bias, -inf where a key is not visible
-  auto bias = key_bias.narrow(1, 0, T).to(q.scalar_type()).view({key_bias.size(0), 1, 1, T});
+  // an additive float mask: the bias (per key, or per query and key), -inf where a key is not visible
+  auto bias = key_bias.dim() == 3 ? key_bias.to(q.scalar_type()).view({key_bias.size(0), 1, S, T})
+                                  : key_bias.narrow(1, 0, T).to(q.scalar_type()).view({key_bias.size(0), 1, 1, T});
   if (allowed.defined()) bias = bias.masked_fill(allowed.logical_not(), -std::numeric_limits<float>::infinity());
   return at::scaled_dot_product_attention(q, k, v, bias, 0.0, false, {}, gqa);
 }
@@ -80,8 +81,10 @@ torch::Tensor gqa_attention(const torch::Tensor& q, const torch::Tensor& k, cons
   const bool cpu_f32_decode = q.size(2) == 1 && q.device().is_cpu() && q.scalar_type() == torch::kFloat;
   const AttentionPath path = attention_path();
   const bool fused = path == AttentionPath::Fused || (path == AttentionPath::Auto && !cpu_f32_decode);
-  if (key_bias.defined() && (key_bias.dim() != 2 || key_bias.size(1) < k.size(2)))
-    throw Error("attention key bias: expected [B or 1, >= " + std::to_string(k.size(2)) + "]");
+  if (key_bias.defined() && !(key_bias.dim() == 2 && key_bias.size(1) >= k.size(2)) &&
+      !(key_bias.dim() == 3 && key_bias.size(1) == q.size(2) && key_bias.size(2) == k.size(2)))
+    throw Error("attention key bias: expected [B or 1, >= " + std::to_string(k.size(2)) + "] or [B or 1, " +
+                std::to_string(q.size(2)) + ", " + std::to_string(k.size(2)) + "]");
   if (key_allowed.defined() && (key_allowed.dim() != 3 || key_allowed.size(0) != q.size(0) ||
                                 key_allowed.size(1) != q.size(2) || key_allowed.size(2) != k.size(2)))
     throw Error("attention key mask: expected [" + std::to_string(q.size(0)) + ", " + std::to_string(q.size(2)) + ", " +
@@ -113,7 +116,9 @@ torch::Tensor gqa_attention(const torch::Tensor& q, const torch::Tensor& k, cons
         blocked = blocked.view({-1, 1, 1, n, T}) | key_allowed.to(q.device()).narrow(1, s0, n).logical_not().view({B, 1, 1, n, T});
       scores.masked_fill_(blocked, -std::numeric_limits<float>::infinity());
     }
-    if (key_bias.defined()) scores.add_(key_bias.narrow(1, 0, T).to(torch::kFloat).view({key_bias.size(0), 1, 1, 1, T}));
+    if (key_bias.defined())
+      scores.add_(key_bias.dim() == 3 ? key_bias.narrow(1, s0, n).to(torch::kFloat).view({key_bias.size(0), 1, 1, n, T})
+                                      : key_bias.narrow(1, 0, T).to(torch::kFloat).view({key_bias.size(0), 1, 1, 1, T}));
     auto probs = torch::softmax(scores, -1);
     if (observer && s0 + n == S) observer(probs.select(3, n - 1).reshape({B, Hq, T}));
     if (rows_observer) rows_observer(s0, probs.view({B, Hq, n, T}));
@@ -159,6 +164,17 @@ torch::Tensor history_window_mask(const torch::Tensor& answer_start, int64_t S, 
   auto i = torch::arange(S, opt).view({1, S, 1}), j = torch::arange(S, opt).view({1, 1, S});
   auto a = answer_start.to(torch::kLong).view({-1, 1, 1});
   return (j < a) | (j >= i - window);  // [B, S, S]; causality is the attention's own
+}
+
+torch::Tensor visual_restore_bias(const torch::Tensor& image_keys, const torch::Tensor& answer_start, double k) {
+  if (image_keys.dim() != 2 || answer_start.dim() != 1 || answer_start.size(0) != image_keys.size(0))
+    throw Error("visual restore bias: expected image_keys [B, S] and answer_start [B]");
+  const int64_t S = image_keys.size(1);
+  auto opt = torch::TensorOptions().dtype(torch::kFloat).device(image_keys.device());
+  auto n = torch::arange(1, S + 1, opt).view({1, S, 1});                   // keys seen by query i
+  auto p = answer_start.to(opt.dtype()).clamp_min(1).view({-1, 1, 1});    // the prompt's length P
+  auto lb = torch::log(torch::maximum(n, p) / p) * k;                     // [B, S, 1]; 0 on the prompt
+  return lb * image_keys.to(opt.dtype()).view({-1, 1, S});                // [B, S, S]
 }
 
 Qwen3VLTextDecoderLayerImpl::Qwen3VLTextDecoderLayerImpl(const TextConfig& t, int64_t idx) : layer_idx(idx) {

@@ -25,7 +25,7 @@ struct DecoderInputs {
   torch::Tensor visual_mask;             // [B, S] bool; defined only when images are in this chunk
   std::vector<torch::Tensor> deepstack;  // per tap: [num visual tokens, H]
   torch::Tensor key_valid;               // optional [B, T] bool over all keys (padding), T = cache len + S
-  torch::Tensor key_bias;                // optional [B or 1, >= T] f32 added to the attention logits (ForwardInput)
+  torch::Tensor key_bias;                // optional [B or 1, >= T] or [B or 1, S, T] f32 added to the attention logits
   torch::Tensor key_allowed;             // optional [B, S, T] bool, AND-ed with the causal mask (ForwardInput)
   PvmInputs pvm;                         // what the PVM blocks read (engine/pvm.h)
 };
@@ -114,7 +114,8 @@ TORCH_MODULE(Qwen3VLTextModel);
 // explicit). With one (a probe wants the probabilities), an explicit f32 softmax, long prefills in query chunks to bound memory, calling `observer` with
 // the last query's probabilities [B, Hq, T].
 // `rows_observer` (optional) gets every query row's probabilities, [B, Hq, n, T] from row s0.
-// `key_bias` (optional, [B or 1, >= T] f32): added to every query's logits for keys 0..T-1.
+// `key_bias` (optional, f32): [B or 1, >= T] added to every query's logits for keys 0..T-1, or
+// [B or 1, S, T] per query and key.
 // `key_allowed` (optional, [B, S, T] bool): per query and key, false hides the key (on top of causality).
 torch::Tensor gqa_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, int64_t q_offset,
                             const torch::Tensor& key_valid, const std::function<void(const torch::Tensor&)>& observer,
@@ -128,6 +129,13 @@ torch::Tensor gqa_attention(const torch::Tensor& q, const torch::Tensor& k, cons
 // it teaches a decoder to read the image at every distance without a long answer competing for the
 // softmax; generating without it then dilutes the image by the answer's length.
 torch::Tensor history_window_mask(const torch::Tensor& answer_start, int64_t S, int64_t window);
+
+// The length-matched image restore of generation (GenerationRequest::visual_attention_restore K) as a
+// per-query key bias for a fresh forward: query i (which sees n = i + 1 keys) gets K log(n / P) on
+// the image keys, P = answer_start[b] (the prompt's length), 0 for the prompt's own queries.
+// image_keys [B, S] bool. Returns [B, S, S] f32. Training with it holds the image's share of
+// attention constant over the answer; generating without it then dilutes only the image.
+torch::Tensor visual_restore_bias(const torch::Tensor& image_keys, const torch::Tensor& answer_start, double k);
 // Which path gqa_attention takes without an observer: Auto (as above), or forced (tests and
 // benchmarks compare the two).
 enum class AttentionPath { Auto, Explicit, Fused };

@@ -58,6 +58,7 @@ struct LayerCheckpointFn : public torch::autograd::Function<LayerCheckpointFn> {
     put("visual_mask", in->visual_mask);
     put("key_valid", in->key_valid);
     put("key_allowed", in->key_allowed);
+    put("key_bias", in->key_bias);
     ctx->saved_data["pvm_enabled"] = in->pvm.enabled;
     ctx->saved_data["has_img"] = img.defined();
     ctx->save_for_backward({h, img.defined() ? img : torch::empty({0})});
@@ -76,6 +77,7 @@ struct LayerCheckpointFn : public torch::autograd::Function<LayerCheckpointFn> {
     in.visual_mask = get("visual_mask");
     in.key_valid = get("key_valid");
     in.key_allowed = get("key_allowed");
+    in.key_bias = get("key_bias");
     in.pvm.enabled = ctx->saved_data["pvm_enabled"].toBool();
     const bool has_img = ctx->saved_data["has_img"].toBool();
     auto saved = ctx->get_saved_variables();
@@ -136,12 +138,17 @@ torch::Tensor forward_hidden(TrainContext& ctx, const TokenBatch& b) {
   if (b.pixel_values.defined()) in.pixel_values = b.pixel_values.to(ctx.device);
   in.grids = b.grids;
   in.all_logits = false;
-  if (ctx.cfg.history_window > 0) {
+  if (ctx.cfg.history_window > 0 || ctx.cfg.visual_restore > 0) {
     // The answer starts at each row's first labelled token (S when a row has none).
     const int64_t S = b.input_ids.size(1);
     auto idx = torch::arange(S, torch::kLong).view({1, S}).expand({b.input_ids.size(0), S});
     auto start = std::get<0>(torch::where(b.labels != kIgnoreIndex, idx, torch::full_like(idx, S)).min(1));  // [B]
-    in.key_allowed = history_window_mask(start, S, ctx.cfg.history_window).to(ctx.device);
+    if (ctx.cfg.history_window > 0) in.key_allowed = history_window_mask(start, S, ctx.cfg.history_window).to(ctx.device);
+    if (ctx.cfg.visual_restore > 0) {
+      const auto& mc = ctx.model->config();
+      auto image_keys = (b.input_ids == mc.image_token_id) | (b.input_ids == mc.video_token_id);
+      in.key_bias = visual_restore_bias(image_keys, start, ctx.cfg.visual_restore).to(ctx.device);
+    }
   }
   ForwardHooks hooks;
   if (ctx.cfg.grad_checkpointing) hooks.layer_runner = checkpointed_layer;

@@ -135,6 +135,17 @@ TEST(Attention, KeyMaskEqualsTheMaskedSoftmaxOnBothPaths) {
       EXPECT_GT((out - plain).abs().max().item<float>(), 1e-3f) << c.what << ": the mask changed nothing";
     }
     EXPECT_THROW(pvm::gqa_attention(q, k, v, c.offset, {}, {}, {}, {}, allowed.narrow(2, 0, c.T - 1)), pvm::Error);
+    // a per-query bias [B, S, T] (training with visual_restore_bias), with the mask
+    auto bias = torch::randn({B, c.S, c.T});
+    auto ref_b = torch::matmul(torch::softmax((sc + bias.to(torch::kDouble).view({B, 1, c.S, c.T})).masked_fill(blocked, -INFINITY), -1), vd);
+    for (bool explicit_path : {false, true}) {
+      PathGuard g(explicit_path ? pvm::AttentionPath::Explicit : pvm::AttentionPath::Fused);
+      auto out = pvm::gqa_attention(q, k, v, c.offset, {}, {}, {}, bias, allowed);
+      EXPECT_LT((out.to(torch::kDouble) - ref_b).abs().max().item<double>(), 1e-5) << c.what << ": per-query bias"
+                                                                                    << (explicit_path ? " explicit" : " fused");
+    }
+    EXPECT_THROW(pvm::gqa_attention(q, k, v, c.offset, {}, {}, {}, bias.narrow(1, 0, c.S - 1 + (c.S == 1)).narrow(2, 0, c.T - 1)),
+                 pvm::Error);
   }
   // history_window_mask: row 0's answer starts at 3, row 1 has none (start = S)
   const int64_t S = 9, W = 2;

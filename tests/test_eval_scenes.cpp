@@ -274,5 +274,21 @@ TEST(ScenesEval, VisualScaleOneIsTheBaselineAndBadValuesAreRefused) {
   r = run_pvm(common + " --visual-scale 2 --vismem " + pvm::source_dir() + "/assets/default-vismem", dir);
   EXPECT_EQ(r.rc, 1);
   EXPECT_NE(r.err.find("exclude"), std::string::npos) << r.err;
+  // the answer-history window: reported, and it acts on descriptions longer than the window
+  const std::string recs_w = dir + "/w4.jsonl";
+  r = run_pvm(common + " --history-window 4 --out " + recs_w, dir);
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["history_window"].get<int64_t>(), 4);
+  EXPECT_EQ(base["history_window"].get<int64_t>(), 0);
+  EXPECT_NE(texts(recs_w), texts(recs1));
+  for (const std::string bad : {"-1", "x"}) {
+    r = run_pvm(common + " --history-window " + bad, dir);
+    EXPECT_EQ(r.rc, 1) << bad;
+    EXPECT_NE(r.err.find("--history-window"), std::string::npos) << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  }
+  r = run_pvm(common + " --history-window 8 --vismem " + pvm::source_dir() + "/assets/default-vismem", dir);
+  EXPECT_EQ(r.rc, 1);
+  EXPECT_NE(r.err.find("exclude"), std::string::npos) << r.err;
   std::filesystem::remove_all(dir);
 }

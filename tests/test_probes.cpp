@@ -485,42 +485,48 @@ TEST(Probes, VisualAttentionScaleMultipliesTheImageWeight) {
   }
 }
 
-// The answer-history window in generation (--history-window N) is the training mask: the logits of
-// every greedy step equal those of one uncached forward over prompt + answer with
-// history_window_mask(P, S, N), and they differ from the unwindowed run's past the window.
-TEST(Probes, HistoryWindowGenerationMatchesTheTrainingMask) {
-  Fixture f;
-  const int64_t W = 3, n = 10, P = (int64_t)f.ids.size();
-  auto run = [&](int64_t window) {
-    auto req = f.request(n);
-    req.history_window = window;
-    std::vector<torch::Tensor> steps;  // [V] per generated token
-    req.after_forward = [&](const ForwardOutput& o, bool) { steps.push_back(o.logits.select(1, 0)[0].clone()); };
-    auto res = generate(f.m, req);
-    return std::make_pair(res, steps);
-  };
-  auto [gw, lw] = run(W);
-  auto [g0, l0] = run(0);
-  ASSERT_EQ(gw.tokens[0].size(), (size_t)n);
+// Greedy generation with an attention option (set on the request) against its training side: the
+// logits of every step equal those of one uncached forward over prompt + answer that `decorate`
+// gives the option's mask or bias (prompt length P). Returns the per-step logits.
+static std::vector<torch::Tensor> expect_steps_equal_the_forward(
+    Fixture& f, int64_t n, const std::function<void(GenerationRequest&)>& set,
+    const std::function<void(ForwardInput&, int64_t P)>& decorate) {
+  auto req = f.request(n);
+  set(req);
+  std::vector<torch::Tensor> steps;  // [V] per generated token
+  req.after_forward = [&](const ForwardOutput& o, bool) { steps.push_back(o.logits.select(1, 0)[0].clone()); };
+  auto res = generate(f.m, req);
+  EXPECT_EQ((int64_t)steps.size(), n);
+  const int64_t P = (int64_t)f.ids.size();
   std::vector<int64_t> seq = f.ids;
-  seq.insert(seq.end(), gw.tokens[0].begin(), gw.tokens[0].end() - 1);
-  const int64_t S = seq.size();
+  seq.insert(seq.end(), res.tokens[0].begin(), res.tokens[0].end() - 1);
   torch::NoGradGuard ng;
   ForwardInput in;
-  in.input_ids = torch::tensor(seq, torch::kLong).view({1, S});
+  in.input_ids = torch::tensor(seq, torch::kLong).view({1, (int64_t)seq.size()});
   in.pixel_values = f.pix;
   in.grids = f.grids;
   in.all_logits = true;
-  in.key_allowed = history_window_mask(torch::tensor({P}, torch::kLong), S, W);
+  decorate(in, P);
   auto full = f.m->forward(in, nullptr, {}).logits[0];  // [S, V]
-  ASSERT_EQ((int64_t)lw.size(), n);
-  for (int64_t t = 0; t < n; ++t)
-    EXPECT_LT((lw[t] - full[P - 1 + t]).abs().max().item<float>(), 1e-4f) << "step " << t;
+  for (int64_t t = 0; t < (int64_t)steps.size(); ++t)
+    EXPECT_LT((steps[t] - full[P - 1 + t]).abs().max().item<float>(), 1e-4f) << "step " << t;
+  return steps;
+}
+
+// The answer-history window in generation (--history-window N) is the training mask, and it differs
+// from the unwindowed run's steps exactly past the window.
+TEST(Probes, HistoryWindowGenerationMatchesTheTrainingMask) {
+  Fixture f;
+  const int64_t W = 3, n = 10;
+  auto lw = expect_steps_equal_the_forward(
+      f, n, [&](GenerationRequest& r) { r.history_window = W; },
+      [&](ForwardInput& in, int64_t P) { in.key_allowed = history_window_mask(torch::tensor({P}, torch::kLong), in.input_ids.size(1), W); });
+  auto l0 = expect_steps_equal_the_forward(f, n, [](GenerationRequest&) {}, [](ForwardInput&, int64_t) {});
+  ASSERT_EQ(lw.size(), l0.size());
   // The first W + 1 steps see every generated token either way; later ones do not.
-  for (int64_t t = 0; t <= W + 1 && t < (int64_t)l0.size(); ++t)
-    EXPECT_LT((lw[t] - l0[t]).abs().max().item<float>(), 1e-5f) << "step " << t;
+  for (int64_t t = 0; t <= W + 1; ++t) EXPECT_LT((lw[t] - l0[t]).abs().max().item<float>(), 1e-5f) << "step " << t;
   bool differs = false;
-  for (int64_t t = W + 2; t < std::min<int64_t>(n, l0.size()); ++t)
+  for (int64_t t = W + 2; t < n; ++t)
     if ((lw[t] - l0[t]).abs().max().item<float>() > 1e-4f) differs = true;
   EXPECT_TRUE(differs) << "the window changed nothing";
   auto req = f.request(2);
@@ -529,4 +535,27 @@ TEST(Probes, HistoryWindowGenerationMatchesTheTrainingMask) {
   req.history_window = 4;
   req.vismem.enabled = true;
   EXPECT_THROW(generate(f.m, req), Error);
+}
+
+// The length-matched restore in generation (--visual-restore K) is visual_restore_bias, the training
+// side; the bias is 0 on text keys and for the prompt's queries, K log((i + 1) / P) on image keys after.
+TEST(Probes, VisualRestoreGenerationMatchesTheTrainingBias) {
+  Fixture f;
+  const double K = 1.5;
+  torch::Tensor bias;
+  expect_steps_equal_the_forward(
+      f, 8, [&](GenerationRequest& r) { r.visual_attention_restore = K; },
+      [&](ForwardInput& in, int64_t P) {
+        auto image_keys = in.input_ids == f.cfg.image_token_id;
+        in.key_bias = bias = visual_restore_bias(image_keys, torch::tensor({P}, torch::kLong), K);
+      });
+  const int64_t P = (int64_t)f.ids.size(), S = bias.size(1);
+  int64_t img = -1;
+  for (int64_t i = 0; i < P && img < 0; ++i)
+    if (f.ids[i] == f.cfg.image_token_id) img = i;
+  ASSERT_GE(img, 0);
+  auto b = bias[0];
+  EXPECT_EQ(b.narrow(0, 0, P).abs().max().item<float>(), 0.f);
+  EXPECT_NEAR(b[S - 1][img].item<float>(), K * std::log(double(S) / P), 1e-5);
+  EXPECT_EQ(b[S - 1][P].item<float>(), 0.f);
 }

@@ -96,6 +96,10 @@ TEST(TrainConfig, ErrorsNameFileAndKey) {
   e = error_of([&] { load_train_config(ok, {"history_window=32"}, "grpo"); });
   EXPECT_NE(e.find("history_window: only SFT"), std::string::npos) << e;
   EXPECT_EQ(load_train_config(ok, {"history_window=32"}).history_window, 32);
+  e = error_of([&] { load_train_config(ok, {"visual_restore=5"}); });
+  EXPECT_NE(e.find("visual_restore: must be in [0, 4]"), std::string::npos) << e;
+  e = error_of([&] { load_train_config(ok, {"visual_restore=1"}, "grpo"); });
+  EXPECT_NE(e.find("visual_restore: only SFT"), std::string::npos) << e;
   auto bad = write_file(dir + "/bad.json", "{\"model\": ");
   e = error_of([&] { load_train_config(bad, {}); });
   EXPECT_NE(e.find(bad + ": not valid JSON"), std::string::npos) << e;

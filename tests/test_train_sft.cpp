@@ -276,11 +276,14 @@ TEST(TrainSft, GradientCheckpointingGivesTheSameGradients) {
   }
 }
 
-// history_window: the SFT loss of a padded batch equals, row by row, the loss of an uncached forward
-// with history_window_mask from the row's first labelled token, with and without checkpointing,
-// and differs from the unwindowed loss.
-TEST(TrainSft, HistoryWindowLossIsTheMaskedForwardPerRow) {
-  auto f = pvm::testing::make_train_fixture("train_window", 4);
+// An attention option of SFT (set on the config) against its definition: the loss of a padded batch
+// of three rows equals, row by row, an uncached forward that `decorate` gives the option's mask or
+// bias (from the row's ids and its first labelled token), with and without checkpointing (equal
+// gradients: the recompute rebuilds it), and differs from the loss without the option.
+static void expect_sft_loss_is_the_per_row_forward(
+    const std::string& name, const std::function<void(TrainConfig&)>& set,
+    const std::function<void(ForwardInput&, int64_t start, const ModelConfig&)>& decorate) {
+  auto f = pvm::testing::make_train_fixture(name, 4);
   auto lm = load_model(f.model, {});
   TrainContext ctx(Tokenizer::load(f.model + "/tokenizer.json"));
   ctx.model = lm.model;
@@ -297,7 +300,6 @@ TEST(TrainSft, HistoryWindowLossIsTheMaskedForwardPerRow) {
     ex.push_back(e);
     im.push_back(imgs);
   }
-  const int64_t W = 2;
   double want = 0;
   for (size_t r = 0; r < ex.size(); ++r) {
     torch::NoGradGuard ng;
@@ -306,35 +308,53 @@ TEST(TrainSft, HistoryWindowLossIsTheMaskedForwardPerRow) {
     int64_t start = S;
     for (int64_t s = 0; s < S; ++s)
       if (ex[r].labels[s] != kIgnoreIndex) { start = s; break; }
-    ASSERT_LT(start + W + 2, S) << "row " << r << ": the answer must outlast the window";
+    ASSERT_LT(start + 4, S) << "row " << r << ": the answer must be long enough to matter";
     ForwardInput in;
     in.input_ids = one.input_ids;
     in.pixel_values = one.pixel_values;
     in.grids = one.grids;
     in.all_logits = true;
-    in.key_allowed = history_window_mask(torch::tensor({start}, torch::kLong), S, W);
+    decorate(in, start, lm.config);
     auto logp = torch::log_softmax(lm.model->forward(in, nullptr, {}).logits[0], -1);  // [S, V]
     for (int64_t s = 1; s < S; ++s)
       if (ex[r].labels[s] != kIgnoreIndex) want -= logp[s - 1][ex[r].ids[s]].item<double>();
   }
   auto b = collate(ex, im, o.pad_id);
   const double plain = sft_loss_sum(ctx, b).item<double>();
-  // with gradients, so the checkpointed recompute (which rebuilds the mask) runs in backward
+  // with gradients, so the checkpointed recompute runs in backward
   for (auto& p : lm.model->parameters()) p.set_requires_grad(true);
   auto& w = lm.model->model->language_model->layer_list[0]->self_attn->q_proj->weight;
   std::vector<torch::Tensor> grads;
   for (bool ckpt : {false, true}) {
-    ctx.cfg.history_window = W;
+    set(ctx.cfg);
     ctx.cfg.grad_checkpointing = ckpt;
     for (auto& p : lm.model->parameters()) p.mutable_grad() = torch::Tensor();
     auto loss = sft_loss_sum(ctx, b);
     const double got = loss.item<double>();
     EXPECT_NEAR(got, want, 1e-3 * std::abs(want)) << (ckpt ? "checkpointed" : "plain");
-    EXPECT_GT(std::abs(got - plain), 1e-3) << "the window changed nothing";
+    EXPECT_GT(std::abs(got - plain), 1e-3) << "the option changed nothing";
     loss.backward();
     grads.push_back(w.grad().clone());
   }
   EXPECT_TRUE(torch::allclose(grads[0], grads[1], 1e-5, 1e-7)) << (grads[0] - grads[1]).abs().max().item<double>();
+}
+
+TEST(TrainSft, HistoryWindowLossIsTheMaskedForwardPerRow) {
+  expect_sft_loss_is_the_per_row_forward(
+      "train_window", [](TrainConfig& c) { c.history_window = 2; },
+      [](ForwardInput& in, int64_t start, const ModelConfig&) {
+        in.key_allowed = history_window_mask(torch::tensor({start}, torch::kLong), in.input_ids.size(1), 2);
+      });
+}
+
+TEST(TrainSft, VisualRestoreLossIsTheBiasedForwardPerRow) {
+  expect_sft_loss_is_the_per_row_forward(
+      "train_restore", [](TrainConfig& c) { c.visual_restore = 2.0; },
+      [](ForwardInput& in, int64_t start, const ModelConfig& mc) {
+        auto image_keys = in.input_ids == mc.image_token_id;
+        ASSERT_GT(image_keys.sum().item<int64_t>(), 0);
+        in.key_bias = visual_restore_bias(image_keys, torch::tensor({start}, torch::kLong), 2.0);
+      });
 }
 
 TEST(TrainSft, GradCheckpointedRunMatchesPlainRun) {

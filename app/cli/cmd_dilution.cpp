@@ -21,7 +21,8 @@ void on_sigint(int) { g_cancel = true; }
 int run(const std::vector<std::string>& argv) {
   pvm::cli::Args a(argv,
                    {"--model", "--pvm", "--images", "--prompt-preset", "--prompt", "--max-new-tokens", "--out",
-                    "--dtype", "--device", "--threads", "--tokenizer", "--sink-k", "--scenes", "--scene-seed", "--objects"},
+                    "--dtype", "--device", "--threads", "--tokenizer", "--sink-k", "--scenes", "--scene-seed", "--objects",
+                    "--history-window", "--visual-restore"},
                    {"--stop-at-eos", "--quiet", "--heatmaps", "--logit-lens"});
   pvm::model_dir_or_default(a.get("--model"));  // that error first, as before the options below
   pvm::DilutionOptions o;
@@ -43,6 +44,9 @@ int run(const std::vector<std::string>& argv) {
     o.images = pvm::collect_images(img_args);
   }
   o.sink_k = (int)sink_k;
+  const auto visual = pvm::cli::visual_intervention(a, false);  // --history-window, --visual-restore
+  o.history_window = visual.window;
+  o.visual_attention_restore = visual.restore;
   const bool quiet = a.has("--quiet");
   o.heatmaps = a.has("--heatmaps");
   o.logit_lens = a.has("--logit-lens");
@@ -86,6 +90,6 @@ int run(const std::vector<std::string>& argv) {
 
 PVM_COMMAND("dilution", "visual attention mass vs generated position, baseline vs PVM, with fits and plots",
             "[--model DIR] [--pvm ADAPTER] --images DIR|FILE... | --scenes N [--scene-seed S] [--objects MIN-MAX] --out DIR [--prompt-preset blind-painter | --prompt TEXT] "
-            "[--max-new-tokens N] [--sink-k K] [--stop-at-eos] [--dtype f32|bf16|f16|auto] [--device cpu|cuda|auto] [--threads N] "
+            "[--max-new-tokens N] [--sink-k K] [--history-window N] [--visual-restore K] [--stop-at-eos] [--dtype f32|bf16|f16|auto] [--device cpu|cuda|auto] [--threads N] "
             "[--tokenizer FILE] [--heatmaps] [--logit-lens] [--quiet]",
             run);

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# The answer-history-window regime of issue 25: a decoder that learnt to read the image at every
-# distance from it, but never with a long answer competing for its attention. One command per stage:
+# Regimes of issue 25 where the late failure is dilution: a decoder that learnt to read the image at
+# every distance from it, but never with the image's share of attention shrinking as the answer grows.
+# One command per stage:
 #
 #   bash experiments/history_window/run.sh data          # scenes: COUNT train + 200 held-out (seed SEED)
 #   bash experiments/history_window/run.sh train         # fine-tune the full-context model's decoder with
-#                                                        # history_window W -> WORK/ft/final
-#   bash experiments/history_window/run.sh intervention  # accuracy by position: full attention (the answer
-#                                                        # dilutes), window W (as trained), image attention
-#                                                        # restored (x (n/P)^K) and x S
-#   bash experiments/history_window/run.sh mass          # visual attention mass against generated position
+#                                                        # the regime's mask or bias -> WORK/ft/final
+#   bash experiments/history_window/run.sh intervention  # accuracy by position: full attention (dilution),
+#                                                        # as trained (the control), image attention x S
+#                                                        # and restored (x (n/P)^K); bootstrap intervals
+#   bash experiments/history_window/run.sh mass          # visual attention mass against generated position,
+#                                                        # full attention and as trained
 #   bash experiments/history_window/run.sh ablations     # PVM variants on the frozen model, seeds + intervals
 #   bash experiments/history_window/run.sh all           # everything above, in order
 #
@@ -16,28 +18,46 @@
 # learnt to write late objects (the short-context default model: a failure of use, not of signal) or
 # learnt to read the image through the whole answer (the full-context model: no failure). Real VLMs
 # learn to ground every token in the image, from SFT answers far shorter than the long descriptions
-# they are then asked for. Training with the window reproduces that split exactly: every object at
-# every distance from the image (positions as in a full description), each token's softmax shared
-# by the prompt, the image and at most W answer tokens. Generating with full attention then adds the
-# whole answer to that softmax, the only change: the image's share falls with length (dilution).
-# The window at test time is the control (same positions, same model, no dilution).
-# Environment: PVM (binary), WORK (scratch, default out/history_window), W (window, 32), COUNT (4000),
-# SEED (1: the data set and its held-out scenes, those of experiments/dilution), FT_STEPS (800),
-# THREADS (2), EVAL_COUNT (100), SCALES ("1 2"), RESTORES ("0.5 1"), ABL_STEPS (300), ABL_SEEDS ("1 2 3"),
-# ABL_VARIANTS ("pvm mlp hidden strided consec"). Every stage resumes. Results: experiments/history_window/.
+# they are then asked for. Two ways of training that split, REGIME:
+#   window   (default) history_window W: every object at every distance from the image (positions as
+#            in a full description), each token's softmax shared by the prompt, the image and at most
+#            W answer tokens. Full attention at test adds the whole answer to that softmax: everything
+#            the token reads is diluted, the image with it. Control: --history-window W.
+#   restore  visual_restore K: the answer's attention on the image x (n / P)^K while training, so the
+#            image's share does not fall with length. At test without it the image's share falls as
+#            the answer grows and nothing else changes: only the image is diluted. Control:
+#            --visual-restore K.
+# Environment: PVM (binary), REGIME (window), W (window, 32), K (restore exponent, 1), WORK (scratch,
+# default out/history_window for window32, else out/history_window_<name>), COUNT (4000), SEED (1:
+# the data set and its held-out scenes, those of experiments/dilution), FT_STEPS (800), THREADS (2),
+# EVAL_COUNT (100), SCALES ("1 2"), RESTORES ("0.5 1"), ABL_STEPS (300), ABL_SEEDS ("1 2 3"),
+# ABL_VARIANTS ("pvm mlp hidden strided consec"). Every stage resumes. Results: experiments/history_window/
+# (results_intervention/ holds every model's rows; per model: results_mass*, results_ablations*).
+# The rows of RESULTS.md: `bash run.sh all` (window32), `W=16 SCALES=1 bash run.sh intervention`,
+# `REGIME=restore SCALES=1 bash run.sh all`.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 PVM=${PVM:-$root/build/pvm}
-WORK=${WORK:-$root/out/history_window}
+REGIME=${REGIME:-window}
 W=${W:-32}
+K=${K:-1}
+case $REGIME in
+  window) name=window$W; train_set=(--set history_window="$W"); control=(--history-window "$W") ;;
+  restore) name=restore$K; train_set=(--set visual_restore="$K"); control=(--visual-restore "$K") ;;
+  *) echo "history_window: REGIME must be window or restore, got '$REGIME'" >&2; exit 2 ;;
+esac
+# window32 keeps the folder names it was first run with
+sfx=_$name
+[ "$name" = window32 ] && sfx=
+WORK=${WORK:-$root/out/history_window$sfx}
 COUNT=${COUNT:-4000}
 SEED=${SEED:-1}
 FT_STEPS=${FT_STEPS:-800}
 THREADS=${THREADS:-2}
 EVAL_COUNT=${EVAL_COUNT:-100}
-SCALES=${SCALES:-"1 2"}
-RESTORES=${RESTORES:-"0.5 1"}
+SCALES=${SCALES-"1 2"}
+RESTORES=${RESTORES-"0.5 1"}
 ABL_STEPS=${ABL_STEPS:-300}
 ABL_SEEDS=${ABL_SEEDS:-"1 2 3"}
 ABL_VARIANTS=${ABL_VARIANTS:-"pvm mlp hidden strided consec"}
@@ -63,19 +83,23 @@ stage_train() {
     # The decoder only (the vision tower keeps the full-context model's eyes), a fine-tuning rate.
     "$PVM" train sft --config "$root/experiments/default_model/sft_all.json" --out "$dir" --set threads="$THREADS" \
       --set model="$root/assets/full-context-model" --set data="$WORK/scenes/sft_mix.jsonl" --set steps="$FT_STEPS" \
-      --set trainable=llm --set lr=3e-4 --set warmup_steps=50 --set history_window="$W" --set save_every=200 \
+      --set trainable=llm --set lr=3e-4 --set warmup_steps=50 "${train_set[@]}" --set save_every=200 \
       --set eval_data="$WORK/scenes/heldout/sft40.jsonl" --set eval_every=200
   fi
-  cp "$dir/metrics.jsonl" "$here/logs/ft.metrics.jsonl"
-  cp "$dir/config.json" "$here/logs/ft.config.json"
+  cp "$dir/metrics.jsonl" "$here/logs/ft_$name.metrics.jsonl"
+  cp "$dir/config.json" "$here/logs/ft_$name.config.json"
 }
 
 model_dir() { echo "$WORK/ft/final"; }
 
 stage_intervention() {
   [ -f "$(model_dir)/model.safetensors" ] || stage_train
-  MODELS="window$W:$(model_dir)" SEED="$SEED" EVAL_COUNT="$EVAL_COUNT" SCALES="$SCALES" RESTORES="$RESTORES" \
-    WINDOWS="$W" OUT="$here/results_intervention" PVM="$PVM" bash "$root/experiments/dilution/intervention.sh"
+  local windows=
+  [ "$REGIME" = window ] && windows=$W
+  MODELS="$name:$(model_dir)" SEED="$SEED" EVAL_COUNT="$EVAL_COUNT" SCALES="$SCALES" RESTORES="$RESTORES" \
+    WINDOWS="$windows" OUT="$here/results_intervention" PVM="$PVM" bash "$root/experiments/dilution/intervention.sh"
+  # bootstrap 95% intervals over the scenes, and of each setting's gain over full attention
+  python3 "$here/intervals.py" "$root/out/dilution/intervention" "$name" "$here/results_intervention/intervals_$name.md"
 }
 
 stage_mass() {
@@ -86,16 +110,44 @@ stage_mass() {
   local prompt
   prompt=$(head -1 "$WORK/mass_scenes/sft.jsonl" |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["messages"][0]["content"].replace("<image>",""))')
-  "$PVM" dilution --model "$(model_dir)" --images "$WORK/mass_scenes/heldout/images" --prompt "$prompt" \
-    --max-new-tokens 448 --threads "$THREADS" --out "$here/results_mass" --quiet
-  rm -f "$here/results_mass"/probes_*.jsonl  # per-token records: the CSV holds the curve
+  # at full attention (what dilutes), and as the decoder was trained (the control)
+  local dir
+  for arm in full control; do
+    dir=$here/results_mass$sfx
+    local args=()
+    [ "$arm" = control ] && dir=$here/results_mass_control$sfx && args=("${control[@]}")
+    [ -f "$dir/fits.csv" ] ||
+      "$PVM" dilution --model "$(model_dir)" --images "$WORK/mass_scenes/heldout/images" --prompt "$prompt" \
+        --max-new-tokens 448 "${args[@]}" --threads "$THREADS" --out "$dir" --quiet
+    rm -f "$dir"/probes_*.jsonl  # per-token records: the CSV holds the curve
+  done
+  # Both curves on one plot: mean over scenes and layers per generated token, in 16-token bins.
+  python3 - "$here" "$sfx" <<'PY'
+import collections, csv, sys
+here, sfx = sys.argv[1], sys.argv[2]
+curves = {}
+for name, d in [("full", "results_mass" + sfx), ("control", "results_mass_control" + sfx)]:
+    bins = collections.defaultdict(list)
+    for r in csv.DictReader(open(f"{here}/{d}/mass_baseline.csv")):
+        bins[int(r["step"]) // 16].append(float(r["mass"]))
+    curves[name] = {k: sum(v) / len(v) for k, v in bins.items()}
+with open(f"{here}/results_mass_control{sfx}/full_vs_control.csv", "w") as f:
+    f.write("token,full_attention,as_trained\n")
+    for k in sorted(curves["full"]):
+        f.write(f"{k * 16 + 8},{curves['full'][k]:.5f},{curves['control'].get(k, float('nan')):.5f}\n")
+PY
+  local c=$here/results_mass_control$sfx/full_vs_control.csv
+  "$PVM" plot --series "$c:token:full_attention:full attention" --series "$c:token:as_trained:${control[*]} (as trained)" \
+    --out "$here/results_mass_control$sfx/full_vs_control.png" --ymin 0 \
+    --title "$name model: visual attention mass (8 scenes, mean of layers)" \
+    --xlabel "generated token" --ylabel "attention mass on the image"
 }
 
 stage_ablations() {
   [ -f "$(model_dir)/model.safetensors" ] || stage_train
   MODEL="$(model_dir)" DATA="$WORK/scenes/sft.jsonl" SEED="$SEED" EVAL_COUNT="$EVAL_COUNT" \
     STEPS="$ABL_STEPS" TRAIN_SEEDS="$ABL_SEEDS" VARIANTS="$ABL_VARIANTS" WORK="$WORK/ablations" \
-    OUT="$here/results_ablations" PVM="$PVM" bash "$root/experiments/ablations/run.sh"
+    OUT="$here/results_ablations$sfx" PVM="$PVM" bash "$root/experiments/ablations/run.sh"
 }
 
 case ${1:-} in
