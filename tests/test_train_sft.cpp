@@ -43,6 +43,28 @@ bool same_tensors(const std::map<std::string, torch::Tensor>& a, const std::map<
   return true;
 }
 
+// The fixture's first three SFT rows, row 1 one token longer (unequal lengths: the batch pads).
+struct Rows {
+  std::vector<TokenizedExample> ex;
+  std::vector<std::vector<ProcessedImage>> im;
+  int64_t pad_id = 0;
+};
+Rows three_padded_rows(const pvm::testing::TrainFixture& f, TrainContext& ctx, const ModelConfig& mc) {
+  SftDatasetOptions o;
+  o.preprocessor = ctx.preprocessor;
+  o.pad_id = mc.pad_token_id;
+  SftDataset ds(f.data, ctx.tokenizer, o);
+  Rows r;
+  r.pad_id = o.pad_id;
+  for (int i = 0; i < 3; ++i) {
+    auto [e, imgs] = ds.load(i);
+    if (i == 1) e.ids.push_back(65), e.labels.push_back(65);
+    r.ex.push_back(e);
+    r.im.push_back(imgs);
+  }
+  return r;
+}
+
 }  // namespace
 
 TEST(TrainSft, LossFallsOnALearnableTask) {
@@ -242,19 +264,8 @@ TEST(TrainSft, GradientCheckpointingGivesTheSameGradients) {
       auto names = select_trainable(*lm.model, set);
       std::set<std::string> on(names.begin(), names.end());
       for (auto& p : lm.model->named_parameters(true)) p.value().set_requires_grad(on.count(p.key()) > 0);
-      SftDatasetOptions o;
-      o.preprocessor = ctx.preprocessor;
-      o.pad_id = lm.config.pad_token_id;
-      SftDataset ds(f.data, ctx.tokenizer, o);
-      std::vector<TokenizedExample> ex;
-      std::vector<std::vector<ProcessedImage>> im;
-      for (int i = 0; i < 3; ++i) {
-        auto [e, imgs] = ds.load(i);
-        if (i == 1) e.ids.push_back(65), e.labels.push_back(65);  // unequal lengths: padding
-        ex.push_back(e);
-        im.push_back(imgs);
-      }
-      auto b = collate(ex, im, o.pad_id);
+      auto rows = three_padded_rows(f, ctx, lm.config);
+      auto b = collate(rows.ex, rows.im, rows.pad_id);
       auto loss = sft_loss_sum(ctx, b);
       loss.backward();
       std::map<std::string, torch::Tensor> g;
@@ -288,22 +299,11 @@ static void expect_sft_loss_is_the_per_row_forward(
   TrainContext ctx(Tokenizer::load(f.model + "/tokenizer.json"));
   ctx.model = lm.model;
   ctx.preprocessor = PreprocessorConfig::load(f.model + "/preprocessor_config.json");
-  SftDatasetOptions o;
-  o.preprocessor = ctx.preprocessor;
-  o.pad_id = lm.config.pad_token_id;
-  SftDataset ds(f.data, ctx.tokenizer, o);
-  std::vector<TokenizedExample> ex;
-  std::vector<std::vector<ProcessedImage>> im;
-  for (int i = 0; i < 3; ++i) {
-    auto [e, imgs] = ds.load(i);
-    if (i == 1) e.ids.push_back(65), e.labels.push_back(65);  // unequal lengths: padding
-    ex.push_back(e);
-    im.push_back(imgs);
-  }
+  auto [ex, im, pad_id] = three_padded_rows(f, ctx, lm.config);
   double want = 0;
   for (size_t r = 0; r < ex.size(); ++r) {
     torch::NoGradGuard ng;
-    auto one = collate({ex[r]}, {im[r]}, o.pad_id);
+    auto one = collate({ex[r]}, {im[r]}, pad_id);
     const int64_t S = one.input_ids.size(1);
     int64_t start = S;
     for (int64_t s = 0; s < S; ++s)
@@ -319,7 +319,7 @@ static void expect_sft_loss_is_the_per_row_forward(
     for (int64_t s = 1; s < S; ++s)
       if (ex[r].labels[s] != kIgnoreIndex) want -= logp[s - 1][ex[r].ids[s]].item<double>();
   }
-  auto b = collate(ex, im, o.pad_id);
+  auto b = collate(ex, im, pad_id);
   const double plain = sft_loss_sum(ctx, b).item<double>();
   // with gradients, so the checkpointed recompute runs in backward
   for (auto& p : lm.model->parameters()) p.set_requires_grad(true);
