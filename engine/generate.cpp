@@ -42,7 +42,7 @@ static GenerationResult generate_impl(Qwen3VLForConditionalGeneration& m, const 
   // The history window: -inf on the generated keys older than the window (the prompt ends at P - 1).
   torch::Tensor key_bias;
   std::vector<int64_t> image_keys;
-  const bool restore = req.visual_attention_restore > 0, window = req.history_window > 0;
+  const bool restore = req.visual_attention_restore != 0, window = req.history_window > 0;
   const float log_scale = (float)std::log(req.visual_attention_scale);
   auto fill_key_bias = [&](int64_t n_keys) {
     float lb = log_scale;
@@ -146,9 +146,9 @@ static GenerationResult generate_impl(Qwen3VLForConditionalGeneration& m, const 
 GenerationResult generate(Qwen3VLForConditionalGeneration& m, const GenerationRequest& req) {
   if (!(req.visual_attention_scale > 0) || !std::isfinite(req.visual_attention_scale))
     throw Error("visual attention scale must be a positive number, got " + std::to_string(req.visual_attention_scale));
-  if (!(req.visual_attention_restore >= 0 && req.visual_attention_restore <= 4))
-    throw Error("visual attention restore exponent must be in [0, 4], got " + std::to_string(req.visual_attention_restore));
-  if ((req.visual_attention_scale != 1.0 || req.visual_attention_restore > 0) && req.vismem.enabled)
+  if (!(req.visual_attention_restore >= -4 && req.visual_attention_restore <= 4))
+    throw Error("visual attention restore exponent must be in [-4, 4], got " + std::to_string(req.visual_attention_restore));
+  if ((req.visual_attention_scale != 1.0 || req.visual_attention_restore != 0) && req.vismem.enabled)
     throw Error("the visual attention scale and VisMem exclude each other");
   if (req.history_window < 0) throw Error("history window must be >= 0, got " + std::to_string(req.history_window));
   if (req.history_window > 0 && req.vismem.enabled) throw Error("the history window and VisMem exclude each other");

@@ -65,8 +65,9 @@ struct GenerationRequest {
   // The length-matched form of the same intervention: at a decode step whose query sees n keys (the
   // P prompt tokens and the answer so far), the image weight is further multiplied by (n / P)^K. Under
   // even attention the image's share falls as P / n, so K = 1 gives back exactly what the answer's
-  // length took, and the first generated tokens (n ~ P) are left almost as they are. 0 = off;
-  // must be in [0, 4]. Not with VisMem.
+  // length took, and the first generated tokens (n ~ P) are left almost as they are. K < 0 does the
+  // opposite: the image fades faster than the answer's length alone makes it (x (P/n)^|K|), a
+  // stronger dilution of the image signal only. 0 = off; must be in [-4, 4]. Not with VisMem.
   double visual_attention_restore = 0.0;
   // The answer-history window (engine/text_model.h history_window_mask): a generated token sees the
   // prompt and only itself and the last N generated tokens before it, as a decoder trained with

@@ -138,13 +138,13 @@ torch::Tensor forward_hidden(TrainContext& ctx, const TokenBatch& b) {
   if (b.pixel_values.defined()) in.pixel_values = b.pixel_values.to(ctx.device);
   in.grids = b.grids;
   in.all_logits = false;
-  if (ctx.cfg.history_window > 0 || ctx.cfg.visual_restore > 0) {
+  if (ctx.cfg.history_window > 0 || ctx.cfg.visual_restore != 0) {
     // The answer starts at each row's first labelled token (S when a row has none).
     const int64_t S = b.input_ids.size(1);
     auto idx = torch::arange(S, torch::kLong).view({1, S}).expand({b.input_ids.size(0), S});
     auto start = std::get<0>(torch::where(b.labels != kIgnoreIndex, idx, torch::full_like(idx, S)).min(1));  // [B]
     if (ctx.cfg.history_window > 0) in.key_allowed = history_window_mask(start, S, ctx.cfg.history_window).to(ctx.device);
-    if (ctx.cfg.visual_restore > 0) {
+    if (ctx.cfg.visual_restore != 0) {
       const auto& mc = ctx.model->config();
       auto image_keys = (b.input_ids == mc.image_token_id) | (b.input_ids == mc.video_token_id);
       in.key_bias = visual_restore_bias(image_keys, start, ctx.cfg.visual_restore).to(ctx.device);

@@ -265,7 +265,7 @@ TEST(ScenesEval, VisualScaleOneIsTheBaselineAndBadValuesAreRefused) {
   auto restored = nlohmann::json::parse(r.out);
   EXPECT_DOUBLE_EQ(restored["visual_attention_restore"].get<double>(), 1.0);
   EXPECT_DOUBLE_EQ(base["visual_attention_restore"].get<double>(), 0.0);
-  for (const std::string bad : {"-1", "5", "x"}) {
+  for (const std::string bad : {"-5", "5", "x"}) {
     r = run_pvm(common + " --visual-restore " + bad, dir);
     EXPECT_EQ(r.rc, 1) << bad;
     EXPECT_NE(r.err.find("--visual-restore"), std::string::npos) << r.err;

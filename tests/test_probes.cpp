@@ -423,23 +423,25 @@ TEST(Probes, VisualAttentionRestoreGrowsWithTheAnswer) {
   auto run = [&](double k) { return probed_run(f, 6, [&](GenerationRequest& r) { r.visual_attention_restore = k; }); };
   const double P = double(f.request(1).prompt_ids.size());
   auto [r0, g0] = run(0.0);
-  const double K = 4.0;
-  auto [rk, gk] = run(K);
-  ASSERT_EQ(rk->tokens().size(), r0->tokens().size());
-  int checked = 0;
-  for (size_t step = 1; step < rk->tokens().size(); ++step) {
-    if (!std::equal(g0.tokens[0].begin(), g0.tokens[0].begin() + step, gk.tokens[0].begin())) break;
-    const double s = std::pow((P + double(step)) / P, K);
-    const auto& a = r0->tokens()[step].mass_heads[0];
-    const auto& b = rk->tokens()[step].mass_heads[0];
-    for (size_t h = 0; h < a.size(); ++h)
-      EXPECT_NEAR(b[h], s * a[h] / (s * a[h] + 1 - a[h]), 1e-5) << "step " << step << " head " << h;
-    ++checked;
+  for (const double K : {4.0, -4.0}) {  // K < 0: the image fades faster than the answer's length makes it
+    auto [rk, gk] = run(K);
+    ASSERT_EQ(rk->tokens().size(), r0->tokens().size());
+    int checked = 0;
+    for (size_t step = 1; step < rk->tokens().size(); ++step) {
+      if (!std::equal(g0.tokens[0].begin(), g0.tokens[0].begin() + step, gk.tokens[0].begin())) break;
+      const double s = std::pow((P + double(step)) / P, K);
+      const auto& a = r0->tokens()[step].mass_heads[0];
+      const auto& b = rk->tokens()[step].mass_heads[0];
+      for (size_t h = 0; h < a.size(); ++h)
+        EXPECT_NEAR(b[h], s * a[h] / (s * a[h] + 1 - a[h]), 1e-5) << "K " << K << " step " << step << " head " << h;
+      ++checked;
+    }
+    EXPECT_GE(checked, 1) << K;
+    const float m0 = r0->tokens()[1].mass_heads[0][0], mk = rk->tokens()[1].mass_heads[0][0];
+    EXPECT_GT(K > 0 ? mk - m0 : m0 - mk, 1e-5) << K;  // it acts, in K's direction
   }
-  EXPECT_GE(checked, 1);
-  EXPECT_GT(std::abs(rk->tokens()[1].mass_heads[0][0] - r0->tokens()[1].mass_heads[0][0]), 1e-5);  // it acts
   auto req = f.request(2);
-  for (double bad : {-0.5, 4.5, std::nan("")}) {
+  for (double bad : {-4.5, 4.5, std::nan("")}) {
     req.visual_attention_restore = bad;
     EXPECT_THROW(generate(f.m, req), Error) << bad;
   }
@@ -539,23 +541,25 @@ TEST(Probes, HistoryWindowGenerationMatchesTheTrainingMask) {
 
 // The length-matched restore in generation (--visual-restore K) is visual_restore_bias, the training
 // side; the bias is 0 on text keys and for the prompt's queries, K log((i + 1) / P) on image keys after.
+// For K < 0 too (the image fading faster than the answer's length makes it).
 TEST(Probes, VisualRestoreGenerationMatchesTheTrainingBias) {
-  Fixture f;
-  const double K = 1.5;
-  torch::Tensor bias;
-  expect_steps_equal_the_forward(
-      f, 8, [&](GenerationRequest& r) { r.visual_attention_restore = K; },
-      [&](ForwardInput& in, int64_t P) {
-        auto image_keys = in.input_ids == f.cfg.image_token_id;
-        in.key_bias = bias = visual_restore_bias(image_keys, torch::tensor({P}, torch::kLong), K);
-      });
-  const int64_t P = (int64_t)f.ids.size(), S = bias.size(1);
-  int64_t img = -1;
-  for (int64_t i = 0; i < P && img < 0; ++i)
-    if (f.ids[i] == f.cfg.image_token_id) img = i;
-  ASSERT_GE(img, 0);
-  auto b = bias[0];
-  EXPECT_EQ(b.narrow(0, 0, P).abs().max().item<float>(), 0.f);
-  EXPECT_NEAR(b[S - 1][img].item<float>(), K * std::log(double(S) / P), 1e-5);
-  EXPECT_EQ(b[S - 1][P].item<float>(), 0.f);
+  for (const double K : {1.5, -2.0}) {
+    Fixture f;
+    torch::Tensor bias;
+    expect_steps_equal_the_forward(
+        f, 8, [&](GenerationRequest& r) { r.visual_attention_restore = K; },
+        [&](ForwardInput& in, int64_t P) {
+          auto image_keys = in.input_ids == f.cfg.image_token_id;
+          in.key_bias = bias = visual_restore_bias(image_keys, torch::tensor({P}, torch::kLong), K);
+        });
+    const int64_t P = (int64_t)f.ids.size(), S = bias.size(1);
+    int64_t img = -1;
+    for (int64_t i = 0; i < P && img < 0; ++i)
+      if (f.ids[i] == f.cfg.image_token_id) img = i;
+    ASSERT_GE(img, 0);
+    auto b = bias[0];
+    EXPECT_EQ(b.narrow(0, 0, P).abs().max().item<float>(), 0.f);
+    EXPECT_NEAR(b[S - 1][img].item<float>(), K * std::log(double(S) / P), 1e-5);
+    EXPECT_EQ(b[S - 1][P].item<float>(), 0.f);
+  }
 }

@@ -97,7 +97,7 @@ TEST(TrainConfig, ErrorsNameFileAndKey) {
   EXPECT_NE(e.find("history_window: only SFT"), std::string::npos) << e;
   EXPECT_EQ(load_train_config(ok, {"history_window=32"}).history_window, 32);
   e = error_of([&] { load_train_config(ok, {"visual_restore=5"}); });
-  EXPECT_NE(e.find("visual_restore: must be in [0, 4]"), std::string::npos) << e;
+  EXPECT_NE(e.find("visual_restore: must be in [-4, 4]"), std::string::npos) << e;
   e = error_of([&] { load_train_config(ok, {"visual_restore=1"}, "grpo"); });
   EXPECT_NE(e.find("visual_restore: only SFT"), std::string::npos) << e;
   auto bad = write_file(dir + "/bad.json", "{\"model\": ");

@@ -348,13 +348,15 @@ TEST(TrainSft, HistoryWindowLossIsTheMaskedForwardPerRow) {
 }
 
 TEST(TrainSft, VisualRestoreLossIsTheBiasedForwardPerRow) {
-  expect_sft_loss_is_the_per_row_forward(
-      "train_restore", [](TrainConfig& c) { c.visual_restore = 2.0; },
-      [](ForwardInput& in, int64_t start, const ModelConfig& mc) {
-        auto image_keys = in.input_ids == mc.image_token_id;
-        ASSERT_GT(image_keys.sum().item<int64_t>(), 0);
-        in.key_bias = visual_restore_bias(image_keys, torch::tensor({start}, torch::kLong), 2.0);
-      });
+  for (const double k : {2.0, -2.0}) {  // restored, and faded faster (K < 0)
+    expect_sft_loss_is_the_per_row_forward(
+        k > 0 ? "train_restore" : "train_fade", [k](TrainConfig& c) { c.visual_restore = k; },
+        [k](ForwardInput& in, int64_t start, const ModelConfig& mc) {
+          auto image_keys = in.input_ids == mc.image_token_id;
+          ASSERT_GT(image_keys.sum().item<int64_t>(), 0);
+          in.key_bias = visual_restore_bias(image_keys, torch::tensor({start}, torch::kLong), k);
+        });
+  }
 }
 
 TEST(TrainSft, GradCheckpointedRunMatchesPlainRun) {

@@ -106,9 +106,11 @@ void save_session(const std::string& dir, const UiState& ui, const std::string& 
                 {"note", ui.model.note}, {"layers", ui.model.layers}, {"pvm_layers", ui.model.pvm_layers}};
   j["prompt"] = {{"system", s.system}, {"text", s.prompt}, {"preset", preset}};
   j["settings"] = {{"sampling", sampling_json(s.sampling)}, {"max_new_tokens", s.max_new_tokens},
-                   {"baseline", s.baseline}, {"pvm", s.pvm}, {"interleave", s.interleave},
+                   {"stop_at_eos", s.stop_at_eos}, {"baseline", s.baseline}, {"pvm", s.pvm}, {"interleave", s.interleave},
                    {"vismem", {{"on", s.vismem}, {"invoke", s.vismem_invoke}, {"p", s.vismem_p}, {"max", s.vismem_max}}},
-                   {"per_head", s.per_head}, {"heatmap", s.heatmap}, {"logit_lens", s.logit_lens}};
+                   {"per_head", s.per_head}, {"heatmap", s.heatmap}, {"logit_lens", s.logit_lens},
+                   {"intervention", {{"visual_scale", s.visual_scale}, {"visual_restore", s.visual_restore},
+                                     {"history_window", s.history_window}}}};
   j["grid"] = {{"rows", ui.grid.rows}, {"cols", ui.grid.cols}, {"resized_w", ui.grid.resized_w},
                {"resized_h", ui.grid.resized_h}};
   if (s.image.valid()) {
@@ -247,12 +249,19 @@ LoadedSession load_session(const std::string& dir) {
     s.sampling.repetition_penalty = float(sa.number("repetition_penalty", 1.0, 0, 1e6));
     s.sampling.seed = sa.integer("seed", 0, INT64_MIN, INT64_MAX);
     s.max_new_tokens = int(st.integer("max_new_tokens", 256, 1, 1 << 20));
+    s.stop_at_eos = st.boolean("stop_at_eos", true);
     s.baseline = st.boolean("baseline", true);
     s.pvm = st.boolean("pvm", true);
     s.interleave = st.boolean("interleave", true);
     s.per_head = st.boolean("per_head", false);
     s.heatmap = st.boolean("heatmap", true);
     s.logit_lens = st.boolean("logit_lens", false);
+    if (st.find("intervention")) {  // absent in sessions saved before it existed: off
+      const Fields iv{st.object("intervention"), "settings.intervention."};
+      s.visual_scale = float(iv.number("visual_scale", 1.0, 0, 1e6));  // 0: generate() refuses it
+      s.visual_restore = float(iv.number("visual_restore", 0.0, -4, 4));
+      s.history_window = int(iv.integer("history_window", 0, 0, 1 << 20));
+    }
     if (st.find("vismem")) {
       const Fields vm{st.object("vismem"), "settings.vismem."};
       s.vismem = vm.boolean("on", true);

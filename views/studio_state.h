@@ -101,12 +101,20 @@ struct GenerateSettings {
   ImageData image;
   SamplingSettings sampling;
   int max_new_tokens = 256;  // 1 .. 16384
+  bool stop_at_eos = true;   // false: every side runs to max_new_tokens (past the answer's end, as pvm dilution)
   bool baseline = true, pvm = true;
   bool vismem = true;        // the VisMem arm, when an adapter is loaded (engine/generate.h VismemGenerate)
   std::string vismem_invoke = "model";  // "model" | "separators"
   float vismem_p = 1.0f;     // separators: invocation probability after a separator
   int vismem_max = 4;        // invocations per answer at most
   bool interleave = true;    // alternate token by token (else one side after the other)
+  // The dilution interventions of `pvm generate` (engine/generate.h), on the baseline and PVM arms
+  // only (VisMem excludes them): every generated token's image attention x visual_scale and x (n/P)^
+  // visual_restore, and the answer-history window (a token sees the prompt and the last N answer
+  // tokens: how the default model, window32, was trained). Off: 1, 0, 0.
+  float visual_scale = 1.0f;   // (0, 1e6]
+  float visual_restore = 0.0f; // [-4, 4] (< 0: the image fades faster)
+  int history_window = 0;      // 0 .. 1 << 20
   bool per_head = false, heatmap = true, logit_lens = false;
 };
 

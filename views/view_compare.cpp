@@ -141,6 +141,18 @@ void CompareView::draw_side(int side, float width, float height, float vmax) {
     ImGui::SameLine();
     ImGui::TextDisabled("| %.1f tok/s", sd.tokens_per_s);
   }
+  if (side != 2 && !sd.tokens.empty()) {  // the run's dilution intervention (Prompt view), VisMem excluded
+    const GenerateSettings& g = ui.settings;
+    char iv[96] = "";
+    int n = 0;
+    if (g.history_window > 0) n += std::snprintf(iv + n, sizeof iv - n, " window %d", g.history_window);
+    if (g.visual_scale != 1.0f) n += std::snprintf(iv + n, sizeof iv - n, " image x%.3g", g.visual_scale);
+    if (g.visual_restore != 0.0f) std::snprintf(iv + n, sizeof iv - n, " x(n/P)^%.3g", g.visual_restore);
+    if (iv[0]) {
+      ImGui::SameLine();
+      ImGui::TextDisabled("|%s", iv);
+    }
+  }
   const float child_h = height - ImGui::GetTextLineHeightWithSpacing();
   // No child background: the window clear colour shows through (software GL pays per filled pixel).
   const char* child_ids[kSides] = {"##base_text", "##pvm_text", "##vismem_text"};

@@ -127,7 +127,34 @@ void PromptView::draw() {
     ImGui::DragFloat("rep. penalty", &d.sampling.repetition_penalty, 0.005f, 0.5f, 2.0f, "%.3f",
                      ImGuiSliderFlags_AlwaysClamp);
   }
+  if (ImGui::CollapsingHeader("Dilution interventions")) {
+    // The probes of the dilution question (experiments/history_window): does the answer come back
+    // when the image gets its attention back, or when the answer's history is cut to what training saw?
+    const float w = fs * 6;
+    ImGui::SetNextItemWidth(w);
+    ImGui::DragFloat("image attention x", &d.visual_scale, 0.01f, 0.01f, 100.0f, "%.2f",
+                     ImGuiSliderFlags_AlwaysClamp | ImGuiSliderFlags_Logarithmic);
+    item_tooltip("Every generated token's attention on the image x this factor, in every layer (the prompt is read "
+                 "as without it). 1 = off. As `pvm generate --visual-scale`.");
+    ImGui::SameLine();
+    ImGui::SetNextItemWidth(w);
+    ImGui::DragFloat("restore K", &d.visual_restore, 0.01f, -4.0f, 4.0f, "%.2f", ImGuiSliderFlags_AlwaysClamp);
+    item_tooltip("Length-matched: the token that sees n keys (P of them the prompt) gets its image attention "
+                 "x (n/P)^K, giving back what the answer's length took; K < 0 makes the image fade faster. 0 = off. As "
+                 "`--visual-restore`.");
+    ImGui::SetNextItemWidth(w);
+    ImGui::DragInt("history window", &d.history_window, 1.0f, 0, 1 << 20, "%d", ImGuiSliderFlags_AlwaysClamp);
+    item_tooltip("Each generated token sees the prompt and only the last N generated tokens: the default model "
+                 "was trained with 32, so 32 shows it as trained (its late objects come back). 0 = off (full "
+                 "attention). As `--history-window`.");
+    ImGui::SameLine();
+    if (ImGui::SmallButton("off")) d.visual_scale = 1.0f, d.visual_restore = 0.0f, d.history_window = 0;
+    if (!ctx_.ui->model.vismem.empty()) ImGui::TextDisabled("On the baseline and PVM arms; the VisMem arm runs without.");
+  }
   if (ImGui::CollapsingHeader("Probes and order")) {
+    ImGui::Checkbox("stop at the answer's end", &d.stop_at_eos);
+    item_tooltip("Off: every side runs to max new tokens, past its end-of-answer token, as `pvm dilution` measures "
+                 "(the visual mass over the whole length).");
     ImGui::Checkbox("interleave sides", &d.interleave);
     item_tooltip("On: the sides (baseline, PVM, VisMem) take turns token by token, so they grow together. Off: one "
                  "after the other.");

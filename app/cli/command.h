@@ -50,7 +50,7 @@ inline VisualIntervention visual_intervention(const Args& a, bool vismem) {
   v.scale = a.get_double("--visual-scale", 1.0);
   if (!(v.scale > 0.0 && v.scale <= 1e6)) throw Error("option --visual-scale: out of range (must be in (0, 1e6])");
   v.restore = a.get_double("--visual-restore", 0.0);
-  if (!(v.restore >= 0.0 && v.restore <= 4.0)) throw Error("option --visual-restore: out of range (must be in [0, 4])");
+  if (!(v.restore >= -4.0 && v.restore <= 4.0)) throw Error("option --visual-restore: out of range (must be in [-4, 4])");
   v.window = a.get_int("--history-window", 0, 0, 1 << 20);
   if (v.on() && vismem) throw Error("options --visual-scale/--visual-restore/--history-window and --vismem exclude each other");
   return v;

@@ -37,6 +37,7 @@ const char* usage_text() {
          "  --demo                 scripted demo: load the model, new scene, generate --demo-tokens tokens\n"
          "                         both ways, then screenshot (exit 1 if it fails or takes over 110 s)\n"
          "  --demo-tokens N        tokens per side in the demo (default 64)\n"
+         "  --demo-no-stop         the demo generates past the answer's end: every side is --demo-tokens long\n"
          "  --demo-sides LIST      the answers the demo generates: baseline,pvm,vismem (default all)\n"
          "  --save-session DIR     with --screenshot: also save the session (image, prompt, answers, traces, plots)\n"
          "  --export-plot BASE     with --screenshot: also save the dilution plot as BASE.png and BASE.csv\n"
@@ -83,7 +84,7 @@ StudioOptions parse_options(const std::vector<std::string>& argv) {
                      "--export-map", "--replay-export", "--replay-stride", "--replay-speed", "--batch-scenes", "--batch-images",
                      "--batch-seed", "--batch-tokens", "--batch-out", "--batch-cancel-after", "--export-batch", "--train-set",
                      "--train-scenes", "--select-model", "--load-cancel-at"},
-              {"--demo", "--bench-pan", "--vector-plots", "--no-ini", "--verbose", "--help", "--per-head", "--replay-play",
+              {"--demo", "--demo-no-stop", "--bench-pan", "--vector-plots", "--no-ini", "--verbose", "--help", "--per-head", "--replay-play",
                "--train-launch", "--train-compare", "--load-selected"});
   StudioOptions o;
   for (const std::string& p : a.positional())
@@ -119,6 +120,8 @@ StudioOptions parse_options(const std::vector<std::string>& argv) {
   o.save_session = a.get("--save-session");
   if (!o.save_session.empty() && o.screenshot.empty()) throw Error("--save-session needs --screenshot (interactive: File > Save session)");
   o.demo_tokens = int(a.get_int("--demo-tokens", 64, 1, 16384));
+  o.demo_no_stop = a.has("--demo-no-stop");
+  if (o.demo_no_stop && !o.demo) throw Error("--demo-no-stop needs --demo");
   if (!o.open.empty() && o.demo) throw Error("--open and --demo exclude each other");
   if (a.has("--demo-sides")) {
     const std::string f = a.get("--demo-sides");

@@ -21,6 +21,7 @@ struct StudioOptions {
   std::string save_session;    // headless: write the session here before exiting
   bool demo = false;           // scripted: load, new scene, generate 64 tokens both ways
   int demo_tokens = 64;
+  bool demo_no_stop = false;   // --demo-no-stop: every side of the demo is demo_tokens long
   // --demo-sides: which answers the demo (and --bench-generate) generates; all by default
   bool demo_baseline = true, demo_pvm = true, demo_vismem = true;
   int demo_timeout_s = 110;

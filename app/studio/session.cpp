@@ -312,6 +312,10 @@ bool Session::generate(const GenerateSettings& s, std::string* why) {
   if (s.prompt.empty()) return bad("the prompt is empty");
   // The same checks as the CLI (NaN / inf / out of range), before anything is posted to the worker.
   if (!(s.sampling.temperature >= 0)) return bad("temperature must be >= 0 (0 = greedy)");
+  // The interventions: the CLI's ranges (app/cli/command.h visual_intervention).
+  if (!(s.visual_scale > 0 && s.visual_scale <= 1e6)) return bad("image attention scale must be in (0, 1e6]");
+  if (!(s.visual_restore >= -4 && s.visual_restore <= 4)) return bad("image attention restore must be in [-4, 4]");
+  if (s.history_window < 0 || s.history_window > (1 << 20)) return bad("history window must be in 0..1048576");
   if (s.image.valid()) {
     try {
       check_image_size(s.image.width, s.image.height, s.image.source.empty() ? "image" : s.image.source);
@@ -626,10 +630,16 @@ void Session::do_generate(const GenerateSettings& s, uint64_t run_id) {
     try {
       GenerationRequest req = prep.request;
       req.max_new_tokens = s.max_new_tokens;
+      if (!s.stop_at_eos) req.stop_ids = {-1};  // no id is -1: every side is max_new_tokens long
       req.sampling = to_sampling_params(s.sampling);  // the same seed on every side
       req.sampling.validate();
       req.pvm = side == 1;
       req.cancel = &cancel_;
+      if (side != 2) {  // VisMem excludes the interventions: its arm runs as the model is
+        req.visual_attention_scale = s.visual_scale;
+        req.visual_attention_restore = s.visual_restore;
+        req.history_window = s.history_window;
+      }
       if (side == 2) {  // VisMem: the backbone with PVM off and memories, as `pvm generate --vismem --no-pvm`
         req.vismem.enabled = true;
         req.vismem.invoke = s.vismem_invoke;

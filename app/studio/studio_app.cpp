@@ -796,6 +796,7 @@ void StudioApp::start_up() {
   }
   if (opt_.demo) {
     ctx_.draft.max_new_tokens = opt_.demo_tokens;
+    ctx_.draft.stop_at_eos = !opt_.demo_no_stop;
     ctx_.draft.baseline = opt_.demo_baseline, ctx_.draft.pvm = opt_.demo_pvm, ctx_.draft.vismem = opt_.demo_vismem;
     if (opt_.bench_generate > 0)  // the probes of `pvm generate --probe`, so both sides do the same work
       ctx_.draft.per_head = false, ctx_.draft.heatmap = false, ctx_.draft.logit_lens = false;

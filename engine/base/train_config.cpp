@@ -120,7 +120,7 @@ std::vector<TrainField> make_fields() {
           .help("recompute each decoder layer during backward: less memory, more time"),
       Def("history_window", T::Int, PVM_MEMBER(history_window)).range(0, kNoMax)
           .help("SFT: an answer token attends to the prompt and only the last N answer tokens (0: all of them)"),
-      Def("visual_restore", T::Real, PVM_MEMBER(visual_restore)).range(0, 4)
+      Def("visual_restore", T::Real, PVM_MEMBER(visual_restore)).range(-4, 4)
           .help("SFT: an answer token's attention on the image x (n / P)^K, n the keys it sees, P the prompt (0: off)"),
       Def("workers", T::Int, PVM_MEMBER(workers)).range(0, 64)
           .help("threads that decode and preprocess images ahead of the step"),
@@ -383,7 +383,7 @@ TrainConfig parse_train_config(const json& j, const std::string& where) {
   if (c.mode == "grpo" && c.trainable == "pvm" && !j.contains("trainable")) c.trainable = "llm";  // stage-2 default
   if (c.history_window > 0 && c.mode != "sft")
     top.fail("history_window", "only SFT trains with an answer-history window (mode is \"" + c.mode + "\")");
-  if (c.visual_restore > 0 && c.mode != "sft")
+  if (c.visual_restore != 0 && c.mode != "sft")
     top.fail("visual_restore", "only SFT trains with the image attention restored (mode is \"" + c.mode + "\")");
   if (c.mode == "vismem") {
     const bool s2 = c.vismem.stage == 2;

@@ -81,7 +81,8 @@ struct TrainConfig {
   // engine/text_model.h history_window_mask). The dilution regime of experiments/history_window.
   int64_t history_window = 0;
   // SFT only: the answer's attention on the image keys x (n / P)^K at the token that sees n keys
-  // (0 = off; engine/text_model.h visual_restore_bias), as `pvm eval --visual-restore K` generates.
+  // (0 = off; K < 0: the image fades faster than the answer's length makes it; engine/text_model.h
+  // visual_restore_bias), as `pvm eval --visual-restore K` generates.
   double visual_restore = 0.0;
   int64_t workers = 2;
   std::string bad_lines = "skip";  // "skip" | "fatal"

@@ -3,8 +3,8 @@
 #
 #   bash experiments/ablations/run.sh      # -> experiments/ablations/results/
 #
-# Each PVM variant is trained by the paper's stage-1 recipe (only the branch trains, frozen default
-# model, experiments/default_model/pvm_sft.json) and graded on the same held-out scenes:
+# Each PVM variant is trained by the paper's stage-1 recipe (only the branch trains, frozen
+# backbone, experiments/default_model/pvm_sft.json) and graded on the same held-out scenes:
 #   pvm        layers 1,2,3, retrieval from the merger output (the default adapter's recipe)
 #   mlp        iso-parameter branch without visual input: is a gain capacity or retrieval?
 #   hidden     retrieval from the decoder's hidden states at the visual positions
@@ -22,17 +22,22 @@
 # config's seed, as before.
 # Environment: PVM (binary), STEPS (PVM steps per variant, 250), EVAL_COUNT (80), SEED (1),
 # VARIANTS (default "pvm mlp hidden strided consec"), DATA (SFT JSONL; default: the train.sh data set),
-# MODEL (the frozen backbone, default assets/default-model), SIZE (held-out image side in pixels,
-# default the scenes' 256), WORK / OUT (scratch and results folders).
+# MODEL (the frozen backbone, default assets/short-context-model: the v6 results in results/), SIZE (held-out image side in pixels,
+# default the scenes' 256), WORK / OUT (scratch and results folders), RESTORE (K: every variant trains
+# with `visual_restore` K and every run, the baseline included, is graded with `--visual-restore K`;
+# K < 0 fades the image faster than the answer's length does, experiments/image_fade; default 0, off).
+# THREADS (intra-op threads for training, 2).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 PVM=${PVM:-$root/build/pvm}
-MODEL=${MODEL:-$root/assets/default-model}
+MODEL=${MODEL:-$root/assets/short-context-model}
 DATA=${DATA:-$root/out/default_model/scenes/sft.jsonl}
 STEPS=${STEPS:-250}
 COUNT=${EVAL_COUNT:-80}
 SEED=${SEED:-1}
+RESTORE=${RESTORE:-0}
+THREADS=${THREADS:-2}
 VARIANTS=${VARIANTS:-"pvm mlp hidden strided consec"}
 TRAIN_SEEDS=${TRAIN_SEEDS:-}
 work=${WORK:-$root/out/ablations}
@@ -42,6 +47,8 @@ out=${OUT:-$here/results}
 mkdir -p "$work" "$out"
 size_args=()
 [ -n "${SIZE:-}" ] && size_args=(--size "$SIZE")
+restore_train=() restore_eval=()
+if [ "$RESTORE" != 0 ]; then restore_train=(--set "visual_restore=$RESTORE"); restore_eval=(--visual-restore "$RESTORE"); fi
 
 settings() {
   case $1 in
@@ -57,7 +64,7 @@ settings() {
 grade() {  # grade NAME ARGS...: held-out report + accuracy by position
   local name=$1; shift
   [ -f "$out/$name.json" ] && return 0
-  "$PVM" eval --task scenes --model "$MODEL" "$@" --count "$COUNT" --seed "$SEED" "${size_args[@]}" --qa-per-scene 1 --json --quiet \
+  "$PVM" eval --task scenes --model "$MODEL" "$@" "${restore_eval[@]}" --count "$COUNT" --seed "$SEED" "${size_args[@]}" --qa-per-scene 1 --json --quiet \
     --csv "$out/accuracy_$name.csv" --out "$work/eval_$name.jsonl" > "$out/$name.json.tmp"
   mv "$out/$name.json.tmp" "$out/$name.json"
 }
@@ -77,7 +84,7 @@ for v in $VARIANTS; do
       else
         # shellcheck disable=SC2046
         "$PVM" train sft --config "$root/experiments/default_model/pvm_sft.json" --out "$dir" --set model="$MODEL" \
-          --set data="$DATA" --set steps="$STEPS" --set threads=2 "${seed_args[@]}" $(settings "$v")
+          --set data="$DATA" --set steps="$STEPS" --set threads="$THREADS" "${seed_args[@]}" "${restore_train[@]}" $(settings "$v")
       fi
     fi
     cp "$dir/metrics.jsonl" "$out/train_$name.metrics.jsonl"

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# Reproduce the default model, its PVM adapter and its GRPO stage, one command per stage:
+# Reproduce the scenes models trained from scratch: the full-context model, the short-context model
+# (v6, the default model until 2026-12-06; the default is now window32, made from the full-context
+# model by experiments/history_window/run.sh), its PVM adapter and its GRPO stage, one command per stage:
 #
 #   bash experiments/default_model/train.sh data    # scenes data set (train + 200 held-out)
 #   bash experiments/default_model/train.sh sft     # from scratch, trainable "all": the full-context model
-#                                                   # (assets/full-context-model), then the default model
-#                                                   # (assets/default-model: its vision, a fresh decoder, SFT
+#                                                   # (assets/full-context-model), then the short-context model
+#                                                   # (assets/short-context-model: its vision, a fresh decoder, SFT
 #                                                   # context capped at CTX tokens)
-#   bash experiments/default_model/train.sh pvm     # paper stage 1, only PVM trains -> assets/default-pvm
+#   bash experiments/default_model/train.sh pvm     # paper stage 1, only PVM trains -> assets/short-context-pvm
 #                                                   # (and assets/full-context-pvm for the full-context model)
-#   bash experiments/default_model/train.sh grpo    # GRPO of LLM+PVM on the QA items -> assets/default-grpo
+#   bash experiments/default_model/train.sh grpo    # GRPO of LLM+PVM on the QA items -> assets/short-context-grpo
 #   bash experiments/default_model/train.sh eval    # pvm eval --task scenes, baseline / PVM / GRPO
 #   bash experiments/default_model/train.sh all     # everything above, in order
 #
@@ -16,7 +18,7 @@
 # COUNT (training scenes, 24000), ONE_COUNT (one-object scenes, 12000), ONE_STEPS (phase 0: 700),
 # EASY_COUNT / EASY_STEPS (1-4 object scenes, phase 1: 6000 / 700), SFT_STEPS (the first 8000 full
 # scenes, phase 2: 2500), SFT3_STEPS (phase 3: 2000 steps of a 9000-step schedule), SHAPE_STEPS
-# (phase 4, one-object scenes: 1500), SFT5_STEPS (phase 5: 7000); the default model: CTX (SFT
+# (phase 4, one-object scenes: 1500), SFT5_STEPS (phase 5: 7000); the short-context model: CTX (SFT
 # context cap, 256 tokens), CTX_ONE_STEPS (400), CTX_EASY_STEPS (600), CTX_STEPS (5500); PVM_STEPS
 # (600), GRPO_STEPS (40), THREADS (2), EVAL_COUNT (200). Every stage resumes a killed run (pvm train
 # --resume) and copies the result and its metrics log into the repository (assets/ and
@@ -96,7 +98,7 @@ fresh_init() {
   [ -f "$WORK/$name/model.safetensors" ] && return 0
   rm -rf "$WORK/$name.tmp"
   "$PVM" init --config "$here/config.json" --out "$WORK/$name.tmp" --dtype f32 --seed 0
-  cp "$root/assets/default-model/tokenizer.json" "$root/assets/default-model/tokenizer_config.json" \
+  cp "$root/assets/short-context-model/tokenizer.json" "$root/assets/short-context-model/tokenizer_config.json" \
     "$here/preprocessor_config.json" "$WORK/$name.tmp/"
   "$@" "$WORK/$name.tmp"
   mv "$WORK/$name.tmp" "$WORK/$name"
@@ -178,7 +180,7 @@ convert_bf16() {
   rm -rf "$2" && mv "$2.tmp" "$2"
 }
 
-# The default model: a fresh decoder on the full-context model's vision tower, trained with the SFT
+# The short-context model: a fresh decoder on the full-context model's vision tower, trained with the SFT
 # context capped at CTX tokens (prompt + image + answer), as real VLM SFT data is dominated by short
 # answers. Descriptions longer than the cap are cut, so the decoder never learns to read the image
 # from past CTX; the full-context model (phases 0-5) is the same eyes with a decoder that did.
@@ -197,7 +199,7 @@ stage_short() {
   run sft ctx2 "$here/sft_all.json" --set model="$WORK/ctx/checkpoints/step-001500" \
     --set data="$WORK/scenes/sft_mix_one.jsonl" --set steps="$CTX_STEPS" --set max_length="$CTX" \
     --set eval_data="$WORK/scenes/heldout/sft.jsonl" --set eval_every=1000 --set save_every=250
-  convert_bf16 "$WORK/ctx2/final" "$root/assets/default-model"
+  convert_bf16 "$WORK/ctx2/final" "$root/assets/short-context-model"
 }
 
 stage_pvm() {
@@ -208,15 +210,15 @@ stage_pvm() {
       --set steps="$PVM_STEPS"
     install_files "$WORK/pvm_full/final" "$root/assets/full-context-pvm" adapter.safetensors adapter_config.json
   fi
-  run sft pvm "$here/pvm_sft.json" --set model="$root/assets/default-model" --set data="$WORK/scenes/sft.jsonl" \
+  run sft pvm "$here/pvm_sft.json" --set model="$root/assets/short-context-model" --set data="$WORK/scenes/sft.jsonl" \
     --set steps="$PVM_STEPS"
-  install_files "$WORK/pvm/final" "$root/assets/default-pvm" adapter.safetensors adapter_config.json
+  install_files "$WORK/pvm/final" "$root/assets/short-context-pvm" adapter.safetensors adapter_config.json
 }
 
 stage_grpo() {
-  run grpo grpo "$here/grpo.json" --set model="$root/assets/default-model" --set adapter="$root/assets/default-pvm" \
+  run grpo grpo "$here/grpo.json" --set model="$root/assets/short-context-model" --set adapter="$root/assets/short-context-pvm" \
     --set data="$WORK/scenes/grpo.jsonl" --set steps="$GRPO_STEPS"
-  "$PVM" convert --model "$WORK/grpo/final" --out "$root/assets/default-grpo" --dtype bf16
+  "$PVM" convert --model "$WORK/grpo/final" --out "$root/assets/short-context-grpo" --dtype bf16
 }
 
 # eval NAME MODEL [ARGS...]: held-out report (NAME.json), accuracy by position (NAME.csv), per-item log.
@@ -231,7 +233,7 @@ eval_one() {
 stage_eval() {
   # Baseline and PVM (descriptions by position, QA, attention mass): experiments/dilution.
   PVM=$PVM EVAL_COUNT=$HELDOUT SEED=$SEED bash "$root/experiments/dilution/run.sh"
-  [ -d "$root/assets/default-grpo" ] && eval_one grpo "$root/assets/default-grpo"
+  [ -d "$root/assets/short-context-grpo" ] && eval_one grpo "$root/assets/short-context-grpo"
   return 0
 }
 
@@ -243,5 +245,5 @@ case "${1:-}" in
   grpo) stage_grpo ;;
   eval) stage_eval ;;
   all) stage_data; stage_sft; stage_pvm; stage_grpo; stage_eval ;;
-  *) sed -n 2,15p "$0"; exit 2 ;;
+  *) sed -n 2,17p "$0"; exit 2 ;;
 esac

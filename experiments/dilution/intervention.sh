@@ -7,12 +7,12 @@
 # grows, giving that share back should bring them back. `pvm eval --task scenes --visual-scale S`
 # multiplies every generated token's attention weight on the image keys by S in every layer (log S
 # added to those logits before the softmax; the prompt is read as without it) and grades the
-# descriptions by object position. Run on the default model (decoder trained with the context cut at
-# 256 tokens) and on the full-context model (same eyes, decoder trained on whole descriptions), PVM
+# descriptions by object position. Run on the short-context model (v6: decoder trained with the context
+# cut at 256 tokens) and on the full-context model (same eyes, decoder trained on whole descriptions), PVM
 # off, S in SCALES. Accuracy by position per (model, S): results_intervention/accuracy_<model>_s<S>.csv,
 # reports eval_<model>_s<S>.json, plots accuracy_<model>.png, and the table summary.md (every run in the folder).
 # Environment: PVM (binary), SCALES ("1 2 4 8"), EVAL_COUNT (200), SEED (1: the training data set's
-# held-out scenes), MODELS ("default full-context": NAME for assets/NAME-model, or NAME:DIR for any
+# held-out scenes), MODELS ("short-context full-context": NAME for assets/NAME-model, or NAME:DIR for any
 # model folder), SIZE (image side in pixels, default: the scenes' 256), OUT (results folder),
 # RESTORES (exponents K of the length-matched form, --visual-restore K: x (n/P)^K at the token that
 # sees n keys; default none), WINDOWS (answer-history windows N, --history-window N: a generated token
@@ -33,7 +33,7 @@ size_args=()
 [ -x "$PVM" ] || { echo "intervention: $PVM not found (build first, or set PVM=...)" >&2; exit 1; }
 mkdir -p "$out" "$work"
 names=()
-for entry in ${MODELS:-default full-context}; do
+for entry in ${MODELS:-short-context full-context}; do
   name=${entry%%:*}
   model=$root/assets/$name-model
   [ "$entry" != "$name" ] && model=${entry#*:}

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Dilution on the default model, baseline vs PVM, in one command:
+# Dilution on one model, baseline vs PVM, in one command (default: the short-context model, v6):
 #
 #   bash experiments/dilution/run.sh            # -> experiments/dilution/results/
 #
@@ -9,18 +9,19 @@
 # 2. pvm eval --task scenes on the 200 held-out scenes of the training data set's seed, with and
 #    without the PVM adapter: attribute accuracy by object position (accuracy_*.csv) and the plot
 #    accuracy_by_position.png.
-# Environment: PVM (binary, default build/pvm), MODEL / ADAPTER (default assets/default-model and
-# assets/default-pvm), OUT (results folder, default experiments/dilution/results), IMAGES (dilution
+# Environment: PVM (binary, default build/pvm), MODEL / ADAPTER (default assets/short-context-model and
+# assets/short-context-pvm), OUT (results folder, default experiments/dilution/results), IMAGES (dilution
 # images, 8), TOKENS (448), EVAL_COUNT (200), SEED (1, the data set seed of
 # experiments/default_model/train.sh), SIZE (image side in pixels, default the scenes' 256). The full-context model's results:
 #   MODEL=assets/full-context-model ADAPTER=assets/full-context-pvm OUT=experiments/dilution/results_full_context \
 #     bash experiments/dilution/run.sh
+# The default model (window32) has its own command: bash experiments/history_window/run.sh default.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 PVM=${PVM:-$root/build/pvm}
-MODEL=${MODEL:-$root/assets/default-model}
-ADAPTER=${ADAPTER:-$root/assets/default-pvm}
+MODEL=${MODEL:-$root/assets/short-context-model}
+ADAPTER=${ADAPTER:-$root/assets/short-context-pvm}
 out=${OUT:-$here/results}
 work=$root/out/dilution/$(basename "$out")
 n_img=${IMAGES:-8}
@@ -33,7 +34,7 @@ mkdir -p "$out" "$work"
 size_args=()
 [ -n "${SIZE:-}" ] && size_args=(--size "$SIZE")
 
-# The instruction the default model was trained with (pvm scenes writes it into sft.jsonl).
+# The instruction the scenes models were trained with (pvm scenes writes it into sft.jsonl).
 "$PVM" scenes --out "$work/scenes" --count 1 --heldout "$n_img" --objects 14-16 --seed 7 "${size_args[@]}" >/dev/null 2>&1
 prompt=$(head -1 "$work/scenes/sft.jsonl" | python3 -c 'import json,sys; m=json.load(sys.stdin)["messages"][0]["content"]; print(m.replace("<image>",""))')
 

@@ -13,6 +13,9 @@
 #                                                        # full attention and as trained
 #   bash experiments/history_window/run.sh ablations     # PVM variants on the frozen model, seeds + intervals
 #   bash experiments/history_window/run.sh all           # everything above, in order
+#   bash experiments/history_window/run.sh default       # window32 as the studio's default model: bf16 model,
+#                                                        # PVM (paper stage 1), GRPO, VisMem -> assets/default-*;
+#                                                        # held-out grades -> results_default/
 #
 # Why: in the other regimes (experiments/dilution, experiments/large_images) a decoder either never
 # learnt to write late objects (the short-context default model: a failure of use, not of signal) or
@@ -31,7 +34,8 @@
 # default out/history_window for window32, else out/history_window_<name>), COUNT (4000), SEED (1:
 # the data set and its held-out scenes, those of experiments/dilution), FT_STEPS (800), THREADS (2),
 # EVAL_COUNT (100), SCALES ("1 2"), RESTORES ("0.5 1"), ABL_STEPS (300), ABL_SEEDS ("1 2 3"),
-# ABL_VARIANTS ("pvm mlp hidden strided consec"). Every stage resumes. Results: experiments/history_window/
+# ABL_VARIANTS ("pvm mlp hidden strided consec"), PVM_STEPS (600) and GRPO_STEPS (40) for `default`.
+# Every stage resumes. Results: experiments/history_window/
 # (results_intervention/ holds every model's rows; per model: results_mass*, results_ablations*).
 # The rows of RESULTS.md: `bash run.sh all` (window32), `W=16 SCALES=1 bash run.sh intervention`,
 # `REGIME=restore SCALES=1 bash run.sh all`.
@@ -61,6 +65,8 @@ RESTORES=${RESTORES-"0.5 1"}
 ABL_STEPS=${ABL_STEPS:-300}
 ABL_SEEDS=${ABL_SEEDS:-"1 2 3"}
 ABL_VARIANTS=${ABL_VARIANTS:-"pvm mlp hidden strided consec"}
+PVM_STEPS=${PVM_STEPS:-600}
+GRPO_STEPS=${GRPO_STEPS:-40}
 [ -x "$PVM" ] || { echo "history_window: $PVM not found (build first, or set PVM=...)" >&2; exit 1; }
 mkdir -p "$WORK" "$here/logs"
 
@@ -150,12 +156,81 @@ stage_ablations() {
     OUT="$here/results_ablations$sfx" PVM="$PVM" bash "$root/experiments/ablations/run.sh"
 }
 
+# run MODE DIR CONFIG [--set ...]: start, resume or skip (finished) the training run DIR.
+run() {
+  local mode=$1 dir=$2 cfg=$3; shift 3
+  if [ -f "$dir/final/trainer_state.json" ]; then
+    echo "history_window: $dir is finished" >&2
+  elif [ -d "$dir/checkpoints" ]; then
+    "$PVM" train "$mode" --resume "$dir"
+  else
+    "$PVM" train "$mode" --config "$cfg" --out "$dir" --set threads="$THREADS" "$@"
+  fi
+}
+
+# install SRC DST FILES...: copy files into assets/ atomically (DST replaced as a whole).
+install_files() {
+  local src=$1 dst=$2; shift 2
+  rm -rf "$dst.tmp" && mkdir -p "$dst.tmp"
+  for f in "$@"; do cp "$src/$f" "$dst.tmp/"; done
+  rm -rf "$dst" && mv "$dst.tmp" "$dst"
+  echo "history_window: installed $dst ($(du -sh "$dst" | cut -f1))" >&2
+}
+
+# The studio's default model (issue 25 item 3): window32 at full attention loses its late objects to
+# dilution (section 1 of RESULTS.md), and PVM wins them back. The same recipes as the short-context
+# model's companions (experiments/default_model/train.sh): PVM stage 1 on the frozen bf16 model,
+# GRPO of LLM + PVM, and VisMem's two stages (experiments/vismem/run.sh, which also grades baseline,
+# PVM, GRPO and VisMem on the 200 held-out scenes of seed 1 into results_default/).
+stage_default() {
+  [ "$name" = window32 ] || { echo "history_window: the default model is window32 (REGIME=window W=32)" >&2; exit 2; }
+  [ -f "$(model_dir)/model.safetensors" ] || stage_train
+  local d=$WORK/default cfgs=$root/experiments/default_model
+  mkdir -p "$d"
+  if [ ! -f "$d/model/model.safetensors" ]; then  # stored in bf16 like every committed model
+    rm -rf "$d/model.tmp"
+    "$PVM" convert --model "$(model_dir)" --out "$d/model.tmp" --dtype bf16
+    mv "$d/model.tmp" "$d/model"
+  fi
+  run sft "$d/pvm" "$cfgs/pvm_sft.json" --set model="$d/model" --set data="$WORK/scenes/sft.jsonl" --set steps="$PVM_STEPS"
+  run grpo "$d/grpo" "$cfgs/grpo.json" --set model="$d/model" --set adapter="$d/pvm/final" \
+    --set data="$WORK/scenes/grpo.jsonl" --set steps="$GRPO_STEPS"
+  if [ ! -f "$d/grpo_bf16/model.safetensors" ]; then
+    rm -rf "$d/grpo_bf16.tmp"
+    "$PVM" convert --model "$d/grpo/final" --out "$d/grpo_bf16.tmp" --dtype bf16
+    mv "$d/grpo_bf16.tmp" "$d/grpo_bf16"
+  fi
+  local a=$root/assets
+  cmp -s "$d/model/model.safetensors" "$a/default-model/model.safetensors" ||
+    install_files "$d/model" "$a/default-model" config.json model.safetensors preprocessor_config.json tokenizer.json tokenizer_config.json
+  cmp -s "$d/pvm/final/adapter.safetensors" "$a/default-pvm/adapter.safetensors" ||
+    install_files "$d/pvm/final" "$a/default-pvm" adapter.safetensors adapter_config.json
+  cmp -s "$d/grpo_bf16/model.safetensors" "$a/default-grpo/model.safetensors" ||
+    install_files "$d/grpo_bf16" "$a/default-grpo" config.json model.safetensors preprocessor_config.json tokenizer.json tokenizer_config.json
+  cp "$d/pvm/metrics.jsonl" "$here/logs/default_pvm.metrics.jsonl"
+  cp "$d/grpo/metrics.jsonl" "$here/logs/default_grpo.metrics.jsonl"
+  MODEL="$a/default-model" ADAPTER="$a/default-pvm" GRPO="$a/default-grpo" WORK="$d/vismem" \
+    OUT="$here/results_default" ARMS="baseline pvm grpo vismem-stage1 vismem" PVM="$PVM" bash "$root/experiments/vismem/run.sh"
+  cmp -s "$d/vismem/stage2/final/adapter.safetensors" "$a/default-vismem/adapter.safetensors" || {
+    install_files "$d/vismem/stage2/final" "$a/default-vismem" adapter.safetensors adapter_config.json
+    cp "$here/default-vismem.README.md" "$a/default-vismem/README.md"
+  }
+  # The control on the same scenes: the default model as it was trained (history window 32).
+  local r=$here/results_default
+  if [ ! -f "$r/window.json" ]; then
+    "$PVM" eval --task scenes --model "$a/default-model" --history-window "$W" --count 200 --seed 1 --qa-per-scene 1 \
+      --threads 1 --json --quiet --csv "$r/accuracy_window.csv" --out "$d/eval_window.jsonl" > "$r/window.json.tmp"
+    mv "$r/window.json.tmp" "$r/window.json"
+  fi
+}
+
 case ${1:-} in
   data) stage_data ;;
   train) stage_train ;;
   intervention) stage_intervention ;;
   mass) stage_mass ;;
   ablations) stage_ablations ;;
+  default) stage_default ;;
   all) stage_data; stage_train; stage_intervention; stage_mass; stage_ablations ;;
-  *) echo "usage: bash experiments/history_window/run.sh data|train|intervention|mass|ablations|all" >&2; exit 2 ;;
+  *) echo "usage: bash experiments/history_window/run.sh data|train|intervention|mass|ablations|all|default" >&2; exit 2 ;;
 esac

@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# VisMem beside baseline and PVM on the default model, one command (issue 29 item 4):
+# VisMem beside baseline and PVM on one model, one command per model:
 #
-#   bash experiments/vismem/run.sh          # -> experiments/vismem/results/
+#   bash experiments/vismem/run.sh          # the short-context model (v6; issue 29 item 4) -> results/
+#   MODEL=assets/default-model ADAPTER=assets/default-pvm OUT=experiments/vismem/results_window32 \
+#     WORK=out/vismem_window32 bash experiments/vismem/run.sh    # the default model (window32) -> results_window32/
 #
 # 1. the scenes data (`pvm scenes --seed 1`, its describe.jsonl: GRPO on whole descriptions);
 # 2. stage 1 (experiments/vismem/stage1.json: query constructor and formers, memories invoked at
 #    separators, reward scene_description relative to the base model's own description), resumable;
 # 3. stage 2 (experiments/vismem/stage2.json: the invocation policy, formers frozen), resumable;
 # 4. the same held-out scenes (seed 1, split 1) graded for every arm, greedy:
-#      baseline        the default model
-#      pvm             + assets/default-pvm
+#      baseline        the model (MODEL)
+#      pvm             + its PVM adapter (ADAPTER)
+#      grpo            the model GRPO (LLM + PVM after GRPO; only when ARMS names it)
 #      vismem-sep      + the stage-1 adapter, a memory after every separator (p = 1, at most 4)
 #      vismem-short    + the stage-1 adapter, short-term memories only at every separator (at most 4)
 #      vismem-long     + the stage-1 adapter, long-term memories only at every separator (at most 4)
@@ -18,25 +21,28 @@
 #    with invocations per description and decode time per token.
 # Outputs: results/<arm>.json (full reports), results/accuracy_<arm>.csv, results/summary.csv,
 # results/accuracy_by_position.png, results/train_stage{1,2}.metrics.jsonl; the stage-2 adapter is
-# what assets/default-vismem holds (copy $WORK/stage2/final/adapter*.* there to replace it).
-# Environment: PVM (binary), WORK (/tmp/pvm-vismem-run), STEPS1 (24), STEPS2 (20), EVAL_COUNT (200),
+# what assets/short-context-vismem holds (and, for the default model, assets/default-vismem: copy
+# $WORK/stage2/final/adapter*.* there to replace it).
+# Environment: PVM (binary), MODEL (assets/short-context-model), ADAPTER (assets/short-context-pvm),
+# OUT (experiments/vismem/results), WORK (/tmp/pvm-vismem-run), STEPS1 (24), STEPS2 (20), EVAL_COUNT (200),
 # ARMS (default "baseline pvm vismem-sep vismem-short vismem-long vismem-stage1 vismem"), VISMEM1 / VISMEM2 (use these adapters instead of training).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 PVM=${PVM:-$root/build/pvm}
-MODEL=$root/assets/default-model
+MODEL=${MODEL:-$root/assets/short-context-model}
+ADAPTER=${ADAPTER:-$root/assets/short-context-pvm}
 WORK=${WORK:-/tmp/pvm-vismem-run}
 STEPS1=${STEPS1:-24}
 STEPS2=${STEPS2:-20}
 COUNT=${EVAL_COUNT:-200}
 ARMS=${ARMS:-"baseline pvm vismem-sep vismem-short vismem-long vismem-stage1 vismem"}
-out=$here/results
+out=${OUT:-$here/results}
 [ -x "$PVM" ] || { echo "vismem: $PVM not found (build first, or set PVM=...)" >&2; exit 1; }
 mkdir -p "$WORK" "$out"
 
 [ -f "$WORK/scenes/describe.jsonl" ] || "$PVM" scenes --out "$WORK/scenes" --count 2000 --seed 1 --heldout 200 --quiet
-# paper sizes: K = 8, N_s = 8, N_l = 16; the long-term LoRA on the last of the default model's 4 layers
+# paper sizes: K = 8, N_s = 8, N_l = 16; the long-term LoRA on the last of the model's 4 layers
 [ -f "$WORK/vm0/adapter_config.json" ] || "$PVM" init-vismem --out "$WORK/vm0" --query-len 8 --short-len 8 --long-len 16 --seed 0 --quiet
 
 train() {  # train RUN CONFIG ADAPTER STEPS: a resumable `pvm train vismem`
@@ -45,7 +51,7 @@ train() {  # train RUN CONFIG ADAPTER STEPS: a resumable `pvm train vismem`
   if [ -f "$run/config.json" ]; then
     "$PVM" train vismem --resume "$run"
   else
-    "$PVM" train vismem --config "$config" --set data="$WORK/scenes/describe.jsonl" --set vismem.adapter="$adapter" \
+    "$PVM" train vismem --config "$config" --set model="$MODEL" --set data="$WORK/scenes/describe.jsonl" --set vismem.adapter="$adapter" \
       --set steps="$steps" --out "$run"
   fi
 }
@@ -70,20 +76,22 @@ grade() {  # grade ARM ARGS...: held-out report + accuracy by position (kept whe
   local arm=$1; shift
   [ -f "$out/$arm.json" ] && return 0
   echo "vismem: grading $arm on $COUNT held-out scenes" >&2
-  "$PVM" eval --task scenes --model "$MODEL" "$@" --count "$COUNT" --seed 1 --qa-per-scene 1 --threads 1 --json --quiet \
+  "$PVM" eval --task scenes --model "${grade_model:-$MODEL}" "$@" --count "$COUNT" --seed 1 --qa-per-scene 1 --threads 1 --json --quiet \
     --csv "$out/accuracy_$arm.csv" --out "$WORK/eval_$arm.jsonl" > "$out/$arm.json.tmp"
   mv "$out/$arm.json.tmp" "$out/$arm.json"
 }
 for arm in $ARMS; do
   case $arm in
     baseline) grade baseline ;;
-    pvm) grade pvm --pvm "$root/assets/default-pvm" ;;
+    pvm) grade pvm --pvm "$ADAPTER" ;;
+    grpo) [ -n "${GRPO:-}" ] || { echo "vismem: the grpo arm needs GRPO (a GRPO-trained model folder, PVM inside)" >&2; exit 2; }
+          grade_model=$GRPO grade grpo ;;
     vismem-sep) grade vismem-sep --vismem "$VISMEM1" --vismem-invoke separators --vismem-p 1 --vismem-max 4 ;;
     vismem-short) grade vismem-short --vismem "$VISMEM1" --vismem-invoke separators --vismem-p 1 --vismem-max 4 --vismem-long 0 ;;
     vismem-long) grade vismem-long --vismem "$VISMEM1" --vismem-invoke separators --vismem-p 1 --vismem-max 4 --vismem-long 1 ;;
     vismem-stage1) grade vismem-stage1 --vismem "$VISMEM1" --vismem-invoke model --vismem-max 4 ;;
     vismem) grade vismem --vismem "$VISMEM2" --vismem-invoke model --vismem-max 4 ;;
-    *) echo "vismem: unknown arm $arm (baseline, pvm, vismem-sep, vismem-short, vismem-long, vismem-stage1, vismem)" >&2; exit 2 ;;
+    *) echo "vismem: unknown arm $arm (baseline, pvm, grpo, vismem-sep, vismem-short, vismem-long, vismem-stage1, vismem)" >&2; exit 2 ;;
   esac
 done
 

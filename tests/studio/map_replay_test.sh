@@ -4,7 +4,8 @@
 #     CSV/PNG/JSON and the replay exported as PNG frames + GIF at 10 tokens/s; check_map_replay.py
 #     checks the numbers against the saved session, the colour of every map cell (symmetric scale),
 #     the GIF against the frames (Pillow) and that each frame's image heatmap is its own token's.
-#  2. a 600-token demo in a small window (more positions than pixel columns): the baseline's map
+#  2. a 600-token demo past the answer's end (--demo-no-stop) in a small window (more positions than
+#     pixel columns): the baseline's map
 #     reduced per pixel column, every column's colour checked; the replay playing moved the shared
 #     cursor on from where the demo pinned it.
 #  3. bad options are one-line errors.
@@ -41,7 +42,7 @@ fi
 
 # ---- 2: decimated one-side map, replay playing ----
 start=$(date +%s)
-if xvfb "$bin" --demo --demo-tokens 600 --map-mode baseline --focus "Dilution map" --replay-play --replay-speed 120 \
+if xvfb "$bin" --demo --demo-tokens 600 --demo-no-stop --map-mode baseline --focus "Dilution map" --replay-play --replay-speed 120 \
     --size 800x600 --frames 40 --screenshot "$out/run2.png" --export-map "$out/map_base" \
     --save-session "$out/session600" >"$out/run2.log" 2>&1; then
   echo "run 2: $(( $(date +%s) - start )) s; $(grep -E '^demo:' "$out/run2.log")"

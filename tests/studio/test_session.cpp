@@ -9,6 +9,7 @@
 #include <thread>
 #include <unistd.h>
 
+#include "app/studio/options.h"
 #include "app/studio/session.h"
 #include "tests/studio/studio_fixtures.h"
 #include "views/view_image.h"
@@ -192,6 +193,74 @@ TEST(StudioSession, BadRequestsAreMessagesNotCrashes) {
 
 // The studio takes what the CLI takes and refuses what it refuses (issue 21): the engine's one
 // image-size check and the sampling checks, before anything reaches the worker.
+// The Prompt view's dilution interventions reach the baseline and PVM arms as `pvm generate`'s reach
+// the engine. Greedy, so the arms repeat themselves token for token until an intervention acts:
+// - image attention x4: the first token (from the prompt, read as without it) is unchanged, and from
+//   the first decode step on, layer 0 gives the image more of its attention;
+// - answer-history window N: nothing changes until the answer outgrows the window; at the first step
+//   that differs (no earlier than token N + 2) keys have left layer 0's softmax, so the image's
+//   share of it grows (the same query: the tokens so far are the same).
+TEST(StudioSession, DilutionInterventionsActOnBothArms) {
+  Session& s = loaded();
+  const int n = 10, window = 2;
+  auto run = [&](const GenerateSettings& g) {
+    std::string why;
+    EXPECT_TRUE(s.generate(g, &why)) << why;
+    s.wait_idle();
+    UiState ui = synced(s);
+    EXPECT_TRUE(ui.status.error.empty()) << ui.status.error;
+    return ui;
+  };
+  GenerateSettings g = settings(n);
+  g.sampling.temperature = 0;
+  const UiState base = run(g);
+  GenerateSettings scaled = g;
+  scaled.visual_scale = 4;
+  const UiState sc = run(scaled);
+  GenerateSettings windowed = g;
+  windowed.history_window = window;
+  const UiState win = run(windowed);
+  for (Side side : {Side::Baseline, Side::Pvm}) {
+    const auto &b = base.of(side).tokens, &x = sc.of(side).tokens, &w = win.of(side).tokens;
+    ASSERT_GE(b.size(), 6u);
+    ASSERT_GE(x.size(), 2u);
+    EXPECT_EQ(x[0].id, b[0].id);
+    EXPECT_EQ(x[0].mass, b[0].mass);
+    EXPECT_GT(x[1].mass[0], b[1].mass[0] + 1e-4f) << side_name(side);
+    size_t k = 0;  // the first step the window changes
+    while (k < std::min(b.size(), w.size()) && w[k].mass == b[k].mass) {
+      EXPECT_EQ(w[k].id, b[k].id);
+      ++k;
+    }
+    ASSERT_LT(k, std::min(b.size(), w.size())) << side_name(side) << ": the window never acted";
+    EXPECT_GE(k, size_t(window + 2)) << side_name(side);
+    EXPECT_GT(w[k].mass[0], b[k].mass[0]) << side_name(side);
+  }
+}
+
+// "stop at the answer's end" off: every side runs to max new tokens, as `pvm dilution` measures.
+TEST(StudioSession, NoStopRunsEverySideToTheLimit) {
+  Session& s = loaded();
+  GenerateSettings g = settings(40);
+  g.stop_at_eos = false;
+  std::string why;
+  ASSERT_TRUE(s.generate(g, &why)) << why;
+  s.wait_idle();
+  UiState ui = synced(s);
+  ASSERT_TRUE(ui.status.error.empty()) << ui.status.error;
+  for (Side side : {Side::Baseline, Side::Pvm}) {
+    EXPECT_EQ(ui.of(side).tokens.size(), 40u) << side_name(side);
+    EXPECT_EQ(ui.of(side).finish, "length") << side_name(side);
+  }
+  EXPECT_TRUE(parse_options({"--demo", "--demo-no-stop"}).demo_no_stop);  // the headless demo's switch
+  try {
+    parse_options({"--demo-no-stop"});
+    ADD_FAILURE() << "--demo-no-stop without --demo was accepted";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("--demo-no-stop needs --demo"), std::string::npos) << e.what();
+  }
+}
+
 TEST(StudioSession, RefusesWhatTheCliRefuses) {
   Session fresh;  // the checks come before "no model loaded"
   std::string why;
@@ -204,7 +273,11 @@ TEST(StudioSession, RefusesWhatTheCliRefuses) {
            [](auto& s) { s.sampling.top_p = std::nanf(""); },
            [](auto& s) { s.sampling.min_p = std::numeric_limits<float>::infinity(); },
            [](auto& s) { s.sampling.repetition_penalty = std::nanf(""); },
-           [](auto& s) { s.sampling.top_k = -2; }}) {
+           [](auto& s) { s.sampling.top_k = -2; },
+           [](auto& s) { s.visual_scale = 0; },
+           [](auto& s) { s.visual_scale = std::nanf(""); },
+           [](auto& s) { s.visual_restore = 5; },
+           [](auto& s) { s.history_window = -1; }}) {
     g = settings(4);
     set(g);
     why.clear();

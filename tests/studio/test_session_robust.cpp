@@ -163,9 +163,26 @@ std::string mutate_bytes(Rng& r, std::string s) {
 TEST(SessionRobust, FutureFormatNullsAndFifosAreNamed) {
   TempDir d("fields");
   const std::string dir = d.path + "/s", sp = dir + "/session.json";
-  save_session(dir, small_state(), "", json::object());
+  UiState st = small_state();
+  st.settings.visual_scale = 2.5f, st.settings.visual_restore = 0.5f, st.settings.history_window = 32;
+  st.settings.stop_at_eos = false;
+  save_session(dir, st, "", json::object());
   const json good = json::parse(pvm::read_file_to_string(sp));
-  ASSERT_NO_THROW(load_session(dir));
+  {
+    const LoadedSession ls = load_session(dir);  // the dilution interventions come back as saved
+    EXPECT_EQ(ls.ui.settings.visual_scale, 2.5f);
+    EXPECT_EQ(ls.ui.settings.visual_restore, 0.5f);
+    EXPECT_EQ(ls.ui.settings.history_window, 32);
+    EXPECT_FALSE(ls.ui.settings.stop_at_eos);
+    json old = good;  // a session saved before they existed: off (and stopping at the answer's end)
+    old["settings"].erase("intervention");
+    old["settings"].erase("stop_at_eos");
+    spit(sp, old.dump());
+    const LoadedSession lo = load_session(dir);
+    EXPECT_EQ(lo.ui.settings.visual_scale, 1.0f);
+    EXPECT_EQ(lo.ui.settings.history_window, 0);
+    EXPECT_TRUE(lo.ui.settings.stop_at_eos);
+  }
   struct Case {
     std::function<void(json&)> edit;
     std::string message;  // the whole error after "<session.json>: "
@@ -182,6 +199,10 @@ TEST(SessionRobust, FutureFormatNullsAndFifosAreNamed) {
       {[](json& j) { j["model"]["pvm_layers"] = {1, nullptr}; }, "model.pvm_layers must be a list of layer indices, got [1,null]"},
       {[](json& j) { j["prompt"]["text"] = nullptr; }, "prompt.text must be a string, got null"},
       {[](json& j) { j["settings"]["pvm"] = nullptr; }, "settings.pvm must be true or false, got null"},
+      {[](json& j) { j["settings"]["intervention"]["history_window"] = -1; },
+       "settings.intervention.history_window must be an integer in [0, 1048576], got -1"},
+      {[](json& j) { j["settings"]["intervention"]["visual_restore"] = 5; },
+       "settings.intervention.visual_restore must be a number in [-4, 4], got 5"},
       {[](json& j) { j.erase("answers"); }, "missing answers"},
       {[](json& j) { j["answers"]["pvm"] = nullptr; }, "answers.pvm must be an object, got null"},
       {[](json& j) { j["answers"]["pvm"]["tokens"] = 1e20; }, "answers.pvm.tokens must be an integer in [0, 9223372036854775807], got 1e+20"},
