@@ -5,9 +5,12 @@
 #   bash experiments/image_fade/run.sh data          # scenes: COUNT train + 200 held-out (seed 1, as experiments/dilution)
 #   bash experiments/image_fade/run.sh intervention  # the full-context model with the image faded by (P/n)^|K|
 #                                                    # for K in FADES: accuracy by position, bootstrap intervals
-#   bash experiments/image_fade/run.sh ablations     # at K = FADE: PVM (embeddings), hidden-state PVM and the
-#                                                    # iso-parameter MLP trained and graded under the fade, seeds
+#   bash experiments/image_fade/run.sh mass          # visual attention mass against generated position, as it is
+#                                                    # and faded (K = FADE)
+#   bash experiments/image_fade/run.sh ablations     # at K = FADE: PVM (embeddings) and the iso-parameter MLP
+#                                                    # (ABL_VARIANTS) trained and graded under the fade, seeds
 #   bash experiments/image_fade/run.sh all           # everything above, in order
+# The longer budget of RESULTS.md: ABL_STEPS=1000 ABL_SEEDS="1 2" bash experiments/image_fade/run.sh ablations
 #
 # Why: on the window regime (experiments/history_window) the whole softmax is diluted, the text history
 # with the image, and a branch with no visual input corrects it best; with only the image's share
@@ -20,8 +23,9 @@
 # under the same fade (`visual_restore` K in SFT, the same bias) can only win late objects back
 # from the image if it reads the image: the MLP branch sees none.
 # Environment: PVM (binary), WORK (out/image_fade), COUNT (4000), FADES ("-0.5 -1 -2"), FADE (-1),
-# EVAL_COUNT (100), ABL_STEPS (300), ABL_SEEDS ("1 2 3"), ABL_VARIANTS ("pvm mlp hidden"), THREADS (2).
-# Every stage resumes. Results: experiments/image_fade/ (results_intervention/, results_ablations_fade<K>/).
+# EVAL_COUNT (100), ABL_STEPS (300), ABL_SEEDS ("1 2 3"), ABL_VARIANTS ("pvm mlp"), THREADS (2).
+# Every stage resumes. Results: experiments/image_fade/ (results_intervention/, results_mass*/,
+# results_ablations_fade<K>[_<steps>steps]/).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -33,7 +37,7 @@ FADE=${FADE:--1}
 EVAL_COUNT=${EVAL_COUNT:-100}
 ABL_STEPS=${ABL_STEPS:-300}
 ABL_SEEDS=${ABL_SEEDS:-"1 2 3"}
-ABL_VARIANTS=${ABL_VARIANTS:-"pvm mlp hidden"}
+ABL_VARIANTS=${ABL_VARIANTS:-"pvm mlp"}
 THREADS=${THREADS:-2}
 model=$root/assets/full-context-model
 [ -x "$PVM" ] || { echo "image_fade: $PVM not found (build first, or set PVM=...)" >&2; exit 1; }
@@ -53,17 +57,55 @@ stage_intervention() {
     "$here/results_intervention/intervals.md"
 }
 
+stage_mass() {
+  # 8 held-out scenes with 14-16 objects, 448 greedy tokens (as experiments/dilution and history_window)
+  [ -d "$WORK/mass_scenes/heldout/images" ] ||
+    "$PVM" scenes --out "$WORK/mass_scenes" --count 1 --heldout 8 --objects 14-16 --seed 7 --quiet
+  local prompt dir
+  prompt=$(head -1 "$WORK/mass_scenes/sft.jsonl" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["messages"][0]["content"].replace("<image>",""))')
+  for k in 0 "$FADE"; do
+    dir=$here/results_mass_fade$k
+    [ -f "$dir/fits.csv" ] ||
+      "$PVM" dilution --model "$model" --images "$WORK/mass_scenes/heldout/images" --prompt "$prompt" \
+        --max-new-tokens 448 --visual-restore "$k" --threads "$THREADS" --out "$dir" --quiet
+    rm -f "$dir"/probes_*.jsonl  # per-token records: the CSV holds the curve
+  done
+  python3 - "$here" "$FADE" <<'PY'
+import collections, csv, sys
+here, k = sys.argv[1], sys.argv[2]
+curves = {}
+for name in ("0", k):
+    bins = collections.defaultdict(list)
+    for r in csv.DictReader(open(f"{here}/results_mass_fade{name}/mass_baseline.csv")):
+        bins[int(r["step"]) // 32].append(float(r["mass"]))
+    curves[name] = {b: sum(v) / len(v) for b, v in bins.items()}
+with open(f"{here}/results_mass_fade{k}/as_is_vs_faded.csv", "w") as f:
+    f.write("token,as_is,faded\n")
+    for b in sorted(curves["0"]):
+        f.write(f"{b * 32 + 16},{curves['0'][b]:.5f},{curves[k].get(b, float('nan')):.5f}\n")
+PY
+  local c=$here/results_mass_fade$FADE/as_is_vs_faded.csv
+  "$PVM" plot --series "$c:token:as_is:as it is" --series "$c:token:faded:faded, x (n/P)^$FADE" \
+    --out "$here/results_mass_fade$FADE/as_is_vs_faded.png" --ymin 0 \
+    --title "full-context model: visual attention mass (8 scenes, mean of layers)" \
+    --xlabel "generated token" --ylabel "attention mass on the image"
+}
+
 stage_ablations() {
   [ -f "$WORK/scenes/sft.jsonl" ] || stage_data
+  local sfx=
+  [ "$ABL_STEPS" != 300 ] && sfx=_${ABL_STEPS}steps
   MODEL="$model" DATA="$WORK/scenes/sft.jsonl" SEED=1 EVAL_COUNT="$EVAL_COUNT" RESTORE="$FADE" \
-    STEPS="$ABL_STEPS" TRAIN_SEEDS="$ABL_SEEDS" VARIANTS="$ABL_VARIANTS" WORK="$WORK/ablations_fade$FADE" \
-    THREADS="$THREADS" OUT="$here/results_ablations_fade$FADE" PVM="$PVM" bash "$root/experiments/ablations/run.sh"
+    STEPS="$ABL_STEPS" TRAIN_SEEDS="$ABL_SEEDS" VARIANTS="$ABL_VARIANTS" WORK="$WORK/ablations_fade$FADE${sfx:+_$ABL_STEPS}" \
+    THREADS="$THREADS" OUT="$here/results_ablations_fade$FADE$sfx" PVM="$PVM" bash "$root/experiments/ablations/run.sh"
 }
 
 case ${1:-} in
   data) stage_data ;;
   intervention) stage_intervention ;;
+  mass) stage_mass ;;
   ablations) stage_ablations ;;
-  all) stage_data; stage_intervention; stage_ablations ;;
-  *) echo "usage: bash experiments/image_fade/run.sh data|intervention|ablations|all" >&2; exit 2 ;;
+  all) stage_data; stage_intervention; stage_mass; stage_ablations ;;
+  *) echo "usage: bash experiments/image_fade/run.sh data|intervention|mass|ablations|all" >&2; exit 2 ;;
 esac
