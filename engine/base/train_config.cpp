@@ -121,7 +121,7 @@ std::vector<TrainField> make_fields() {
       Def("history_window", T::Int, PVM_MEMBER(history_window)).range(0, kNoMax)
           .help("SFT: an answer token attends to the prompt and only the last N answer tokens (0: all of them)"),
       Def("visual_restore", T::Real, PVM_MEMBER(visual_restore)).range(-4, 4)
-          .help("SFT: an answer token's attention on the image x (n / P)^K, n the keys it sees, P the prompt (0: off)"),
+          .help("SFT: an answer token's attention on the image x (n / P)^K, n the keys it sees, P the prompt (0: off; K < 0: the image fades)"),
       Def("workers", T::Int, PVM_MEMBER(workers)).range(0, 64)
           .help("threads that decode and preprocess images ahead of the step"),
       Def("bad_lines", T::Choice, PVM_MEMBER(bad_lines)).one_of({"skip", "fatal"})
