@@ -128,21 +128,9 @@ stage_mass() {
     rm -f "$dir"/probes_*.jsonl  # per-token records: the CSV holds the curve
   done
   # Both curves on one plot: mean over scenes and layers per generated token, in 16-token bins.
-  python3 - "$here" "$sfx" <<'PY'
-import collections, csv, sys
-here, sfx = sys.argv[1], sys.argv[2]
-curves = {}
-for name, d in [("full", "results_mass" + sfx), ("control", "results_mass_control" + sfx)]:
-    bins = collections.defaultdict(list)
-    for r in csv.DictReader(open(f"{here}/{d}/mass_baseline.csv")):
-        bins[int(r["step"]) // 16].append(float(r["mass"]))
-    curves[name] = {k: sum(v) / len(v) for k, v in bins.items()}
-with open(f"{here}/results_mass_control{sfx}/full_vs_control.csv", "w") as f:
-    f.write("token,full_attention,as_trained\n")
-    for k in sorted(curves["full"]):
-        f.write(f"{k * 16 + 8},{curves['full'][k]:.5f},{curves['control'].get(k, float('nan')):.5f}\n")
-PY
   local c=$here/results_mass_control$sfx/full_vs_control.csv
+  python3 "$root/experiments/dilution/mass_pair.py" 16 "$c" full_attention:"$here/results_mass$sfx" \
+    as_trained:"$here/results_mass_control$sfx"
   "$PVM" plot --series "$c:token:full_attention:full attention" --series "$c:token:as_trained:${control[*]} (as trained)" \
     --out "$here/results_mass_control$sfx/full_vs_control.png" --ymin 0 \
     --title "$name model: visual attention mass (8 scenes, mean of layers)" \

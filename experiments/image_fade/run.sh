@@ -71,21 +71,8 @@ stage_mass() {
         --max-new-tokens 448 --visual-restore "$k" --threads "$THREADS" --out "$dir" --quiet
     rm -f "$dir"/probes_*.jsonl  # per-token records: the CSV holds the curve
   done
-  python3 - "$here" "$FADE" <<'PY'
-import collections, csv, sys
-here, k = sys.argv[1], sys.argv[2]
-curves = {}
-for name in ("0", k):
-    bins = collections.defaultdict(list)
-    for r in csv.DictReader(open(f"{here}/results_mass_fade{name}/mass_baseline.csv")):
-        bins[int(r["step"]) // 32].append(float(r["mass"]))
-    curves[name] = {b: sum(v) / len(v) for b, v in bins.items()}
-with open(f"{here}/results_mass_fade{k}/as_is_vs_faded.csv", "w") as f:
-    f.write("token,as_is,faded\n")
-    for b in sorted(curves["0"]):
-        f.write(f"{b * 32 + 16},{curves['0'][b]:.5f},{curves[k].get(b, float('nan')):.5f}\n")
-PY
-  local c=$here/results_mass_fade$FADE/as_is_vs_faded.csv
+  local c=$here/results_mass_fade$FADE/as_is_vs_faded.csv  # both curves, 32-token bins
+  python3 "$root/experiments/dilution/mass_pair.py" 32 "$c" as_is:"$here/results_mass_fade0" faded:"$here/results_mass_fade$FADE"
   "$PVM" plot --series "$c:token:as_is:as it is" --series "$c:token:faded:faded, x (n/P)^$FADE" \
     --out "$here/results_mass_fade$FADE/as_is_vs_faded.png" --ymin 0 \
     --title "full-context model: visual attention mass (8 scenes, mean of layers)" \
